@@ -1,0 +1,45 @@
+# pg_stat_guard: the two entry points are `make demo` (the main job) and `make test`.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export PGHOST ?= 127.0.0.1
+export PGPORT ?= 5432
+export PGUSER ?= postgres
+export PGDATABASE ?= test
+
+.PHONY: setup extension extension-check demo test test-python lint bench bench-core bench-extension clean
+
+setup:
+	@scripts/bootstrap.sh
+
+# Build the C extension and install it into the local PostgreSQL.
+extension: setup
+	@echo "==> building and installing the pg_stat_guard extension"
+	$(MAKE) -C pg_extension -s
+	$(MAKE) -C pg_extension -s install
+
+extension-check: extension
+	$(MAKE) -C pg_extension installcheck || { cat pg_extension/regression.diffs 2>/dev/null | head -100; exit 1; }
+
+demo: setup
+	$(PY) -m stat_guard.demo
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+test-python: setup
+	$(PY) -m pytest -q
+
+test: extension-check lint test-python
+
+bench: bench-core bench-extension
+
+bench-core: setup
+	$(PY) bench/bench_core.py
+
+bench-extension: extension
+	$(PY) bench/bench_extension.py
+
+clean:
+	-$(MAKE) -C pg_extension clean
+	rm -rf .pytest_cache .ruff_cache

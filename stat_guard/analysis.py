@@ -1,0 +1,146 @@
+"""From two windows to a verdict: every statistic per feature, then the model's verdict.
+
+Used by the Azure Function (digests from an envelope) and by the Celery tasks (raw
+samples or binned counts), so both apply the same formulas and rules.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from stat_guard import __version__
+from stat_guard import stats as st
+from stat_guard.tdigest import TDigest
+from stat_guard.verdict import Decision, Thresholds, Verdict, decide, worst
+from stat_guard.wire import decode_envelope
+
+
+@dataclass(frozen=True)
+class NumericComparison:
+    """Every statistic between a baseline and a current window of one numeric feature."""
+
+    ks: st.KSResult
+    psi: st.PSIResult
+    kl: st.BinnedResult
+    js: st.BinnedResult
+    wasserstein: st.WassersteinResult
+
+
+@dataclass(frozen=True)
+class FeatureReport:
+    name: str
+    comparison: NumericComparison
+    decision: Decision
+    ks_pvalue_adjusted: float
+
+
+@dataclass(frozen=True)
+class ModelReport:
+    verdict: Verdict
+    features: dict[str, FeatureReport]
+
+
+def compare_digests(baseline: TDigest, current: TDigest, bins: int = st.DEFAULT_PSI_BINS,
+                    epsilon: float = st.DEFAULT_EPSILON) -> NumericComparison:
+    return NumericComparison(
+        ks=st.ks_digests(baseline, current),
+        psi=st.psi_digests(baseline, current, bins, epsilon),
+        kl=st.kl_digests(baseline, current, bins, epsilon),
+        js=st.js_digests(baseline, current, bins),
+        wasserstein=st.wasserstein_digests(baseline, current),
+    )
+
+
+def compare_samples(baseline: np.ndarray, current: np.ndarray, bins: int = st.DEFAULT_PSI_BINS,
+                    epsilon: float = st.DEFAULT_EPSILON) -> NumericComparison:
+    return NumericComparison(
+        ks=st.ks_samples(baseline, current),
+        psi=st.psi_samples(baseline, current, bins, epsilon),
+        kl=st.kl_samples(baseline, current, bins, epsilon),
+        js=st.js_samples(baseline, current, bins),
+        wasserstein=st.wasserstein_samples(baseline, current),
+    )
+
+
+def evaluate(comparisons: Mapping[str, NumericComparison],
+             thresholds: Thresholds = Thresholds()) -> ModelReport:
+    """Apply the verdict rules to each feature, with a BH correction of the KS p-values."""
+    names = list(comparisons)
+    adjusted = st.benjamini_hochberg([comparisons[n].ks.pvalue for n in names])
+    features = {}
+    for name, p_adjusted in zip(names, adjusted, strict=True):
+        c = comparisons[name]
+        pvalue = p_adjusted if thresholds.ks_use_adjusted_pvalue else c.ks.pvalue
+        decision = decide(c.psi.statistic, c.ks.statistic, pvalue, c.ks.n_baseline,
+                          c.ks.n_current, thresholds)
+        features[name] = FeatureReport(name, c, decision, p_adjusted)
+    return ModelReport(worst(f.decision.verdict for f in features.values()), features)
+
+
+def json_number(value: float) -> float | None:
+    """JSON has no NaN or Infinity: undefined figures become null."""
+    if value is None or isinstance(value, bool):
+        return value
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def feature_json(report: FeatureReport) -> dict[str, Any]:
+    c = report.comparison
+    return {
+        "verdict": report.decision.verdict.value,
+        "reasons": list(report.decision.reasons),
+        "psi": json_number(c.psi.statistic),
+        "psi_critical": json_number(c.psi.critical_value),
+        "psi_bins": [json_number(e) for e in c.psi.bin_edges],
+        "ks_statistic": json_number(c.ks.statistic),
+        "ks_pvalue": json_number(c.ks.pvalue),
+        "ks_pvalue_adjusted": json_number(report.ks_pvalue_adjusted),
+        "kl_divergence": json_number(c.kl.statistic),
+        "js_distance": json_number(c.js.statistic),
+        "wasserstein_normalized": json_number(c.wasserstein.statistic),
+        "wasserstein": json_number(c.wasserstein.distance),
+        "wasserstein_scale": c.wasserstein.scale_kind,
+    }
+
+
+def analyze_envelope(body: bytes, thresholds: Thresholds = Thresholds()) -> dict[str, Any]:
+    """Decode a request envelope and answer the verdict JSON (docs/wire-format.md §4).
+
+    Raises :class:`stat_guard.wire.WireFormatError` for a malformed body.
+    """
+    started = time.perf_counter()
+    envelope = decode_envelope(body)
+    decoded = time.perf_counter()
+    comparisons = {name: compare_digests(pair.baseline, pair.current)
+                   for name, pair in envelope.columns.items()}
+    report = evaluate(comparisons, thresholds)
+    columns = {}
+    for name, feature in report.features.items():
+        pair = envelope.columns[name]
+        columns[name] = feature_json(feature) | {
+            "current": _summary_json(pair.current),
+            "baseline": _summary_json(pair.baseline),
+        }
+    finished = time.perf_counter()
+    return {
+        "status": "ok",
+        "verdict": report.verdict.value,
+        "request_id": envelope.metadata.get("request_id"),
+        "function_version": __version__,
+        "thresholds": thresholds.as_dict(),
+        "columns": columns,
+        "timings_ms": {"decode": round((decoded - started) * 1e3, 3),
+                       "statistics": round((finished - decoded) * 1e3, 3)},
+    }
+
+
+def _summary_json(digest: TDigest) -> dict[str, Any]:
+    return {key: json_number(value) if isinstance(value, float) else value
+            for key, value in digest.summary().items()}

@@ -1,0 +1,84 @@
+"""The owner's verdict rules: PSI is the primary trigger, KS a guarded secondary one.
+
+PSI < 0.1 is ok, 0.1–0.25 a warning, > 0.25 drift. KS raises a warning only when
+p < 0.05 and the statistic > 0.1, because at large sample sizes KS flags tiny deviations.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from enum import Enum
+
+
+class Verdict(str, Enum):
+    INSUFFICIENT_DATA = "insufficient_data"
+    OK = "ok"
+    WARNING = "warning"
+    DRIFT = "drift"
+
+    @property
+    def severity(self) -> int:
+        return _SEVERITY[self]
+
+
+_SEVERITY = {Verdict.INSUFFICIENT_DATA: 0, Verdict.OK: 1, Verdict.WARNING: 2, Verdict.DRIFT: 3}
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Configurable rule thresholds; the defaults are the owner's."""
+
+    psi_warning: float = 0.1
+    psi_drift: float = 0.25
+    ks_pvalue: float = 0.05
+    ks_statistic: float = 0.1
+    min_count: int = 30  # fewer finite values than this in either window: insufficient_data
+    ks_use_adjusted_pvalue: bool = False  # use the Benjamini–Hochberg p-value in the KS rule
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.psi_warning <= self.psi_drift:
+            raise ValueError("need 0 <= psi_warning <= psi_drift")
+        if not 0 < self.ks_pvalue < 1 or not 0 <= self.ks_statistic <= 1:
+            raise ValueError("ks_pvalue must be in (0, 1) and ks_statistic in [0, 1]")
+        if self.min_count < 1:
+            raise ValueError("min_count must be >= 1")
+
+    def as_dict(self) -> dict[str, float | int | bool]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Decision:
+    verdict: Verdict
+    reasons: tuple[str, ...]
+
+
+def decide(psi: float, ks_statistic: float, ks_pvalue: float, n_baseline: int, n_current: int,
+           thresholds: Thresholds = Thresholds()) -> Decision:
+    """One feature's verdict from its PSI and KS figures."""
+    if min(n_baseline, n_current) < thresholds.min_count:
+        return Decision(Verdict.INSUFFICIENT_DATA, (
+            f"fewer than {thresholds.min_count} finite values "
+            f"(baseline {n_baseline}, current {n_current})",))
+    verdict = Verdict.OK
+    reasons: list[str] = []
+    if not math.isnan(psi):
+        if psi > thresholds.psi_drift:
+            verdict = Verdict.DRIFT
+            reasons.append(f"psi {psi:.4g} > {thresholds.psi_drift:g}")
+        elif psi >= thresholds.psi_warning:
+            verdict = Verdict.WARNING
+            reasons.append(f"psi {psi:.4g} >= {thresholds.psi_warning:g}")
+    if (not math.isnan(ks_pvalue) and ks_pvalue < thresholds.ks_pvalue
+            and ks_statistic > thresholds.ks_statistic):
+        reasons.append(f"ks {ks_statistic:.4g} > {thresholds.ks_statistic:g} "
+                       f"with p {ks_pvalue:.3g} < {thresholds.ks_pvalue:g}")
+        verdict = worst([verdict, Verdict.WARNING])
+    return Decision(verdict, tuple(reasons))
+
+
+def worst(verdicts: Iterable[Verdict]) -> Verdict:
+    """The most severe verdict; an empty list is insufficient data."""
+    return max(verdicts, key=lambda v: v.severity, default=Verdict.INSUFFICIENT_DATA)

@@ -1,0 +1,1 @@
+"""Celery tasks: scheduled drift over DuckDB, on-demand PostgreSQL analyses, reactions."""

@@ -1,0 +1,1 @@
+"""The Celery application of the drift worker fleet (configuration, queues, routing)."""
