@@ -17,7 +17,14 @@ import numpy as np
 from stat_guard import __version__
 from stat_guard import stats as st
 from stat_guard.tdigest import TDigest
-from stat_guard.verdict import Decision, Thresholds, Verdict, decide, worst
+from stat_guard.verdict import (
+    DEFAULT_THRESHOLDS,
+    Decision,
+    Thresholds,
+    Verdict,
+    decide,
+    worst,
+)
 from stat_guard.wire import decode_envelope
 
 
@@ -69,7 +76,7 @@ def compare_samples(baseline: np.ndarray, current: np.ndarray, bins: int = st.DE
 
 
 def evaluate(comparisons: Mapping[str, NumericComparison],
-             thresholds: Thresholds = Thresholds()) -> ModelReport:
+             thresholds: Thresholds = DEFAULT_THRESHOLDS) -> ModelReport:
     """Apply the verdict rules to each feature, with a BH correction of the KS p-values."""
     names = list(comparisons)
     adjusted = st.benjamini_hochberg([comparisons[n].ks.pvalue for n in names])
@@ -110,7 +117,7 @@ def feature_json(report: FeatureReport) -> dict[str, Any]:
     }
 
 
-def analyze_envelope(body: bytes, thresholds: Thresholds = Thresholds()) -> dict[str, Any]:
+def analyze_envelope(body: bytes, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> dict[str, Any]:
     """Decode a request envelope and answer the verdict JSON (docs/wire-format.md §4).
 
     Raises :class:`stat_guard.wire.WireFormatError` for a malformed body.

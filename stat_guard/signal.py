@@ -51,15 +51,16 @@ class ThreeSigmaSignal:
         """Would ``value`` fire, against what has been seen so far (no update)?"""
         if self.count < self.warmup:
             return False
-        deviation = value - self.mean
+        deviation = float(value) - self.mean
         limit = self.sigmas * self.std
-        return deviation > limit or (self.two_sided and -deviation > limit)
+        return bool(deviation > limit or (self.two_sided and -deviation > limit))
 
     def update(self, value: float | None) -> bool:
         """Check ``value`` against the history, then add it; True when it fires."""
         if value is None or not math.isfinite(value):
             self.ignored += 1
             return False
+        value = float(value)
         fired = self.is_outlier(value)
         self.count += 1
         delta = value - self.mean

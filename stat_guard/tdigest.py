@@ -17,6 +17,7 @@ DEFAULT_COMPRESSION = 200
 MIN_COMPRESSION = 10
 MAX_COMPRESSION = 10000
 MAX_CENTROIDS = 65536
+EXACT_FACTOR = 5  # windows of up to 5·δ values keep every value as a centroid
 
 
 def _normaliser(count: float, compression: float) -> float:
@@ -48,7 +49,8 @@ def _check_compression(compression: int) -> int:
         raise TypeError(f"compression must be an integer, got {type(compression).__name__}")
     if not MIN_COMPRESSION <= compression <= MAX_COMPRESSION:
         raise ValueError(
-            f"compression must be between {MIN_COMPRESSION} and {MAX_COMPRESSION}, got {compression}"
+            f"compression must be between {MIN_COMPRESSION} and {MAX_COMPRESSION}, "
+            f"got {compression}"
         )
     return int(compression)
 
@@ -137,7 +139,7 @@ class TDigest:
                 pos_inf_count=pos_inf,
                 neg_inf_count=neg_inf,
             )
-        ordered = np.sort(finite, kind="stable")
+        ordered = np.sort(finite)
         ordered = ordered + 0.0  # -0.0 becomes +0.0: one value, one byte string
         means, weights = _compress_sorted(ordered, compression)
         with np.errstate(over="ignore", invalid="ignore"):
@@ -308,7 +310,8 @@ class TDigest:
 def _compress_sorted(ordered: np.ndarray, compression: int) -> tuple[np.ndarray, np.ndarray]:
     """Group sorted unit-weight values into centroids.
 
-    - Up to ``2·δ`` values, every value is its own centroid: small windows stay exact.
+    - Up to ``EXACT_FACTOR·δ`` values, every value is its own centroid: small windows
+      stay exact.
     - Otherwise values are grouped by the k2 bin of their mid rank (every point of a
       centroid has its mid-rank k value in [j, j + 1); the tails come out as single
       points because one point spans more than one k unit there).
@@ -317,10 +320,16 @@ def _compress_sorted(ordered: np.ndarray, compression: int) -> tuple[np.ndarray,
       so discrete and heavily rounded columns keep exact CDF jumps.
     """
     n = ordered.size
-    if n <= 2 * compression:
+    if n <= EXACT_FACTOR * compression:
         return ordered.copy(), np.ones(n, dtype=np.uint64)
-    q_mid = (np.arange(n, dtype=np.float64) + 0.5) / n
-    k_bins = np.floor(_k2(q_mid, compression, float(n)))
+    # Where k(mid rank) crosses each integer j: the first i with k((i + ½)/n) >= j.
+    scale = compression / _normaliser(float(n), compression)
+    k_low = math.floor(scale * math.log((0.5 / n) / (1.0 - 0.5 / n)))
+    k_high = math.floor(scale * math.log((1.0 - 0.5 / n) / (0.5 / n)))
+    crossings = np.ceil(n / (1.0 + np.exp(-np.arange(k_low + 1, k_high + 1) / scale)) - 0.5)
+    k_bins = np.zeros(n, dtype=np.int64)
+    np.add.at(k_bins, np.clip(crossings.astype(np.int64), 0, n - 1)[crossings < n], 1)
+    k_bins = np.cumsum(k_bins)
     changes = np.flatnonzero(ordered[1:] != ordered[:-1]) + 1
     run_starts = np.concatenate(([0], changes))
     run_lengths = np.diff(np.append(run_starts, n))
@@ -339,9 +348,9 @@ def _compress_sorted(ordered: np.ndarray, compression: int) -> tuple[np.ndarray,
     boundary[heavy_starts + run_lengths[heavy_runs] // 2] = True
     starts = np.flatnonzero(boundary)
     weights = np.diff(np.append(starts, n)).astype(np.uint64)
-    scale = float(max(abs(ordered[0]), abs(ordered[-1])))
-    if scale > 1e300:  # keep partial sums of huge values finite
-        means = np.add.reduceat(ordered / scale, starts) / weights * scale
+    magnitude = float(max(abs(ordered[0]), abs(ordered[-1])))
+    if magnitude > 1e300:  # keep partial sums of huge values finite
+        means = np.add.reduceat(ordered / magnitude, starts) / weights * magnitude
     else:
         means = np.add.reduceat(ordered, starts) / weights
     # A mean lies within its group's values; clipping also keeps runs of ties exact.
@@ -357,7 +366,7 @@ def _merge_centroids(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Greedy merge of sorted centroids: absorb a neighbour while the k2 span stays <= 1."""
     total = float(np.sum(weights, dtype=np.float64))
-    if total <= 2 * compression:
+    if total <= EXACT_FACTOR * compression:
         return _collapse_ties(means, weights)
     norm = _normaliser(total, compression)
     out_means: list[float] = []

@@ -9,10 +9,10 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
-from enum import Enum
+from enum import StrEnum
 
 
-class Verdict(str, Enum):
+class Verdict(StrEnum):
     INSUFFICIENT_DATA = "insufficient_data"
     OK = "ok"
     WARNING = "warning"
@@ -55,8 +55,11 @@ class Decision:
     reasons: tuple[str, ...]
 
 
+DEFAULT_THRESHOLDS = Thresholds()
+
+
 def decide(psi: float, ks_statistic: float, ks_pvalue: float, n_baseline: int, n_current: int,
-           thresholds: Thresholds = Thresholds()) -> Decision:
+           thresholds: Thresholds = DEFAULT_THRESHOLDS) -> Decision:
     """One feature's verdict from its PSI and KS figures."""
     if min(n_baseline, n_current) < thresholds.min_count:
         return Decision(Verdict.INSUFFICIENT_DATA, (

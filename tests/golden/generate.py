@@ -15,8 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from stat_guard.tdigest import TDigest
-from stat_guard.wire import (ColumnDigests, Envelope, decode_digest, encode_digest,
-                             encode_envelope)
+from stat_guard.wire import ColumnDigests, Envelope, decode_digest, encode_digest, encode_envelope
 
 HERE = Path(__file__).resolve().parent
 CDF_POINTS = [-1e308, -3.0, -1.0, -0.5, 0.0, 0.25, 1.0, 2.0, 2.5, 3.0, 5.5, 42.5, 100.0, 1e308]
@@ -96,7 +95,8 @@ def malformed(valid: bytes) -> list[dict]:
         ("more centroids than values", patch(80, "<I", 10**6)),
         ("centroid count over the limit", patch(80, "<I", 65537)),
         ("centroid count larger than the input", patch(80, "<I", n + 1)),
-        ("count does not match the weights", patch(8, "<Q", struct.unpack_from("<Q", valid, 8)[0] + 1)),
+        ("count does not match the weights",
+         patch(8, "<Q", struct.unpack_from("<Q", valid, 8)[0] + 1)),
         ("NaN centroid mean", patch(84, "<d", float("nan"))),
         ("infinite centroid mean", patch(84, "<d", float("-inf"))),
         ("centroid mean below min", patch(84, "<d", -1e9)),

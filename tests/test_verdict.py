@@ -1,0 +1,132 @@
+"""The owner's verdict rules, the model verdict, and the local 3σ signal."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from stat_guard.analysis import analyze_envelope, compare_samples, evaluate
+from stat_guard.signal import ThreeSigmaSignal
+from stat_guard.tdigest import TDigest
+from stat_guard.verdict import Thresholds, Verdict, decide, worst
+from stat_guard.wire import ColumnDigests, Envelope, encode_envelope
+from tests.conftest import GOLDEN_DIR
+
+
+@pytest.mark.parametrize("psi, expected", [
+    (0.0, Verdict.OK), (0.0999, Verdict.OK), (0.1, Verdict.WARNING), (0.25, Verdict.WARNING),
+    (0.2501, Verdict.DRIFT), (3.0, Verdict.DRIFT),
+])
+def test_psi_is_the_primary_trigger(psi, expected):
+    assert decide(psi, 0.0, 1.0, 1000, 1000).verdict is expected
+
+
+@pytest.mark.parametrize("ks, p, expected", [
+    (0.2, 0.01, Verdict.WARNING),   # both conditions: warning
+    (0.05, 1e-30, Verdict.OK),      # tiny p but small distance: big-sample noise, no alert
+    (0.3, 0.2, Verdict.OK),         # large distance, not significant
+    (0.1, 0.001, Verdict.OK),       # the distance must exceed 0.1
+])
+def test_ks_warns_only_when_significant_and_substantial(ks, p, expected):
+    decision = decide(0.01, ks, p, 10_000, 10_000)
+    assert decision.verdict is expected
+    if expected is Verdict.WARNING:
+        assert any("ks" in r for r in decision.reasons)
+
+
+def test_ks_never_lowers_a_psi_drift():
+    assert decide(0.5, 0.3, 1e-9, 1000, 1000).verdict is Verdict.DRIFT
+
+
+def test_too_few_values_is_insufficient_data():
+    decision = decide(5.0, 0.9, 0.0, 10, 1000)
+    assert decision.verdict is Verdict.INSUFFICIENT_DATA and "fewer than 30" in decision.reasons[0]
+
+
+def test_thresholds_are_configurable_and_validated():
+    strict = Thresholds(psi_warning=0.01, psi_drift=0.05)
+    assert decide(0.06, 0, 1, 100, 100, strict).verdict is Verdict.DRIFT
+    with pytest.raises(ValueError):
+        Thresholds(psi_warning=0.3, psi_drift=0.2)
+
+
+def test_worst_orders_verdicts():
+    assert worst([Verdict.OK, Verdict.DRIFT, Verdict.WARNING]) is Verdict.DRIFT
+    assert worst([Verdict.INSUFFICIENT_DATA, Verdict.OK]) is Verdict.OK
+    assert worst([]) is Verdict.INSUFFICIENT_DATA
+
+
+def test_model_verdict_flags_the_drifted_features_only():
+    rng = np.random.default_rng(21)
+    comparisons = {f"f{i}": compare_samples(rng.normal(size=5000), rng.normal(size=5000))
+                   for i in range(10)}
+    comparisons["shifted"] = compare_samples(rng.normal(size=5000), rng.normal(1.0, 1, 5000))
+    report = evaluate(comparisons)
+    assert report.verdict is Verdict.DRIFT
+    flagged = [n for n, f in report.features.items() if f.decision.verdict is not Verdict.OK]
+    assert flagged == ["shifted"]
+    adjusted = report.features["f0"].ks_pvalue_adjusted
+    assert adjusted >= report.features["f0"].comparison.ks.pvalue
+
+
+def test_envelope_analysis_flips_the_verdict_with_drift():
+    rng = np.random.default_rng(22)
+    baseline = TDigest.from_values(rng.normal(size=20_000))
+
+    def run(shift: float) -> dict:
+        current = TDigest.from_values(rng.normal(shift, 1, 10_000))
+        columns = {"x": ColumnDigests(current, baseline)}
+        body = encode_envelope(Envelope({"request_id": "t"}, columns))
+        return analyze_envelope(body)
+
+    calm, drifted = run(0.0), run(0.8)
+    assert calm["verdict"] == "ok" and drifted["verdict"] == "drift"
+    assert drifted["columns"]["x"]["psi"] > 0.25 and drifted["request_id"] == "t"
+    json.dumps(drifted, allow_nan=False)
+
+
+def test_golden_envelope_analysis_is_json_safe():
+    result = analyze_envelope((GOLDEN_DIR / "envelope.psge").read_bytes())
+    text = json.dumps(result, allow_nan=False)
+    assert result["columns"]["latency ms"]["verdict"] == "insufficient_data"
+    assert result["columns"]["latency ms"]["psi"] is None
+    assert result["columns"]["latency ms"]["current"]["null_count"] == 3
+    assert "NaN" not in text
+
+
+def test_three_sigma_signal_fires_on_an_outlier_after_warmup():
+    signal = ThreeSigmaSignal()
+    rng = np.random.default_rng(23)
+    fired = [signal.update(v) for v in rng.normal(10, 2, 500)]
+    assert sum(fired) <= 3  # a normal stream rarely passes mean + 3σ
+    assert signal.mean == pytest.approx(10, abs=0.3) and signal.std == pytest.approx(2, rel=0.1)
+    limit = signal.upper_limit
+    assert signal.update(limit + 0.01) is True
+    assert signal.update(signal.mean) is False
+
+
+def test_three_sigma_signal_is_quiet_during_warmup_and_ignores_invalid_values():
+    signal = ThreeSigmaSignal(warmup=10)
+    assert not any(signal.update(v) for v in [1, 1, 1, 1, 1000])
+    assert signal.update(float("nan")) is False and signal.update(None) is False
+    assert signal.ignored == 2 and signal.count == 5
+
+
+def test_three_sigma_signal_matches_numpy_moments():
+    values = np.random.default_rng(24).exponential(size=10_000)
+    signal = ThreeSigmaSignal()
+    for v in values:
+        signal.update(float(v))
+    assert signal.mean == pytest.approx(values.mean(), rel=1e-12)
+    assert signal.std == pytest.approx(values.std(ddof=1), rel=1e-10)
+    assert not math.isnan(signal.upper_limit)
+
+
+def test_two_sided_signal_also_fires_below():
+    signal = ThreeSigmaSignal(two_sided=True)
+    for v in np.random.default_rng(25).normal(0, 1, 200):
+        signal.update(float(v))
+    assert signal.update(signal.mean - 10 * signal.std) is True

@@ -1,0 +1,203 @@
+"""Wire format v1: golden vectors, strict reading, canonical writing."""
+
+from __future__ import annotations
+
+import math
+import struct
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as hs
+
+from stat_guard.tdigest import TDigest
+from stat_guard.wire import (
+    ColumnDigests,
+    Envelope,
+    WireFormatError,
+    decode_digest,
+    decode_envelope,
+    encode_digest,
+    encode_envelope,
+)
+from tests.conftest import GOLDEN_DIR
+from tests.golden.generate import golden_digests
+
+
+def _float(value):
+    return {"Infinity": math.inf, "-Infinity": -math.inf, "NaN": math.nan}.get(value, value)
+
+
+def test_writer_reproduces_every_golden_digest_byte_for_byte(golden):
+    for name, digest in golden_digests().items():
+        expected = (GOLDEN_DIR / golden["digests"][name]["file"]).read_bytes()
+        assert encode_digest(digest) == expected, name
+
+
+def test_golden_digests_decode_to_their_documented_fields(golden):
+    for name, spec in golden["digests"].items():
+        data = (GOLDEN_DIR / spec["file"]).read_bytes()
+        assert data.hex() == spec["hex"]
+        digest = decode_digest(data)
+        for field in ("compression", "count", "null_count", "nan_count", "pos_inf_count",
+                      "neg_inf_count"):
+            assert getattr(digest, field) == spec[field], (name, field)
+        for field in ("min", "max", "sum", "sum_sq"):
+            assert getattr(digest, field) == _float(spec[field]), (name, field)
+        assert digest.means.tolist() == [_float(m) for m in spec["means"]]
+        assert digest.weights.tolist() == spec["weights"]
+        for x, expected in spec["cdf"]:
+            got = digest.cdf(x)
+            assert (expected is None and math.isnan(got)) or got == expected, (name, x)
+        for q, expected in spec["quantile"]:
+            got = digest.quantile(q)
+            assert (expected is None and math.isnan(got)) or got == expected, (name, q)
+        assert encode_digest(digest) == data
+
+
+def test_golden_envelope_round_trips(golden):
+    data = (GOLDEN_DIR / "envelope.psge").read_bytes()
+    envelope = decode_envelope(data)
+    assert envelope.metadata == golden["envelope"]["metadata"]
+    digests = golden_digests()
+    for column, roles in golden["envelope"]["columns"].items():
+        assert envelope.columns[column].current == digests[roles["current"]]
+        assert envelope.columns[column].baseline == digests[roles["baseline"]]
+    assert encode_envelope(envelope) == data
+
+
+def test_every_golden_malformed_digest_is_rejected(golden):
+    assert len(golden["malformed_digests"]) >= 25
+    for case in golden["malformed_digests"]:
+        with pytest.raises(WireFormatError):
+            decode_digest(bytes.fromhex(case["hex"]))
+
+
+def test_a_huge_centroid_count_is_refused_before_any_allocation():
+    header = bytearray(encode_digest(TDigest.from_values([1.0, 2.0])))[:84]
+    struct.pack_into("<QI", header, 8, 2**63, 65536)
+    with pytest.raises(WireFormatError, match="cannot fit"):
+        decode_digest(bytes(header))
+
+
+def test_negative_zero_is_written_as_positive_zero():
+    digest = TDigest.from_values([-0.0, -0.0, 1.0])
+    data = encode_digest(digest)
+    decoded = decode_digest(data)
+    assert math.copysign(1.0, decoded.min) == 1.0
+    assert all(math.copysign(1.0, m) == 1.0 for m in decoded.means)
+
+
+_values = hs.lists(
+    hs.one_of(hs.floats(allow_nan=True, allow_infinity=True), hs.none(),
+              hs.sampled_from([0.0, 1.0, 1.0, 2.0, -1e308, 1e308, 5e-324])),
+    max_size=600,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(values=_values, compression=hs.integers(10, 10000))
+def test_round_trip_is_exact(values, compression):
+    digest = TDigest.from_values(values, compression=compression)
+    data = encode_digest(digest)
+    decoded = decode_digest(data)
+    assert decoded == digest
+    assert encode_digest(decoded) == data
+
+
+@settings(max_examples=300, deadline=None)
+@given(values=hs.lists(hs.floats(-1e6, 1e6), min_size=1, max_size=5000))
+def test_round_trip_of_compressed_digests(values):
+    digest = TDigest.from_values(values, compression=10)
+    assert decode_digest(encode_digest(digest)) == digest
+
+
+@settings(max_examples=2000, deadline=None)
+@given(data=hs.binary(max_size=400))
+def test_random_bytes_only_raise_the_documented_error(data):
+    try:
+        digest = decode_digest(data)
+    except WireFormatError:
+        return
+    assert encode_digest(digest) == data
+
+
+_VALID = [encode_digest(d) for d in golden_digests().values()]
+
+
+@settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(base=hs.sampled_from(_VALID), edits=hs.lists(
+    hs.tuples(hs.integers(0, 2000), hs.integers(0, 255), hs.sampled_from(["set", "del", "ins"])),
+    min_size=1, max_size=4), cut=hs.integers(0, 2000))
+def test_mutated_digests_only_raise_the_documented_error(base, edits, cut):
+    data = bytearray(base)
+    for position, value, kind in edits:
+        position %= len(data) + 1
+        if kind == "set" and position < len(data):
+            data[position] = value
+        elif kind == "del" and position < len(data):
+            del data[position]
+        else:
+            data.insert(position, value)
+    if cut < len(data) and cut % 7 == 0:
+        data = data[:cut]
+    try:
+        digest = decode_digest(bytes(data))
+    except WireFormatError:
+        return
+    # Whatever is accepted is canonical: re-encoding gives the same bytes back.
+    assert encode_digest(digest) == bytes(data)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(data=hs.binary(max_size=300), prefix=hs.sampled_from([b"", b"PSGE\x01\x00\x00\x00"]))
+def test_random_envelopes_only_raise_the_documented_error(data, prefix):
+    try:
+        decode_envelope(prefix + data)
+    except WireFormatError:
+        pass
+
+
+def _envelope_bytes() -> bytes:
+    d = TDigest.from_values(np.arange(100.0))
+    return encode_envelope(Envelope({"request_id": "x"}, {"a": ColumnDigests(d, d)}))
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda b: b[:-1], "digest length|truncated"),
+    (lambda b: b + b"\x00", "trailing"),
+    (lambda b: b"PSGX" + b[4:], "magic"),
+    (lambda b: b[:4] + b"\x02" + b[5:], "version"),
+    (lambda b: b[:8] + struct.pack("<I", 70000) + b[12:], "metadata of"),
+    (lambda b: b[:12] + b"[1]            "[: struct.unpack_from("<I", b, 8)[0]]
+     + b[12 + struct.unpack_from("<I", b, 8)[0]:], "JSON"),
+])
+def test_malformed_envelopes_say_what_is_wrong(mutate, message):
+    with pytest.raises(WireFormatError, match=message):
+        decode_envelope(mutate(_envelope_bytes()))
+
+
+def test_an_envelope_column_needs_both_roles():
+    d = TDigest.from_values([1.0, 2.0])
+    data = bytearray(encode_envelope(Envelope({}, {"a": ColumnDigests(d, d)})))
+    meta_len = struct.unpack_from("<I", data, 8)[0]
+    entries_at = 12 + meta_len
+    first_len = 2 + 1 + 1 + 4 + len(encode_digest(d))
+    struct.pack_into("<I", data, entries_at, 1)
+    truncated = bytes(data[: entries_at + 4 + first_len])
+    with pytest.raises(WireFormatError, match="no baseline"):
+        decode_envelope(truncated)
+
+
+def test_envelope_round_trip_keeps_metadata_and_columns():
+    rng = np.random.default_rng(7)
+    columns = {f"col {i} ü;\"": ColumnDigests(TDigest.from_values(rng.normal(size=300)),
+                                               TDigest.from_values(rng.normal(size=700)))
+               for i in range(5)}
+    envelope = Envelope({"source": "public.t", "request_id": "r", "compression": 200}, columns)
+    decoded = decode_envelope(encode_envelope(envelope))
+    assert decoded.metadata == envelope.metadata
+    assert list(decoded.columns) == list(columns)
+    for name in columns:
+        assert decoded.columns[name].current == columns[name].current
+        assert decoded.columns[name].baseline == columns[name].baseline
