@@ -51,8 +51,9 @@ fi
 stamp="$VENV/.installed-$(sha1sum pyproject.toml | cut -c1-12)"
 if [[ ! -f "$stamp" ]]; then
     say "installing Python packages"
-    "$VENV/bin/pip" install -q --upgrade pip
-    "$VENV/bin/pip" install -q -e '.[dev]'
+    # pip warns about unused local index folders on some machines; keep the output readable.
+    "$VENV/bin/pip" install -q --upgrade pip 2> >(grep -v "^WARNING: Location" >&2)
+    "$VENV/bin/pip" install -q -e '.[dev]' 2> >(grep -v "^WARNING: Location" >&2)
     rm -f "$VENV"/.installed-*
     touch "$stamp"
 fi
