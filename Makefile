@@ -7,7 +7,8 @@ export PGPORT ?= 5432
 export PGUSER ?= postgres
 export PGDATABASE ?= test
 
-.PHONY: setup extension extension-check demo test test-python lint bench bench-core bench-extension clean
+.PHONY: setup extension extension-check demo test test-python lint bench bench-core bench-extension \
+	azure-local azure-bundle clean
 
 setup:
 	@scripts/bootstrap.sh
@@ -23,6 +24,13 @@ extension-check: extension
 
 demo: setup
 	$(PY) -m stat_guard.demo
+
+# The Azure Function's ASGI app under uvicorn on 127.0.0.1:7071 (override with PORT=...).
+azure-local: setup
+	$(PY) -m stat_guard.service --port $${PORT:-7071}
+
+azure-bundle: setup
+	$(PY) scripts/build_azure_bundle.py
 
 lint: setup
 	$(VENV)/bin/ruff check .
