@@ -439,7 +439,8 @@ def _eval_cdf(anchors: _Anchors, xs: np.ndarray, *, left: bool) -> np.ndarray:
     frac = _fraction(xs, ax[safe], ax[nxt])
     fa = anchors.f_high[safe]
     fb = anchors.f_low[nxt]
-    between = fa + frac * (fb - fa)
+    with np.errstate(invalid="ignore"):  # the unused branch may hold inf * 0
+        between = fa + frac * (fb - fa)
     value = np.where(at_anchor, anchors.f_low[safe] if left else fa, between)
     value = np.where(idx >= ax.size - 1, np.where(at_anchor & left, anchors.f_low[safe], fa),
                      value)

@@ -1,0 +1,41 @@
+/*
+ * pg_stat_guard.h — declarations shared by the extension's C files.
+ */
+#ifndef PG_STAT_GUARD_H
+#define PG_STAT_GUARD_H
+
+#include "postgres.h"
+
+#include "tdigest.h"
+
+#if PG_VERSION_NUM < 130000
+#error "pg_stat_guard needs PostgreSQL 13 or later"
+#endif
+
+/* Compression used by tdigest_agg(value); chosen by bench/bench_extension.py. */
+#define PSG_DEFAULT_COMPRESSION 100
+
+/*
+ * The tdigest type is a varlena whose payload IS the wire-format v1 digest,
+ * always in canonical form, so send, recv and the bytea casts copy bytes.
+ */
+#define DatumGetTDigestPP(d)	((struct varlena *) PG_DETOAST_DATUM_PACKED(d))
+#define PG_GETARG_TDIGEST_PP(n) DatumGetTDigestPP(PG_GETARG_DATUM(n))
+
+/* Canonical encoding of d as a varlena (the type's and bytea's layout). */
+extern struct varlena *psg_digest_to_varlena(const TdDigest *d);
+
+/*
+ * Decode and validate wire bytes into d, with centroid arrays palloc'd in
+ * CurrentMemoryContext.  Errors are raised with the given SQLSTATE.
+ */
+extern void psg_decode_bytes(const uint8 *bytes, size_t len, TdDigest *d,
+							 int errcode_on_failure);
+
+/* Decode a stored tdigest value (trusted, but still checked). */
+extern void psg_decode_tdigest(struct varlena *v, TdDigest *d);
+
+/* Free the arrays psg_decode_* allocated. */
+extern void psg_free_digest(TdDigest *d);
+
+#endif							/* PG_STAT_GUARD_H */

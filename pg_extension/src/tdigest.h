@@ -1,0 +1,158 @@
+/*
+ * tdigest.h — the merging t-digest and its wire format (docs/wire-format.md).
+ *
+ * Pure C: no PostgreSQL headers, no allocation.  Callers own every array and
+ * pass capacities in, so the same code runs inside a backend (palloc'd
+ * memory) and in the stand-alone unit test (malloc'd memory).
+ */
+#ifndef PSG_TDIGEST_H
+#define PSG_TDIGEST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define TD_MIN_COMPRESSION		10
+#define TD_MAX_COMPRESSION		10000
+#define TD_MAX_CENTROIDS		65536
+#define TD_HEADER_SIZE			84
+#define TD_MAX_VARINT_BYTES		10
+#define TD_WIRE_VERSION			1
+#define TD_ERRMSG_SIZE			160
+
+/* Everything of a digest except its centroids. */
+typedef struct TdSummary
+{
+	int			compression;
+	uint64_t	count;			/* finite values summarised */
+	uint64_t	null_count;
+	uint64_t	nan_count;
+	uint64_t	pos_inf_count;
+	uint64_t	neg_inf_count;
+	double		min;
+	double		max;
+	double		sum;
+	double		sum_sq;
+} TdSummary;
+
+/* A digest whose centroid arrays belong to someone else. */
+typedef struct TdDigest
+{
+	TdSummary	s;
+	uint32_t	n_centroids;
+	const double *means;
+	const uint64_t *weights;
+} TdDigest;
+
+/* One point of the piecewise-linear CDF (wire-format section 2). */
+typedef struct TdAnchor
+{
+	double		x;
+	double		f_low;
+	double		f_high;
+} TdAnchor;
+
+/* Summary of an empty digest with the given compression. */
+extern void td_summary_init(TdSummary *s, int compression);
+
+/*
+ * Upper bound on the centroids td_merge_* can emit for this compression,
+ * whatever the input size (<= TD_MAX_CENTROIDS).
+ */
+extern uint32_t td_centroid_bound(int compression);
+
+/*
+ * Order-preserving map between doubles and unsigned 64-bit keys: a < b as
+ * doubles iff key(a) < key(b) as integers (for non-NaN values).
+ */
+static inline uint64_t
+td_key_from_double(double d)
+{
+	union
+	{
+		double		d;
+		uint64_t	u;
+	}			v;
+
+	v.d = d;
+	return (v.u & UINT64_C(0x8000000000000000)) ? ~v.u : (v.u | UINT64_C(0x8000000000000000));
+}
+
+static inline double
+td_double_from_key(uint64_t k)
+{
+	union
+	{
+		double		d;
+		uint64_t	u;
+	}			v;
+
+	v.u = (k & UINT64_C(0x8000000000000000)) ? (k & ~UINT64_C(0x8000000000000000)) : ~k;
+	return v.d;
+}
+
+/* Sort keys ascending (LSD radix sort); scratch holds n keys. */
+extern void td_sort_keys(uint64_t *keys, uint64_t *scratch, size_t n);
+
+/*
+ * Merge sorted centroids (am/aw, na) with sorted unit-weight points given as
+ * keys (bkeys, nb) into out (capacity ocap >= 1), compressing with the k2
+ * scale function normalised by total = sum of all weights.  Returns the
+ * number of centroids written.  out must not alias the inputs.
+ */
+extern uint32_t td_merge_points(int compression, uint64_t total,
+								const double *am, const uint64_t *aw, uint32_t na,
+								const uint64_t *bkeys, uint32_t nb,
+								double *om, uint64_t *ow, uint32_t ocap);
+
+/* As td_merge_points, but the second input is weighted centroids too. */
+extern uint32_t td_merge_centroids(int compression, uint64_t total,
+								   const double *am, const uint64_t *aw, uint32_t na,
+								   const double *bm, const uint64_t *bw, uint32_t nb,
+								   double *om, uint64_t *ow, uint32_t ocap);
+
+/*
+ * Check every rule of wire-format section 1 that does not concern bytes.
+ * Returns true when valid; otherwise writes a message to err.
+ */
+extern bool td_validate(const TdDigest *d, char *err, size_t errlen);
+
+/* Exact size of the canonical encoding of d. */
+extern size_t td_encoded_size(const TdDigest *d);
+
+/* Write the canonical encoding of d to out (td_encoded_size bytes). */
+extern size_t td_encode(const TdDigest *d, uint8_t *out);
+
+/*
+ * First step of decoding: check the fixed header and that the input is long
+ * enough for the centroid count it announces (84 + 9n <= len), so a caller
+ * may allocate n means and weights.  Returns true when valid.
+ */
+extern bool td_decode_header(const uint8_t *buf, size_t len, TdSummary *s,
+							 uint32_t *n_centroids, char *err, size_t errlen);
+
+/*
+ * Second step: read the centroids into caller arrays of n_centroids entries
+ * and validate the whole digest (varints, trailing bytes, all of
+ * td_validate).  Returns true when valid.
+ */
+extern bool td_decode_centroids(const uint8_t *buf, size_t len, const TdSummary *s,
+								uint32_t n_centroids, double *means, uint64_t *weights,
+								char *err, size_t errlen);
+
+/*
+ * Build the CDF anchors of a valid, non-empty digest into out, which must
+ * hold n_centroids + 2 anchors.  Returns the number of anchors.
+ */
+extern uint32_t td_build_anchors(const TdDigest *d, TdAnchor *out);
+
+/* cdf(x) of a non-empty digest, x not NaN. */
+extern double td_cdf(const TdDigest *d, const TdAnchor *a, uint32_t na, double x);
+
+/* quantile(q) of a non-empty digest, 0 <= q <= 1. */
+extern double td_quantile(const TdDigest *d, const TdAnchor *a, uint32_t na, double q);
+
+/* Mean from the centroids when the exact sum overflowed; NaN when empty. */
+extern double td_centroid_mean(const TdDigest *d);
+
+#endif							/* PSG_TDIGEST_H */

@@ -1,0 +1,483 @@
+/*
+ * test_tdigest.c — unit tests of the pure digest code (src/tdigest.c),
+ * without PostgreSQL.  Build and run: make -C pg_extension unittest
+ */
+#include "tdigest.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int	failures = 0;
+static int	checks = 0;
+
+#define CHECK(cond, ...) \
+	do { \
+		checks++; \
+		if (!(cond)) { \
+			failures++; \
+			fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__, #cond); \
+			fprintf(stderr, __VA_ARGS__); \
+			fputc('\n', stderr); \
+		} \
+	} while (0)
+
+/* xorshift64*: deterministic, good enough for tests */
+static uint64_t rng_state = 0x9E3779B97F4A7C15ULL;
+
+static uint64_t
+rng_u64(void)
+{
+	rng_state ^= rng_state >> 12;
+	rng_state ^= rng_state << 25;
+	rng_state ^= rng_state >> 27;
+	return rng_state * 0x2545F4914F6CDD1DULL;
+}
+
+static double
+rng_uniform(void)
+{
+	return (double) (rng_u64() >> 11) * (1.0 / 9007199254740992.0);
+}
+
+static double
+rng_normal(void)
+{
+	double		u1 = 1.0 - rng_uniform();
+	double		u2 = rng_uniform();
+
+	return sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2);
+}
+
+static int
+cmp_u64(const void *a, const void *b)
+{
+	uint64_t	x = *(const uint64_t *) a,
+				y = *(const uint64_t *) b;
+
+	return x < y ? -1 : x > y;
+}
+
+static int
+cmp_double(const void *a, const void *b)
+{
+	double		x = *(const double *) a,
+				y = *(const double *) b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* ------------------------------------------------------------------ */
+
+static void
+check_sort_case(const char *name, double (*gen) (size_t), size_t n)
+{
+	uint64_t   *keys = malloc(n * sizeof(uint64_t));
+	uint64_t   *expected = malloc(n * sizeof(uint64_t));
+	uint64_t   *scratch = malloc(n * sizeof(uint64_t));
+	bool		same = true;
+
+	for (size_t i = 0; i < n; i++)
+		keys[i] = expected[i] = td_key_from_double(gen(i) + 0.0);
+	qsort(expected, n, sizeof(uint64_t), cmp_u64);
+	td_sort_keys(keys, scratch, n);
+	for (size_t i = 0; i < n; i++)
+		same &= keys[i] == expected[i];
+	CHECK(same, "sort case %s (n=%zu)", name, n);
+	free(keys);
+	free(expected);
+	free(scratch);
+}
+
+static double gen_uniform(size_t i) { (void) i; return rng_uniform(); }
+static double gen_normal(size_t i) { (void) i; return 100.0 + 15.0 * rng_normal(); }
+static double gen_signed(size_t i) { (void) i; return rng_normal() * 1e6; }
+static double gen_ties(size_t i) { (void) i; return (double) (rng_u64() % 7); }
+static double gen_constant(size_t i) { (void) i; return 3.25; }
+static double gen_tiny_range(size_t i) { (void) i; return 1.0 + rng_uniform() * 1e-12; }
+static double gen_outlier(size_t i) { return i == 17 ? -1e300 : 1.0 + rng_uniform(); }
+static double gen_extremes(size_t i)
+{
+	static const double v[] = {1e308, -1e308, 5e-324, -5e-324, 0.0, -0.0, 1.0, -1.0};
+
+	return v[i % 8] * (1.0 + (double) (rng_u64() % 3) * 1e-10);
+}
+
+static void
+test_sort(void)
+{
+	size_t		sizes[] = {0, 1, 2, 63, 64, 65, 1000, 16384};
+
+	for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++)
+	{
+		size_t		n = sizes[k];
+
+		check_sort_case("uniform", gen_uniform, n);
+		check_sort_case("normal", gen_normal, n);
+		check_sort_case("signed", gen_signed, n);
+		check_sort_case("ties", gen_ties, n);
+		check_sort_case("constant", gen_constant, n);
+		check_sort_case("tiny range", gen_tiny_range, n);
+		check_sort_case("outlier", gen_outlier, n);
+		check_sort_case("extremes", gen_extremes, n);
+	}
+	/* Key order is double order. */
+	CHECK(td_key_from_double(-1.0) < td_key_from_double(-0.5), "negative order");
+	CHECK(td_key_from_double(-5e-324) < td_key_from_double(0.0), "denormal order");
+	CHECK(td_key_from_double(0.0) < td_key_from_double(5e-324), "zero order");
+	CHECK(td_double_from_key(td_key_from_double(-2.5)) == -2.5, "key round trip");
+}
+
+/* ------------------------------------------------------------------ */
+
+/* A small digest builder mirroring the aggregate: buffer, sort, merge. */
+typedef struct Builder
+{
+	TdSummary	s;
+	double	   *means,
+			   *spare_means;
+	uint64_t   *weights,
+			   *spare_weights;
+	uint32_t	n,
+				cap;
+	uint64_t   *buffer,
+			   *scratch;
+	uint32_t	nb,
+				cap_buffer;
+} Builder;
+
+static void
+builder_init(Builder *b, int compression, uint32_t cap_buffer)
+{
+	memset(b, 0, sizeof(*b));
+	td_summary_init(&b->s, compression);
+	b->cap = td_centroid_bound(compression);
+	b->means = malloc(b->cap * sizeof(double));
+	b->spare_means = malloc(b->cap * sizeof(double));
+	b->weights = malloc(b->cap * sizeof(uint64_t));
+	b->spare_weights = malloc(b->cap * sizeof(uint64_t));
+	b->cap_buffer = cap_buffer;
+	b->buffer = malloc(cap_buffer * sizeof(uint64_t));
+	b->scratch = malloc(cap_buffer * sizeof(uint64_t));
+}
+
+static void
+builder_free(Builder *b)
+{
+	free(b->means);
+	free(b->spare_means);
+	free(b->weights);
+	free(b->spare_weights);
+	free(b->buffer);
+	free(b->scratch);
+}
+
+static void
+builder_flush(Builder *b)
+{
+	uint32_t	n_out;
+	double	   *tm;
+	uint64_t   *tw;
+
+	if (b->nb == 0)
+		return;
+	for (uint32_t i = 0; i < b->nb; i++)
+	{
+		double		x = td_double_from_key(b->buffer[i]);
+
+		b->s.sum += x;
+		b->s.sum_sq += x * x;
+	}
+	td_sort_keys(b->buffer, b->scratch, b->nb);
+	if (b->s.count == 0)
+		b->s.min = td_double_from_key(b->buffer[0]);
+	else
+		b->s.min = fmin(b->s.min, td_double_from_key(b->buffer[0]));
+	b->s.max = b->s.count == 0 ? td_double_from_key(b->buffer[b->nb - 1])
+		: fmax(b->s.max, td_double_from_key(b->buffer[b->nb - 1]));
+	b->s.count += b->nb;
+	n_out = td_merge_points(b->s.compression, b->s.count, b->means, b->weights, b->n,
+							b->buffer, b->nb, b->spare_means, b->spare_weights, b->cap);
+	tm = b->means;
+	b->means = b->spare_means;
+	b->spare_means = tm;
+	tw = b->weights;
+	b->weights = b->spare_weights;
+	b->spare_weights = tw;
+	b->n = n_out;
+	b->nb = 0;
+}
+
+static void
+builder_add(Builder *b, double x)
+{
+	if (b->nb == b->cap_buffer)
+		builder_flush(b);
+	b->buffer[b->nb++] = td_key_from_double(x + 0.0);
+}
+
+static TdDigest
+builder_digest(Builder *b)
+{
+	TdDigest	d;
+
+	builder_flush(b);
+	d.s = b->s;
+	d.n_centroids = b->n;
+	d.means = b->means;
+	d.weights = b->weights;
+	return d;
+}
+
+static void
+test_build_and_accuracy(void)
+{
+	int			compressions[] = {10, 100, 200, 1000};
+	size_t		n = 1000000;
+	double	   *values = malloc(n * sizeof(double));
+	char		err[TD_ERRMSG_SIZE];
+
+	for (size_t i = 0; i < n; i++)
+		values[i] = exp(1.0 + 0.8 * rng_normal());
+
+	for (size_t k = 0; k < sizeof(compressions) / sizeof(compressions[0]); k++)
+	{
+		Builder		b;
+		TdDigest	d;
+		TdAnchor   *anchors;
+		uint32_t	na;
+		double	   *sorted = malloc(n * sizeof(double));
+		double		worst = 0.0;
+
+		builder_init(&b, compressions[k], 4096);
+		for (size_t i = 0; i < n; i++)
+			builder_add(&b, values[i]);
+		d = builder_digest(&b);
+		CHECK(td_validate(&d, err, sizeof(err)), "built digest invalid: %s", err);
+		CHECK(d.s.count == n, "count");
+		CHECK(d.n_centroids <= td_centroid_bound(compressions[k]),
+			  "%u centroids above bound %u", d.n_centroids, td_centroid_bound(compressions[k]));
+
+		memcpy(sorted, values, n * sizeof(double));
+		qsort(sorted, n, sizeof(double), cmp_double);
+		CHECK(d.s.min == sorted[0] && d.s.max == sorted[n - 1], "min/max exact");
+
+		anchors = malloc((d.n_centroids + 2) * sizeof(TdAnchor));
+		na = td_build_anchors(&d, anchors);
+		for (int j = 1; j < 1000; j++)
+		{
+			double		x = sorted[(size_t) ((double) j / 1000.0 * n)];
+			size_t		lo = 0,
+						hi = n;
+			double		exact,
+						err_rank;
+
+			while (lo < hi)
+			{
+				size_t		mid = (lo + hi) / 2;
+
+				if (sorted[mid] <= x)
+					lo = mid + 1;
+				else
+					hi = mid;
+			}
+			exact = (double) lo / n;
+			err_rank = fabs(td_cdf(&d, anchors, na, x) - exact);
+			if (err_rank > worst)
+				worst = err_rank;
+		}
+		/* Rank error shrinks roughly like 1/δ (k2 normalised: coarse at δ = 10). */
+		CHECK(worst < 2.0 / compressions[k],
+			  "compression %d: max rank error %g", compressions[k], worst);
+		printf("compression %5d: %5u centroids, max rank error %.6f\n",
+			   compressions[k], d.n_centroids, worst);
+		free(anchors);
+		free(sorted);
+		builder_free(&b);
+	}
+	free(values);
+}
+
+static void
+test_bound_holds_for_adversarial_inputs(void)
+{
+	/* Merging many tiny digests is where centroid counts could creep up. */
+	int			compressions[] = {10, 50, 300, 10000};
+
+	for (size_t k = 0; k < sizeof(compressions) / sizeof(compressions[0]); k++)
+	{
+		Builder		b;
+		TdDigest	d;
+		char		err[TD_ERRMSG_SIZE];
+
+		builder_init(&b, compressions[k], 64);
+		for (size_t i = 0; i < 300000; i++)
+			builder_add(&b, (double) (i % 1000) + rng_uniform());
+		d = builder_digest(&b);
+		CHECK(td_validate(&d, err, sizeof(err)), "%s", err);
+		CHECK(d.n_centroids <= td_centroid_bound(compressions[k]), "bound");
+		builder_free(&b);
+	}
+}
+
+/* ------------------------------------------------------------------ */
+
+static void
+test_huge_magnitudes(void)
+{
+	Builder		b;
+	TdDigest	d;
+	char		err[TD_ERRMSG_SIZE];
+
+	builder_init(&b, 10, 256);
+	for (int i = 0; i < 100000; i++)
+		builder_add(&b, (i % 2) ? 1e308 : -1e308);
+	d = builder_digest(&b);
+	CHECK(td_validate(&d, err, sizeof(err)), "huge: %s", err);
+	for (uint32_t i = 0; i < d.n_centroids; i++)
+		CHECK(isfinite(d.means[i]), "huge mean finite");
+	builder_free(&b);
+
+	builder_init(&b, 10, 256);
+	for (int i = 0; i < 100000; i++)
+		builder_add(&b, 1e308 * (1.0 - 1e-3 * rng_uniform()));
+	d = builder_digest(&b);
+	CHECK(td_validate(&d, err, sizeof(err)), "same-sign huge: %s", err);
+	CHECK(isinf(d.s.sum), "sum overflows to inf");
+	CHECK(isfinite(td_centroid_mean(&d)), "centroid mean finite");
+	builder_free(&b);
+
+	builder_init(&b, 10, 256);
+	for (int i = 0; i < 1000; i++)
+		builder_add(&b, (i % 2) ? 5e-324 : -5e-324);
+	d = builder_digest(&b);
+	CHECK(td_validate(&d, err, sizeof(err)), "denormal: %s", err);
+	builder_free(&b);
+}
+
+/* ------------------------------------------------------------------ */
+
+static void
+test_wire_round_trip_and_rejection(void)
+{
+	Builder		b;
+	TdDigest	d;
+	uint8_t    *buf;
+	size_t		size;
+	TdSummary	s;
+	uint32_t	n;
+	char		err[TD_ERRMSG_SIZE];
+	double	   *means;
+	uint64_t   *weights;
+	int			rejected = 0;
+
+	builder_init(&b, 100, 1024);
+	for (int i = 0; i < 50000; i++)
+		builder_add(&b, rng_normal());
+	d = builder_digest(&b);
+	size = td_encoded_size(&d);
+	buf = malloc(size + 16);
+	CHECK(td_encode(&d, buf) == size, "encoded size");
+
+	CHECK(td_decode_header(buf, size, &s, &n, err, sizeof(err)), "%s", err);
+	means = malloc((n + 1) * sizeof(double));
+	weights = malloc((n + 1) * sizeof(uint64_t));
+	CHECK(td_decode_centroids(buf, size, &s, n, means, weights, err, sizeof(err)), "%s", err);
+	CHECK(n == d.n_centroids && memcmp(means, d.means, n * sizeof(double)) == 0 &&
+		  memcmp(weights, d.weights, n * sizeof(uint64_t)) == 0, "round trip");
+
+	/* Every truncation and every trailing byte is rejected. */
+	for (size_t len = 0; len < size; len++)
+	{
+		if (!td_decode_header(buf, len, &s, &n, err, sizeof(err)) ||
+			!td_decode_centroids(buf, len, &s, n, means, weights, err, sizeof(err)))
+			rejected++;
+	}
+	CHECK(rejected == (int) size, "all %zu truncations rejected (%d)", size, rejected);
+	buf[size] = 0;
+	CHECK(!(td_decode_header(buf, size + 1, &s, &n, err, sizeof(err)) &&
+			td_decode_centroids(buf, size + 1, &s, n, means, weights, err, sizeof(err))),
+		  "trailing byte rejected");
+
+	free(means);
+	free(weights);
+	free(buf);
+	builder_free(&b);
+}
+
+/* ------------------------------------------------------------------ */
+
+static void
+test_cdf_quantile_rules(void)
+{
+	/* Two atoms at the extremes and a half-split middle centroid. */
+	double		means[] = {0.0, 5.0, 10.0};
+	uint64_t	weights[] = {1, 8, 1};
+	TdDigest	d;
+	TdAnchor	a[5];
+	uint32_t	na;
+
+	td_summary_init(&d.s, 100);
+	d.s.count = 10;
+	d.s.min = 0.0;
+	d.s.max = 10.0;
+	d.n_centroids = 3;
+	d.means = means;
+	d.weights = weights;
+	na = td_build_anchors(&d, a);
+	CHECK(na == 3, "anchors %u", na);
+	CHECK(td_cdf(&d, a, na, -1.0) == 0.0, "below min");
+	CHECK(td_cdf(&d, a, na, 0.0) == 0.1, "atom at min");
+	CHECK(td_cdf(&d, a, na, 5.0) == 0.5, "middle centroid");
+	CHECK(fabs(td_cdf(&d, a, na, 2.5) - 0.3) < 1e-15, "interpolated");
+	CHECK(td_cdf(&d, a, na, 10.0) == 1.0, "at max");
+	CHECK(td_quantile(&d, a, na, 0.0) == 0.0, "q0");
+	CHECK(td_quantile(&d, a, na, 0.05) == 0.0, "inside atom");
+	CHECK(td_quantile(&d, a, na, 0.5) == 5.0, "median");
+	CHECK(fabs(td_quantile(&d, a, na, 0.3) - 2.5) < 1e-15, "interpolated quantile");
+	CHECK(td_quantile(&d, a, na, 1.0) == 10.0, "q1");
+}
+
+/* Heavy runs of ties become point masses: the CDF jumps exactly at each value. */
+static void
+test_heavy_ties_are_exact(void)
+{
+	Builder		b;
+	TdDigest	d;
+	TdAnchor   *anchors;
+	uint32_t	na;
+	char		err[TD_ERRMSG_SIZE];
+	bool		exact = true;
+
+	builder_init(&b, 100, 4096);
+	for (int i = 0; i < 170000; i++)
+		builder_add(&b, (double) (i % 17));
+	d = builder_digest(&b);
+	CHECK(td_validate(&d, err, sizeof(err)), "%s", err);
+	anchors = malloc((d.n_centroids + 2) * sizeof(TdAnchor));
+	na = td_build_anchors(&d, anchors);
+	for (int v = 0; v < 17; v++)
+	{
+		exact &= td_cdf(&d, anchors, na, (double) v) == (double) (v + 1) / 17.0;
+		exact &= td_cdf(&d, anchors, na, v + 0.5) == (double) (v + 1) / 17.0;
+	}
+	CHECK(exact, "cdf of 17 tied values is exact");
+	CHECK(td_quantile(&d, anchors, na, 0.5) == 8.0, "median of ties");
+	free(anchors);
+	builder_free(&b);
+}
+
+int
+main(void)
+{
+	test_heavy_ties_are_exact();
+	test_sort();
+	test_cdf_quantile_rules();
+	test_wire_round_trip_and_rejection();
+	test_huge_magnitudes();
+	test_bound_holds_for_adversarial_inputs();
+	test_build_and_accuracy();
+	printf("%d checks, %d failures\n", checks, failures);
+	return failures == 0 ? 0 : 1;
+}

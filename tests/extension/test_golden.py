@@ -1,0 +1,98 @@
+"""The C type reads and writes the golden wire-format vectors exactly as documented."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from conftest import GOLDEN_DIR, DigestBytes
+
+
+def _number(value: float | str | None) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return {"Infinity": math.inf, "-Infinity": -math.inf, "NaN": math.nan}[value]
+    return float(value)
+
+
+def _close(a: float | None, b: float | None, ulps: int = 4) -> bool:
+    if a is None or b is None:
+        return a is b
+    if a == b:
+        return True
+    return abs(a - b) <= ulps * math.ulp(max(abs(a), abs(b)))
+
+
+def test_recv_decodes_every_golden_digest_and_send_gives_the_bytes_back(pg, golden):
+    for name, expected in golden["digests"].items():
+        data = (GOLDEN_DIR / expected["file"]).read_bytes()
+        assert data.hex() == expected["hex"], name
+        row = pg.execute(
+            "SELECT tdigest_compression(d), tdigest_count(d), (tdigest_invalid_counts(d)).*, "
+            "tdigest_min(d), tdigest_max(d), tdigest_sum(d), tdigest_centroid_count(d), "
+            "tdigest_send(d), d::bytea FROM (SELECT %s::tdigest AS d) s",
+            [DigestBytes(data)]).fetchone()
+        (compression, count, nulls, nans, pos_inf, neg_inf, vmin, vmax, vsum, n_centroids,
+         sent, as_bytea) = row
+        assert compression == expected["compression"], name
+        assert count == expected["count"], name
+        assert (nulls, nans, pos_inf, neg_inf) == (
+            expected["null_count"], expected["nan_count"],
+            expected["pos_inf_count"], expected["neg_inf_count"]), name
+        if expected["count"]:
+            assert (vmin, vmax) == (expected["min"], expected["max"]), name
+            assert vsum == _number(expected["sum"]), name
+        else:
+            assert (vmin, vmax, vsum) == (None, None, None), name
+        assert n_centroids == expected["n_centroids"], name
+        assert bytes(sent) == data, name
+        assert bytes(as_bytea) == data, name
+
+
+def test_binary_fetch_returns_the_wire_bytes(pg, golden):
+    for expected in golden["digests"].values():
+        data = (GOLDEN_DIR / expected["file"]).read_bytes()
+        cur = pg.cursor(binary=True)
+        cur.execute("SELECT %s::tdigest", [DigestBytes(data)])
+        assert bytes(cur.fetchone()[0]) == data
+
+
+def test_text_form_round_trips_every_golden_digest(pg, golden):
+    for expected in golden["digests"].values():
+        data = (GOLDEN_DIR / expected["file"]).read_bytes()
+        text = pg.execute("SELECT %s::tdigest::text", [DigestBytes(data)]).fetchone()[0]
+        again = pg.execute("SELECT (%s::tdigest)::bytea", [text]).fetchone()[0]
+        assert bytes(again) == data
+
+
+def test_cdf_and_quantile_match_the_python_reader(pg, golden):
+    for name, expected in golden["digests"].items():
+        data = DigestBytes((GOLDEN_DIR / expected["file"]).read_bytes())
+        xs = [_number(x) for x, _ in expected["cdf"]]
+        qs = [_number(q) for q, _ in expected["quantile"]]
+        cdf_arr, q_arr = pg.execute(
+            "SELECT tdigest_cdf(%s, %s::float8[]), tdigest_quantile(%s, %s::float8[])",
+            [data, xs, data, qs]).fetchone()
+        for (x, want), got_arr in zip(expected["cdf"], cdf_arr or [None] * len(xs),
+                                      strict=True):
+            got = pg.execute("SELECT tdigest_cdf(%s, %s)", [data, _number(x)]).fetchone()[0]
+            assert _close(got, _number(want)), (name, "cdf", x, got, want)
+            assert got_arr == got
+        for (q, want), got_arr in zip(expected["quantile"], q_arr or [None] * len(qs),
+                                      strict=True):
+            got = pg.execute("SELECT tdigest_quantile(%s, %s)", [data, _number(q)]).fetchone()[0]
+            assert _close(got, _number(want)), (name, "quantile", q, got, want)
+            assert got_arr == got
+
+
+@pytest.mark.parametrize("path", ["recv", "bytea"])
+def test_every_malformed_golden_digest_is_rejected(pg, golden, path):
+    for case in golden["malformed_digests"]:
+        data = bytes.fromhex(case["hex"])
+        with pytest.raises(Exception) as info:
+            if path == "recv":
+                pg.execute("SELECT %s::tdigest", [DigestBytes(data)])
+            else:
+                pg.execute("SELECT %s::bytea::tdigest", [data])
+        assert getattr(info.value, "sqlstate", None) == "22P03", (case["reason"], info.value)
