@@ -117,3 +117,129 @@ CREATE AGGREGATE tdigest_merge(tdigest) (
     PARALLEL = SAFE
 );
 COMMENT ON AGGREGATE tdigest_merge(tdigest) IS 'one digest summarising all input digests';
+
+-- ---------------------------------------------------------------------------
+-- On-demand analysis (docs/analysis.md)
+-- ---------------------------------------------------------------------------
+
+-- Baseline digests per source and column; dumped by pg_dump.
+CREATE TABLE pg_stat_guard_baselines (
+    source       text        NOT NULL,
+    column_name  name        NOT NULL,
+    digest       tdigest     NOT NULL,
+    window_start timestamptz NOT NULL,
+    window_end   timestamptz NOT NULL,
+    captured_at  timestamptz NOT NULL DEFAULT now(),
+    compression  integer     NOT NULL,
+    PRIMARY KEY (source, column_name),
+    CHECK (window_start < window_end)
+);
+SELECT pg_catalog.pg_extension_config_dump('pg_stat_guard_baselines', '');
+REVOKE ALL ON pg_stat_guard_baselines FROM PUBLIC;
+
+CREATE FUNCTION perform_drift_analysis("window" interval) RETURNS jsonb
+    AS 'MODULE_PATHNAME', 'psg_perform_drift_analysis_default'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION perform_drift_analysis("window" interval, source regclass,
+                                       time_column name, value_columns name[])
+    RETURNS jsonb
+    AS 'MODULE_PATHNAME', 'psg_perform_drift_analysis'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+-- Store one baseline digest per column from [window_start, window_end), in one
+-- scan; a re-capture replaces the previous baseline. Runs with the caller's
+-- privileges: SELECT on the source and INSERT/UPDATE on the baselines table.
+CREATE FUNCTION capture_baseline(source regclass, time_column name, value_columns name[],
+                                 window_start timestamptz, window_end timestamptz,
+                                 compression integer DEFAULT NULL)
+    RETURNS integer
+    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    qualified text;
+    delta integer := coalesce(compression,
+                              pg_catalog.current_setting('pg_stat_guard.compression', true)::integer,
+                              100);
+    select_list text;
+    digests @extschema@.tdigest[];
+    i integer;
+BEGIN
+    IF source IS NULL OR time_column IS NULL OR value_columns IS NULL
+       OR window_start IS NULL OR window_end IS NULL THEN
+        RAISE EXCEPTION 'capture_baseline arguments must not be NULL'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF window_start >= window_end THEN
+        RAISE EXCEPTION 'window_start must be before window_end'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF pg_catalog.cardinality(value_columns) < 1 THEN
+        RAISE EXCEPTION 'value_columns must name at least one column'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT pg_catalog.format('%I.%I', n.nspname, c.relname) INTO qualified
+      FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+     WHERE c.oid = source;
+    SELECT pg_catalog.string_agg(
+               pg_catalog.format('@extschema@.tdigest_agg(%I::pg_catalog.float8, $3)', col),
+               ', ' ORDER BY ord)
+      INTO select_list
+      FROM pg_catalog.unnest(value_columns) WITH ORDINALITY AS u(col, ord);
+    EXECUTE pg_catalog.format('SELECT ARRAY[%s] FROM %s WHERE %I >= $1 AND %I < $2',
+                              select_list, qualified, time_column, time_column)
+       INTO digests USING window_start, window_end, delta;
+    FOR i IN 1 .. pg_catalog.cardinality(value_columns) LOOP
+        INSERT INTO @extschema@.pg_stat_guard_baselines AS b
+               (source, column_name, digest, window_start, window_end, captured_at, compression)
+        VALUES (qualified, value_columns[i], digests[i], window_start, window_end,
+                pg_catalog.now(), delta)
+        ON CONFLICT ON CONSTRAINT pg_stat_guard_baselines_pkey DO UPDATE
+           SET digest = EXCLUDED.digest, window_start = EXCLUDED.window_start,
+               window_end = EXCLUDED.window_end, captured_at = EXCLUDED.captured_at,
+               compression = EXCLUDED.compression;
+    END LOOP;
+    RETURN pg_catalog.cardinality(value_columns);
+END
+$$;
+
+-- The configured source (pg_stat_guard.source, .time_column, .value_columns),
+-- over the window that ends now.
+-- Names resolve on the caller's search_path, as in perform_drift_analysis(interval).
+CREATE FUNCTION capture_baseline("window" interval) RETURNS integer
+    LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+AS $$
+DECLARE
+    src text := pg_catalog.current_setting('pg_stat_guard.source', true);
+    tcol text := pg_catalog.current_setting('pg_stat_guard.time_column', true);
+    cols text := pg_catalog.current_setting('pg_stat_guard.value_columns', true);
+BEGIN
+    IF coalesce(src, '') = '' OR coalesce(tcol, '') = '' OR coalesce(cols, '') = '' THEN
+        RAISE EXCEPTION 'pg_stat_guard.source, pg_stat_guard.time_column and pg_stat_guard.value_columns must be set'
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    IF "window" IS NULL OR "window" <= interval '0' THEN
+        RAISE EXCEPTION 'window must be a positive interval'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN @extschema@.capture_baseline(
+        src::regclass, tcol::name,
+        (SELECT pg_catalog.array_agg(pg_catalog.btrim(c)::name)
+           FROM pg_catalog.regexp_split_to_table(cols, ',') AS c),
+        pg_catalog.now() - "window", pg_catalog.now());
+END
+$$;
+
+CREATE FUNCTION drop_baseline(source regclass) RETURNS integer
+    LANGUAGE sql VOLATILE PARALLEL UNSAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH gone AS (
+        DELETE FROM @extschema@.pg_stat_guard_baselines b
+         USING pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+         WHERE c.oid = drop_baseline.source
+           AND b.source = pg_catalog.format('%I.%I', n.nspname, c.relname)
+        RETURNING 1)
+    SELECT pg_catalog.count(*)::integer FROM gone;
+$$;

@@ -5,15 +5,19 @@
 
 #include "fmgr.h"
 
+#include "guc.h"
+
 PG_MODULE_MAGIC;
 
 void		_PG_init(void);
 
 /*
- * Nothing to set up yet: the digest type and aggregates need no shared
- * state.  Configuration (endpoints, limits) is registered here as it lands.
+ * The digest type and aggregates need no shared state; the on-demand
+ * analysis registers its settings (pg_stat_guard.*).  Nothing here needs
+ * shared_preload_libraries: concurrency slots are advisory locks.
  */
 void
 _PG_init(void)
 {
+	psg_define_gucs();
 }

@@ -1,0 +1,148 @@
+/*
+ * guc.c — the pg_stat_guard.* settings.
+ *
+ * The function URL and key are the superuser's: PGC_SIGHUP (postgresql.conf or
+ * ALTER SYSTEM only) and GUC_SUPERUSER_ONLY (hidden from SHOW, pg_settings and
+ * current_setting for ordinary roles), so no role can send the data to a
+ * server of its own or read the key.
+ */
+#include "postgres.h"
+
+#include <limits.h>
+
+#include "utils/guc.h"
+
+#include "guc.h"
+
+char	   *psg_function_url = NULL;
+char	   *psg_function_key = NULL;
+int			psg_connect_timeout_ms = 1000;
+int			psg_timeout_ms = 5000;
+int			psg_max_response_bytes = 1024 * 1024;
+int			psg_max_window_rows = 10000000;
+int			psg_max_window_s = 86400;
+int			psg_compression = 100;
+int			psg_max_concurrent = 4;
+int			psg_transport = PSG_TRANSPORT_AUTO;
+int			psg_on_unavailable = PSG_UNAVAILABLE_ERROR;
+int			psg_fallback_window_s = 7 * 86400;
+char	   *psg_source = NULL;
+char	   *psg_time_column = NULL;
+char	   *psg_value_columns = NULL;
+
+static const struct config_enum_entry transport_options[] = {
+	{"auto", PSG_TRANSPORT_AUTO, false},
+	{"curl", PSG_TRANSPORT_CURL, false},
+	{"pgsql-http", PSG_TRANSPORT_PGSQL_HTTP, false},
+	{"pgsql_http", PSG_TRANSPORT_PGSQL_HTTP, true},
+	{NULL, 0, false}
+};
+
+static const struct config_enum_entry unavailable_options[] = {
+	{"error", PSG_UNAVAILABLE_ERROR, false},
+	{"json", PSG_UNAVAILABLE_JSON, false},
+	{NULL, 0, false}
+};
+
+static bool
+check_function_url(char **newval, void **extra, GucSource source)
+{
+	const char *url = *newval;
+
+	if (url == NULL || url[0] == '\0')
+		return true;
+	if (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0)
+	{
+		GUC_check_errmsg("pg_stat_guard.function_url must start with http:// or https://");
+		return false;
+	}
+	if (strpbrk(url, " \t\r\n") != NULL)
+	{
+		GUC_check_errmsg("pg_stat_guard.function_url must not contain whitespace");
+		return false;
+	}
+	return true;
+}
+
+static bool
+check_function_key(char **newval, void **extra, GucSource source)
+{
+	const char *key = *newval;
+
+	/* A header value with a line break would let the key inject headers. */
+	if (key != NULL && strpbrk(key, "\r\n") != NULL)
+	{
+		GUC_check_errmsg("pg_stat_guard.function_key must not contain line breaks");
+		return false;
+	}
+	return true;
+}
+
+void
+psg_define_gucs(void)
+{
+	DefineCustomStringVariable("pg_stat_guard.function_url",
+							   "URL of the drift function (POST /api/drift).",
+							   NULL, &psg_function_url, "",
+							   PGC_SIGHUP, GUC_SUPERUSER_ONLY,
+							   check_function_url, NULL, NULL);
+	DefineCustomStringVariable("pg_stat_guard.function_key",
+							   "Key sent to the drift function in x-functions-key.",
+							   NULL, &psg_function_key, "",
+							   PGC_SIGHUP, GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL,
+							   check_function_key, NULL, NULL);
+	DefineCustomIntVariable("pg_stat_guard.connect_timeout",
+							"Connect timeout of the drift function call.",
+							NULL, &psg_connect_timeout_ms, 1000, 1, 600000,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomIntVariable("pg_stat_guard.timeout",
+							"Total timeout of the drift function call.",
+							NULL, &psg_timeout_ms, 5000, 1, 3600000,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomIntVariable("pg_stat_guard.max_response_bytes",
+							"Largest accepted answer of the drift function.",
+							NULL, &psg_max_response_bytes, 1024 * 1024, 1024,
+							256 * 1024 * 1024, PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("pg_stat_guard.max_window_rows",
+							"Refuse windows the planner estimates above this many rows.",
+							NULL, &psg_max_window_rows, 10000000, 1, INT_MAX,
+							PGC_USERSET, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("pg_stat_guard.max_window",
+							"Longest accepted analysis window.",
+							NULL, &psg_max_window_s, 86400, 1, INT_MAX,
+							PGC_USERSET, GUC_UNIT_S, NULL, NULL, NULL);
+	DefineCustomIntVariable("pg_stat_guard.compression",
+							"Compression of the window digests.",
+							NULL, &psg_compression, 100, 10, 10000,
+							PGC_USERSET, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("pg_stat_guard.max_concurrent",
+							"Analyses that may run at once in the cluster.",
+							NULL, &psg_max_concurrent, 4, 1, 1024,
+							PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomEnumVariable("pg_stat_guard.transport",
+							 "HTTP transport: auto, curl or pgsql-http.",
+							 NULL, &psg_transport, PSG_TRANSPORT_AUTO,
+							 transport_options, PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomEnumVariable("pg_stat_guard.on_unavailable",
+							 "When the function fails: raise an error or return a JSON status.",
+							 NULL, &psg_on_unavailable, PSG_UNAVAILABLE_ERROR,
+							 unavailable_options, PGC_USERSET, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("pg_stat_guard.fallback_baseline_window",
+							"Length of the previous window used when no baseline is stored.",
+							NULL, &psg_fallback_window_s, 7 * 86400, 1, INT_MAX,
+							PGC_USERSET, GUC_UNIT_S, NULL, NULL, NULL);
+	DefineCustomStringVariable("pg_stat_guard.source",
+							   "Default source table of perform_drift_analysis(interval).",
+							   NULL, &psg_source, "", PGC_USERSET, 0, NULL, NULL, NULL);
+	DefineCustomStringVariable("pg_stat_guard.time_column",
+							   "Default time column.",
+							   NULL, &psg_time_column, "", PGC_USERSET, 0, NULL, NULL, NULL);
+	DefineCustomStringVariable("pg_stat_guard.value_columns",
+							   "Default value columns, comma-separated.",
+							   NULL, &psg_value_columns, "", PGC_USERSET, 0, NULL, NULL, NULL);
+#if PG_VERSION_NUM >= 150000
+	MarkGUCPrefixReserved("pg_stat_guard");
+#else
+	EmitWarningsOnPlaceholders("pg_stat_guard");
+#endif
+}
