@@ -4,9 +4,11 @@
  * Why not a plain curl_easy_perform: it blocks in the kernel with no way to
  * notice a cancel, and curl's own signal use (for DNS timeouts) fights the
  * backend's signal handlers.  Here the transfer runs on a multi handle that is
- * driven in slices of at most PSG_SLICE_MS: between slices the backend waits
- * on its latch and curl's socket, so pg_cancel_backend and statement_timeout
- * (which set the latch) end the call within one slice.
+ * driven in slices of at most PSG_SLICE_MS: each slice waits on curl's own
+ * sockets (curl_multi_wait), so data is handled the moment it arrives, and
+ * between slices the backend checks for interrupts, so pg_cancel_backend and
+ * statement_timeout (whose signals also cut the wait short) end the call
+ * within one slice.
  *
  * Rules kept on every path: CURLOPT_NOSIGNAL; no palloc or ereport inside a
  * curl callback (they use malloc and report through flags); every curl
@@ -17,8 +19,8 @@
 
 #include "miscadmin.h"
 #include "portability/instr_time.h"
-#include "storage/latch.h"
-#include "utils/wait_event.h"
+#include "storage/ipc.h"
+#include "storage/pmsignal.h"
 
 #include "analysis.h"
 #include "transport.h"
@@ -44,8 +46,7 @@ psg_curl_post(const PsgHttpRequest *req, PsgHttpResponse *resp)
 
 #include <curl/curl.h>
 
-#define PSG_SLICE_MS 20
-#define PSG_MAX_SOCKETS 4
+#define PSG_SLICE_MS 10
 
 typedef struct ResponseBuffer
 {
@@ -57,18 +58,9 @@ typedef struct ResponseBuffer
 	bool		out_of_memory;
 } ResponseBuffer;
 
-typedef struct SocketWatch
-{
-	curl_socket_t sock;
-	int			what;			/* CURL_POLL_IN / OUT / INOUT */
-} SocketWatch;
-
 static bool curl_initialised = false;
 static CURLM *multi_handle = NULL;
 static CURL *easy_handle = NULL;
-static SocketWatch watches[PSG_MAX_SOCKETS];
-static int	n_watches = 0;
-static long curl_timer_ms = -1;
 
 bool
 psg_curl_available(void)
@@ -109,38 +101,6 @@ on_body(char *ptr, size_t size, size_t nmemb, void *userdata)
 	return n;
 }
 
-static int
-on_socket(CURL *easy, curl_socket_t sock, int what, void *userp, void *socketp)
-{
-	int			i;
-
-	for (i = 0; i < n_watches; i++)
-		if (watches[i].sock == sock)
-			break;
-	if (what == CURL_POLL_REMOVE)
-	{
-		if (i < n_watches)
-			watches[i] = watches[--n_watches];
-		return 0;
-	}
-	if (i == n_watches)
-	{
-		if (n_watches == PSG_MAX_SOCKETS)
-			return 0;			/* untracked: the slice timeout still drives it */
-		n_watches++;
-	}
-	watches[i].sock = sock;
-	watches[i].what = what;
-	return 0;
-}
-
-static int
-on_timer(CURLM *multi, long timeout_ms, void *userp)
-{
-	curl_timer_ms = timeout_ms;
-	return 0;
-}
-
 static void
 ensure_handles(void)
 {
@@ -159,8 +119,6 @@ ensure_handles(void)
 			ereport(ERROR,
 					(errcode(ERRCODE_OUT_OF_MEMORY),
 					 errmsg("could not create a libcurl multi handle")));
-		curl_multi_setopt(multi_handle, CURLMOPT_SOCKETFUNCTION, on_socket);
-		curl_multi_setopt(multi_handle, CURLMOPT_TIMERFUNCTION, on_timer);
 		curl_multi_setopt(multi_handle, CURLMOPT_MAXCONNECTS, 4L);
 	}
 	if (easy_handle == NULL)
@@ -173,34 +131,20 @@ ensure_handles(void)
 	}
 }
 
-/* Wait for curl's socket, the latch or the next slice, whichever is first. */
-static void
+/*
+ * Wait until curl's sockets are ready or one slice has passed.  A signal
+ * (cancel, statement_timeout) interrupts the poll at once; the slice bounds
+ * how long an interrupt that raced the poll can wait.
+ */
+static bool
 wait_for_progress(long deadline_left_ms)
 {
-	long		timeout = PSG_SLICE_MS;
-	int			events = WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH;
-	int			rc;
+	int			timeout = (int) Min(Max(deadline_left_ms, 0), PSG_SLICE_MS);
+	int			ready = 0;
 
-	if (curl_timer_ms >= 0 && curl_timer_ms < timeout)
-		timeout = curl_timer_ms;
-	if (deadline_left_ms < timeout)
-		timeout = Max(deadline_left_ms, 0);
 	if (timeout == 0)
-		return;
-
-	if (n_watches == 1)
-	{
-		if (watches[0].what & CURL_POLL_IN)
-			events |= WL_SOCKET_READABLE;
-		if (watches[0].what & CURL_POLL_OUT)
-			events |= WL_SOCKET_WRITEABLE;
-		rc = WaitLatchOrSocket(MyLatch, events, watches[0].sock, timeout,
-							   PG_WAIT_EXTENSION);
-	}
-	else
-		rc = WaitLatch(MyLatch, events, timeout, PG_WAIT_EXTENSION);
-	if (rc & WL_LATCH_SET)
-		ResetLatch(MyLatch);
+		return true;
+	return curl_multi_wait(multi_handle, NULL, 0, timeout, &ready) == CURLM_OK;
 }
 
 static void
@@ -214,8 +158,6 @@ release_transfer(struct curl_slist *headers, ResponseBuffer *buf)
 	curl_slist_free_all(headers);
 	free(buf->data);
 	buf->data = NULL;
-	n_watches = 0;
-	curl_timer_ms = -1;
 }
 
 /* The request headers; NULL when out of memory (curl lists use malloc). */
@@ -352,7 +294,13 @@ psg_curl_post(const PsgHttpRequest *req, PsgHttpResponse *resp)
 				result = CURLE_OPERATION_TIMEDOUT;
 				break;
 			}
-			wait_for_progress(req->timeout_ms + 50 - elapsed_ms);
+			if (!wait_for_progress(req->timeout_ms + 50 - elapsed_ms))
+			{
+				result = CURLE_FAILED_INIT;
+				break;
+			}
+			if (!PostmasterIsAlive())
+				proc_exit(1);
 			CHECK_FOR_INTERRUPTS();
 		}
 	}
