@@ -161,7 +161,7 @@ DECLARE
     qualified text;
     delta integer := coalesce(compression,
                               pg_catalog.current_setting('pg_stat_guard.compression', true)::integer,
-                              100);
+                              200);
     select_list text;
     digests @extschema@.tdigest[];
     i integer;

@@ -21,7 +21,7 @@ int			psg_timeout_ms = 5000;
 int			psg_max_response_bytes = 1024 * 1024;
 int			psg_max_window_rows = 10000000;
 int			psg_max_window_s = 86400;
-int			psg_compression = 100;
+int			psg_compression = 200;
 int			psg_max_concurrent = 4;
 int			psg_transport = PSG_TRANSPORT_AUTO;
 int			psg_on_unavailable = PSG_UNAVAILABLE_ERROR;
@@ -113,7 +113,7 @@ psg_define_gucs(void)
 							PGC_USERSET, GUC_UNIT_S, NULL, NULL, NULL);
 	DefineCustomIntVariable("pg_stat_guard.compression",
 							"Compression of the window digests.",
-							NULL, &psg_compression, 100, 10, 10000,
+							NULL, &psg_compression, 200, 10, 10000,
 							PGC_USERSET, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("pg_stat_guard.max_concurrent",
 							"Analyses that may run at once in the cluster.",
