@@ -8,7 +8,7 @@ export PGUSER ?= postgres
 export PGDATABASE ?= test
 
 .PHONY: setup extension extension-check demo test test-python lint bench bench-core bench-extension \
-	azure-local azure-bundle clean
+	azure-local azure-bundle test-db clean
 
 setup:
 	@scripts/bootstrap.sh
@@ -38,7 +38,12 @@ lint: setup
 test-python: setup
 	$(PY) -m pytest -q
 
-test: extension-check lint test-python
+# The test database gets the freshly built SQL objects (same version number, new script).
+test-db: extension
+	psql -X -q -v ON_ERROR_STOP=1 -c "DROP EXTENSION IF EXISTS pg_stat_guard CASCADE" \
+		-c "CREATE EXTENSION pg_stat_guard" >/dev/null
+
+test: extension-check lint test-db test-python
 
 bench: bench-core bench-extension
 
