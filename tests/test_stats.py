@@ -131,3 +131,59 @@ def test_digest_statistics_of_identical_windows_are_zero():
     assert st.ks_digests(digest, digest).statistic == 0.0
     assert st.psi_digests(digest, digest).statistic == pytest.approx(0.0, abs=1e-12)
     assert st.wasserstein_digests(digest, digest).distance == 0.0
+
+
+@pytest.mark.parametrize("name", PAIRS)
+def test_binned_ks_brackets_the_exact_statistic(name):
+    baseline, current = PAIRS[name]
+    edges = np.unique(np.quantile(baseline, np.arange(1, 200) / 200, method="inverted_cdf"))
+    binned = st.ks_from_binned_counts(st.bin_counts(baseline, edges),
+                                      st.bin_counts(current, edges), edges)
+    exact = ss.ks_2samp(baseline, current).statistic
+    assert binned.method == "binned"
+    assert binned.statistic <= exact + 1e-12
+    assert exact <= binned.statistic + binned.error_bound + 1e-12
+    largest_bin = max(st.bin_counts(baseline, edges).max() / baseline.size,
+                      st.bin_counts(current, edges).max() / current.size)
+    assert binned.error_bound <= largest_bin + 1e-12
+
+
+def test_binned_ks_with_point_masses_at_the_edges_is_exact_for_discrete_data():
+    baseline, current = PAIRS["ties"]
+    edges = np.unique(baseline)
+    plain = st.ks_from_binned_counts(st.bin_counts(baseline, edges),
+                                     st.bin_counts(current, edges), edges)
+    exact_points = st.ks_from_binned_counts(
+        st.bin_counts(baseline, edges), st.bin_counts(current, edges), edges,
+        [np.sum(baseline == v) for v in edges], [np.sum(current == v) for v in edges])
+    exact = ss.ks_2samp(baseline, current).statistic
+    assert exact_points.statistic == pytest.approx(exact, abs=1e-12)
+    assert exact_points.error_bound <= 1e-12 < plain.error_bound
+
+
+def test_binned_ks_of_a_single_bin_is_zero_with_bound_one():
+    result = st.ks_from_binned_counts([10], [7])
+    assert (result.statistic, result.error_bound) == (0.0, 1.0)
+
+
+@pytest.mark.parametrize("name", ["normal", "lognormal", "tiny"])
+def test_binned_wasserstein_approaches_scipy_with_fine_bins(name):
+    baseline, current = PAIRS[name]
+    edges = np.unique(np.quantile(baseline, np.arange(1, 1000) / 1000, method="inverted_cdf"))
+    points = np.concatenate(([min(baseline.min(), current.min())], edges,
+                             [max(baseline.max(), current.max())]))
+    result = st.wasserstein_from_binned_counts(points, st.bin_counts(baseline, edges),
+                                               st.bin_counts(current, edges),
+                                               float(np.std(baseline, ddof=1)))
+    exact = ss.wasserstein_distance(baseline, current)
+    widths = np.diff(points)
+    masses = np.maximum(st.bin_counts(baseline, edges) / baseline.size,
+                        st.bin_counts(current, edges) / current.size)
+    assert abs(result.distance - exact) <= float(np.sum(widths * masses)) + 1e-12
+    assert result.statistic == pytest.approx(result.distance / np.std(baseline, ddof=1))
+    assert result.scale_kind == "stddev"
+
+
+def test_binned_wasserstein_of_identical_counts_is_zero():
+    result = st.wasserstein_from_binned_counts([0.0, 1.0, 2.0, 3.0], [5, 5, 5], [2, 2, 2], 1.0)
+    assert result.distance == 0.0

@@ -1,0 +1,125 @@
+"""Short-lived DuckDB connections: lock retries with backoff, phase timing, bytes fetched.
+
+DuckDB allows one writing process per file, and read-only handles block that writer, so
+a run opens the file only for the SQL it needs and closes it at once (DESIGN.md).
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import duckdb
+
+from tasks.duckdb_config import DriftRunConfig
+
+_LOCK_MESSAGES = ("could not set lock", "conflicting lock")
+
+
+class DuckDBBusyError(RuntimeError):
+    """The DuckDB file stayed locked by another process through every retry."""
+
+
+def quote_ident(name: str) -> str:
+    """A DuckDB identifier in double quotes, embedded quotes doubled."""
+    if "\x00" in name:
+        raise ValueError("identifier contains a NUL character")
+    return '"' + name.replace('"', '""') + '"'
+
+
+def is_lock_conflict(error: BaseException) -> bool:
+    message = str(error).lower()
+    return isinstance(error, duckdb.IOException) and any(m in message for m in _LOCK_MESSAGES)
+
+
+class Session:
+    """One open connection; counts the bytes of every result set it fetches."""
+
+    def __init__(self, connection: duckdb.DuckDBPyConnection) -> None:
+        self.connection = connection
+        self.bytes_fetched = 0
+
+    def fetchall(self, sql: str, params: Mapping[str, Any] | Sequence[Any] | None = None
+                 ) -> list[tuple[Any, ...]]:
+        rows = self.connection.execute(sql, _used(sql, params)).fetchall()
+        self.bytes_fetched += sum(result_size(row) for row in rows)
+        return rows
+
+    def execute(self, sql: str, params: Mapping[str, Any] | Sequence[Any] | None = None) -> None:
+        self.connection.execute(sql, _used(sql, params))
+
+
+def _used(sql: str, params: Mapping[str, Any] | Sequence[Any] | None
+          ) -> Mapping[str, Any] | Sequence[Any] | None:
+    """Only the named parameters the statement mentions (DuckDB rejects extra ones)."""
+    if not isinstance(params, Mapping):
+        return params
+    return {k: v for k, v in params.items() if re.search(rf"\${re.escape(k)}\b", sql)}
+
+
+def result_size(value: Any) -> int:
+    """Approximate bytes of a fetched value: 8 per number, string lengths, containers summed."""
+    if value is None:
+        return 1
+    if isinstance(value, str | bytes):
+        return len(value)
+    if isinstance(value, dict):
+        return sum(result_size(k) + result_size(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return sum(result_size(v) for v in value)
+    return 8
+
+
+class PhaseTimer:
+    """How long a phase waited for the lock and how long it held the file."""
+
+    def __init__(self) -> None:
+        self.waited_s = 0.0
+        self.held_s = 0.0
+        self.attempts = 0
+
+
+@contextmanager
+def open_duckdb(db_path: str, config: DriftRunConfig, *, read_only: bool,
+                timer: PhaseTimer | None = None) -> Iterator[Session]:
+    """Open ``db_path`` (retrying lock conflicts), yield a session, always close it.
+
+    Retries use exponential backoff with equal jitter (a delay drawn from half to all of
+    the ceiling), capped at ``lock_max_delay_s``;
+    after ``lock_attempts`` failed opens :class:`DuckDBBusyError` is raised.
+    """
+    timer = timer or PhaseTimer()
+    settings = {"threads": config.duckdb_threads, "memory_limit": config.duckdb_memory_limit}
+    wait_started = time.perf_counter()
+    connection = None
+    for attempt in range(config.lock_attempts):
+        timer.attempts = attempt + 1
+        try:
+            connection = duckdb.connect(db_path, read_only=read_only, config=settings)
+            break
+        except duckdb.Error as error:
+            if not is_lock_conflict(error):
+                raise
+            if attempt + 1 == config.lock_attempts:
+                timer.waited_s = time.perf_counter() - wait_started
+                raise DuckDBBusyError(
+                    f"{db_path} stayed locked after {config.lock_attempts} attempts "
+                    f"over {timer.waited_s:.1f} s: {error}") from error
+            ceiling = min(config.lock_max_delay_s, config.lock_base_delay_s * 2 ** attempt)
+            time.sleep(random.uniform(0.5, 1.0) * ceiling)
+    assert connection is not None
+    timer.waited_s = time.perf_counter() - wait_started
+    held_from = time.perf_counter()
+    try:
+        # Settings are per database instance; SET again in case this process already had one.
+        connection.execute(f"SET threads = {int(config.duckdb_threads)}")
+        limit = config.duckdb_memory_limit.replace("'", "''")
+        connection.execute(f"SET memory_limit = '{limit}'")
+        yield Session(connection)
+    finally:
+        connection.close()
+        timer.held_s = time.perf_counter() - held_from

@@ -1,0 +1,286 @@
+"""Per-feature aggregates of both windows, computed in DuckDB: only these leave the database.
+
+Two scans. First both windows' exact quantiles for every numeric feature (a sorted
+``list`` per feature and window, indexed at ceil(q·n), i.e. numpy's ``inverted_cdf``):
+the PSI bin edges and quartiles from the historical window, the fine KS bin edges from
+both, and the historical standard deviation. Then one scan per
+window counts every feature into those bins with ``histogram(x, edges)``
+(a binary search per value) and counts categories with ``histogram(x)``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import duckdb
+import numpy as np
+
+from tasks.duckdb_access import Session, is_lock_conflict
+from tasks.duckdb_windows import CURRENT, HISTORICAL, Source, WindowPlan
+
+NUMERIC = "numeric"
+CATEGORICAL = "categorical"
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    name: str
+    kind: str  # NUMERIC or CATEGORICAL
+    expr: str  # SQL expression over the source relation (a quoted column)
+
+
+@dataclass
+class WindowCounts:
+    """One feature in one window."""
+
+    values: int = 0  # finite numbers, or non-NULL categories
+    nulls: int = 0
+    nonfinite: int = 0  # NaN and ±Inf
+    minimum: float = math.nan
+    maximum: float = math.nan
+    psi_counts: np.ndarray | None = None
+    fine_counts: np.ndarray | None = None
+    fine_at_edges: np.ndarray | None = None  # values equal to each fine edge
+    categories: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class FeatureAggregate:
+    spec: FeatureSpec
+    psi_edges: np.ndarray = field(default_factory=lambda: np.empty(0))
+    fine_edges: np.ndarray = field(default_factory=lambda: np.empty(0))
+    stddev: float = math.nan  # historical, finite values
+    iqr: float = math.nan
+    windows: dict[str, WindowCounts] = field(default_factory=dict)
+
+
+@dataclass
+class SourceAggregates:
+    features: dict[str, FeatureAggregate]
+    errors: dict[str, str]
+    sampled_rows: dict[str, int]
+    extras: dict[str, dict[str, Any]]  # window → extra aggregate → value
+
+
+def quantile_grid(psi_bins: int, ks_bins: int
+                  ) -> tuple[list[float], list[int], list[int], tuple[int, int]]:
+    """The quantile levels to fetch, and where the PSI, fine and quartile levels sit in it."""
+    psi = [i / psi_bins for i in range(1, psi_bins)]
+    fine = [i / ks_bins for i in range(1, ks_bins)]
+    levels = sorted(set(psi) | set(fine) | {0.25, 0.75})
+    index = {q: i for i, q in enumerate(levels)}
+    return (levels, [index[q] for q in psi], [index[q] for q in fine],
+            (index[0.25], index[0.75]))
+
+
+def memory_limit_bytes(limit: str) -> int:
+    match = re.fullmatch(r"\s*([\d.]+)\s*([kmgt]?i?b?)\s*", limit.lower())
+    if not match:
+        return 512 * 2**20
+    unit = match.group(2).rstrip("b").rstrip("i")
+    scale = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}[unit]
+    return int(float(match.group(1)) * scale)
+
+
+def aggregate_source(session: Session, source: Source, plan: WindowPlan,
+                     features: Sequence[FeatureSpec], psi_bins: int, ks_bins: int,
+                     memory_limit: str, extras: dict[str, str] | None = None
+                     ) -> SourceAggregates:
+    """Edges from the historical window, then bin and category counts of both windows."""
+    extras = extras or {}
+    errors: dict[str, str] = {}
+    aggregates = {f.name: FeatureAggregate(f) for f in features}
+    params = {**source.params, **plan.params}
+    numeric = [f for f in features if f.kind == NUMERIC]
+
+    # Each feature's sorted list lives in memory during the edge scan: batch the features
+    # so the lists of one scan stay within half the DuckDB memory limit.
+    per_feature = max(plan.historical.sampled_rows + plan.current.sampled_rows, 1) * 8 * 3
+    batch = max(1, memory_limit_bytes(memory_limit) // 2 // per_feature)
+    for start in range(0, len(numeric), batch):
+        _isolating(numeric[start:start + batch], errors, lambda group: _edge_scan(
+            session, source, plan, params, group, psi_bins, ks_bins, aggregates))
+
+    scored = [f for f in features if f.name not in errors]
+    results: dict[str, Any] = {"sampled": {}, "extras": {}}
+    _isolating(scored, errors, lambda group: _count_scan(
+        session, source, plan, params, group, aggregates, extras, results))
+    if not results["sampled"]:  # every feature failed: still count the windows
+        _count_scan(session, source, plan, params, [], aggregates, extras, results)
+    for name in errors:
+        aggregates.pop(name, None)
+    return SourceAggregates(aggregates, errors, results["sampled"], results["extras"])
+
+
+def _isolating(group: list[FeatureSpec], errors: dict[str, str],
+               scan: Callable[[list[FeatureSpec]], None]) -> None:
+    """Run a scan over a group of features; on a query error, bisect to the culprit(s)."""
+    if not group:
+        return
+    try:
+        scan(group)
+    except duckdb.Error as error:
+        if is_lock_conflict(error) or isinstance(error, duckdb.InterruptException):
+            raise
+        if len(group) == 1:
+            errors[group[0].name] = "query failed: " + str(error).splitlines()[0][:300]
+            return
+        middle = len(group) // 2
+        _isolating(group[:middle], errors, scan)
+        _isolating(group[middle:], errors, scan)
+
+
+def _as_double(spec: FeatureSpec) -> str:
+    return f"CAST({spec.expr} AS DOUBLE)"
+
+
+def _finite_column(i: int) -> str:
+    """Alias of feature i's finite value (NULL otherwise) inside the scans' subquery."""
+    return f'"__stat_guard_v{i}"'
+
+
+def _raw_column(i: int) -> str:
+    return f'"__stat_guard_r{i}"'
+
+
+def _edge_scan(session: Session, source: Source, plan: WindowPlan, params: dict[str, Any],
+               group: list[FeatureSpec], psi_bins: int, ks_bins: int,
+               aggregates: dict[str, FeatureAggregate]) -> None:
+    levels, psi_at, fine_at, quartiles_at = quantile_grid(psi_bins, ks_bins)
+    fine_levels = [levels[i] for i in fine_at]
+    # Window membership and finiteness are computed once per row in the subquery, not
+    # once per aggregate (the sampling predicate hashes the key).
+    projected = [f'({plan.historical_sql}) AS "__stat_guard_in_h"']
+    inner, outer = [], []
+    for i, spec in enumerate(group):
+        x, v = _as_double(spec), _finite_column(i)
+        projected.append(f"CASE WHEN isfinite({x}) THEN {x} END AS {v}")
+        inner += [f'list_sort(list({v}) FILTER (WHERE "__stat_guard_in_h" AND {v} IS NOT NULL))'
+                  f" AS h{i}",
+                  f'list_sort(list({v}) FILTER (WHERE NOT "__stat_guard_in_h" '
+                  f"AND {v} IS NOT NULL)) AS c{i}",
+                  f'stddev_samp({v}) FILTER (WHERE "__stat_guard_in_h") AS sd{i}']
+        outer += [f"list_transform($levels, lambda q: h{i}[greatest(ceil(q * len(h{i}))"
+                  f"::BIGINT, 1)])",
+                  f"list_transform($fine_levels, lambda q: c{i}[greatest(ceil(q * len(c{i}))"
+                  f"::BIGINT, 1)])",
+                  f"sd{i}"]
+    row = session.fetchall(
+        f"WITH windowed AS (SELECT {', '.join(projected)} FROM {source.relation} "
+        f"WHERE ({plan.historical_sql}) OR ({plan.current_sql})), "
+        f"sorted AS (SELECT {', '.join(inner)} FROM windowed) "
+        f"SELECT {', '.join(outer)} FROM sorted",
+        {**params, "levels": levels, "fine_levels": fine_levels})[0]
+    for i, spec in enumerate(group):
+        quantiles, current_quantiles, stddev = row[3 * i:3 * i + 3]
+        aggregate = aggregates[spec.name]
+        if quantiles is None or quantiles[0] is None:
+            continue  # no finite historical value: nothing to bin
+        q = np.asarray(quantiles, dtype=np.float64)
+        aggregate.psi_edges = np.unique(q[psi_at])
+        # Fine edges from both windows' quantiles: every fine bin holds at most about
+        # 1/ks_bins of either window, which bounds the KS and Wasserstein errors.
+        fine = q[fine_at]
+        if current_quantiles is not None and current_quantiles[0] is not None:
+            fine = np.concatenate((fine, np.asarray(current_quantiles, dtype=np.float64)))
+        aggregate.fine_edges = np.unique(fine)
+        aggregate.iqr = float(q[quartiles_at[1]] - q[quartiles_at[0]])
+        aggregate.stddev = math.nan if stddev is None else float(stddev)
+
+
+def _count_scan(session: Session, source: Source, plan: WindowPlan, params: dict[str, Any],
+                group: list[FeatureSpec], aggregates: dict[str, FeatureAggregate],
+                extras: dict[str, str], results: dict[str, Any]) -> None:
+    projected = ["*"] if extras else ["1 AS __stat_guard_one"]
+    selects = ["count(*)"]
+    scan_params = dict(params)
+    layout: list[tuple[FeatureSpec, bool]] = []
+    for i, spec in enumerate(group):
+        raw, v = _raw_column(i), _finite_column(i)
+        if spec.kind == NUMERIC:
+            x = _as_double(spec)
+            projected += [f"{x} AS {raw}", f"CASE WHEN isfinite({x}) THEN {x} END AS {v}"]
+            selects += [f"count({v})", f"count(*) - count({raw})", f"count({raw}) - count({v})",
+                        f"min({v})", f"max({v})"]
+            binned = aggregates[spec.name].psi_edges.size > 0
+            if binned:
+                edges = aggregates[spec.name].fine_edges
+                scan_params[f"psi{i}"] = aggregates[spec.name].psi_edges.tolist()
+                scan_params[f"fine{i}"] = edges.tolist()
+                scan_params[f"neg{i}"] = (-edges[::-1]).tolist()
+                # map_values: counts in boundary order, then the overflow bucket if any.
+                # histogram(-x, -edges) counts [e_i, e_i+1): with (e_i, e_i+1] it gives
+                # the mass sitting exactly on each edge (ties, discrete values).
+                selects += [f"map_values(histogram({v}, $psi{i}::DOUBLE[]))",
+                            f"map_values(histogram({v}, $fine{i}::DOUBLE[]))",
+                            f"map_values(histogram(-{v}, $neg{i}::DOUBLE[]))"]
+            layout.append((spec, binned))
+        else:
+            projected.append(f"CAST({spec.expr} AS VARCHAR) AS {v}")
+            selects += [f"count({v})", f"count(*) - count({v})", f"histogram({v})"]
+            layout.append((spec, False))
+    selects += list(extras.values())
+    # One plain (ungrouped) aggregate scan per window: faster than grouping both windows.
+    by_window = {}
+    for window, predicate in ((HISTORICAL, plan.historical_sql), (CURRENT, plan.current_sql)):
+        [row] = session.fetchall(
+            f"WITH windowed AS (SELECT {', '.join(projected)} FROM {source.relation} "
+            f"WHERE {predicate}) SELECT {', '.join(selects)} FROM windowed", scan_params)
+        by_window[window] = row if row[0] else None
+    for window in (HISTORICAL, CURRENT):
+        values = by_window.get(window)
+        results["sampled"][window] = values[0] if values else 0
+        if extras:
+            tail = values[len(values) - len(extras):] if values else [None] * len(extras)
+            results["extras"][window] = dict(zip(extras, tail, strict=True))
+        position = 1
+        for spec, binned in layout:
+            counts = WindowCounts()
+            aggregate = aggregates[spec.name]
+            if spec.kind == NUMERIC:
+                width = 8 if binned else 5
+                cells = values[position:position + width] if values else [0, 0, 0, None, None]
+                counts.values, counts.nulls, counts.nonfinite = (int(c) for c in cells[:3])
+                counts.minimum = _float(cells[3])
+                counts.maximum = _float(cells[4])
+                if binned:
+                    counts.psi_counts = _bin_counts(cells[5] if values else None,
+                                                    aggregate.psi_edges)
+                    counts.fine_counts = _bin_counts(cells[6] if values else None,
+                                                     aggregate.fine_edges)
+                    counts.fine_at_edges = _at_edges(cells[7] if values else None,
+                                                     aggregate.fine_edges, counts.fine_counts)
+            else:
+                width = 3
+                cells = values[position:position + width] if values else [0, 0, None]
+                counts.values, counts.nulls = int(cells[0]), int(cells[1])
+                counts.categories = {str(k): int(v) for k, v in (cells[2] or {}).items()}
+            position += width
+            aggregate.windows[window] = counts
+
+
+def _float(value: Any) -> float:
+    return math.nan if value is None else float(value)
+
+
+def _at_edges(negated: list[int] | None, edges: np.ndarray,
+              fine_counts: np.ndarray) -> np.ndarray:
+    """Values equal to each edge: #(x <= e) − #(x < e), from the two histograms."""
+    if not negated:
+        return np.zeros(edges.size)
+    # Buckets of −x over −e_last … −e_1 hold x in [e_last, +inf), …, [e_1, e_2).
+    at_or_above = np.cumsum(_bin_counts(negated, edges)[:edges.size])[::-1]
+    below = fine_counts.sum() - at_or_above
+    return np.maximum(np.cumsum(fine_counts)[:-1] - below, 0.0)
+
+
+def _bin_counts(values: list[int] | None, edges: np.ndarray) -> np.ndarray:
+    """Counts of bins (−inf, e1], …, (e_last, +inf) from DuckDB's histogram counts."""
+    counts = np.zeros(edges.size + 1)
+    if values:
+        counts[:len(values)] = values[:edges.size + 1]
+    return counts

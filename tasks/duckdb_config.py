@@ -1,0 +1,63 @@
+"""Settings of a scheduled drift run over DuckDB: which rows form each window, bins, limits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from stat_guard.verdict import DEFAULT_THRESHOLDS, Thresholds
+
+
+@dataclass(frozen=True)
+class WindowConfig:
+    """The owner's window selection, as fractions of a table's rows ordered by time.
+
+    Current window: the most recent ``current_fraction`` of rows. Historical window: the
+    rows from ``historical_start`` to ``historical_end`` of the way through. A window with
+    more than ``max_rows_per_window`` rows is sampled reproducibly by a hash of each row's
+    key and ``seed`` (see docs/scheduled-drift.md).
+    """
+
+    current_fraction: float = 0.05
+    historical_start: float = 0.50
+    historical_end: float = 0.70
+    max_rows_per_window: int = 500_000
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.current_fraction < 1:
+            raise ValueError("current_fraction must be in (0, 1)")
+        if not 0 <= self.historical_start < self.historical_end <= 1:
+            raise ValueError("need 0 <= historical_start < historical_end <= 1")
+        if self.historical_end > 1 - self.current_fraction:
+            raise ValueError("the historical window must end before the current window starts")
+        if self.max_rows_per_window < 1:
+            raise ValueError("max_rows_per_window must be >= 1")
+
+
+@dataclass(frozen=True)
+class DriftRunConfig:
+    """Everything one drift run needs besides the database path and the model."""
+
+    windows: WindowConfig = field(default_factory=WindowConfig)
+    psi_bins: int = 10
+    ks_bins: int = 1000  # fine quantile bins for binned KS and Wasserstein
+    thresholds: Thresholds = DEFAULT_THRESHOLDS
+    max_categories: int = 200  # beyond it the rarest categories are pooled into one
+    duckdb_threads: int = 1
+    duckdb_memory_limit: str = "512MB"
+    lock_attempts: int = 8  # opening a locked file: retries with backoff and jitter
+    lock_base_delay_s: float = 0.2
+    lock_max_delay_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        if self.psi_bins < 2 or self.ks_bins < 2:
+            raise ValueError("psi_bins and ks_bins must be >= 2")
+        if self.max_categories < 2:
+            raise ValueError("max_categories must be >= 2")
+        if self.duckdb_threads < 1 or self.lock_attempts < 1:
+            raise ValueError("duckdb_threads and lock_attempts must be >= 1")
+        if self.lock_base_delay_s < 0 or self.lock_max_delay_s < self.lock_base_delay_s:
+            raise ValueError("need 0 <= lock_base_delay_s <= lock_max_delay_s")
+
+
+DEFAULT_CONFIG = DriftRunConfig()

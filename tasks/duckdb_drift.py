@@ -1,0 +1,314 @@
+"""Scheduled drift over DuckDB: one model's features and predictions, historical vs current.
+
+A run reads (a read-only connection: window bounds, quantile edges and bin counts in SQL),
+closes the file, computes every statistic from those aggregates, then opens the file
+again briefly to write the scores in one transaction. No Celery here: the fleet's tasks
+call these functions. See docs/scheduled-drift.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import math
+import re
+import time
+from typing import Any
+
+from tasks.duckdb_access import DuckDBBusyError, PhaseTimer, Session, open_duckdb, quote_ident
+from tasks.duckdb_aggregates import (
+    CATEGORICAL,
+    NUMERIC,
+    FeatureSpec,
+    SourceAggregates,
+    aggregate_source,
+)
+from tasks.duckdb_config import DEFAULT_CONFIG, DriftRunConfig, WindowConfig
+from tasks.duckdb_results import (
+    FeatureDrift,
+    ModelDrift,
+    ModelDriftResult,
+    Performance,
+)
+from tasks.duckdb_schema import RESERVED_FEATURE_NAMES, apply_schema, table_columns
+from tasks.duckdb_scoring import apply_verdicts, error_feature, model_verdict, score_feature
+from tasks.duckdb_windows import CURRENT, HISTORICAL, Source, WindowBounds, WindowPlan, plan_windows
+from tasks.duckdb_writes import flag, write_run
+
+__all__ = [
+    "DEFAULT_CONFIG",
+    "DriftRunConfig",
+    "DuckDBBusyError",
+    "FeatureDrift",
+    "ModelDrift",
+    "ModelDriftResult",
+    "ModelNotFoundError",
+    "Performance",
+    "WindowBounds",
+    "WindowConfig",
+    "ensure_schema",
+    "flag_model",
+    "production_models",
+    "run_model_drift",
+]
+
+_NUMERIC_TYPE = re.compile(
+    r"^(TINYINT|SMALLINT|INTEGER|BIGINT|HUGEINT|UTINYINT|USMALLINT|UINTEGER|UBIGINT|UHUGEINT|"
+    r"FLOAT|REAL|DOUBLE|DECIMAL(\(\d+,\s*\d+\))?)$")
+
+
+class ModelNotFoundError(LookupError):
+    """The model has no row in ``model_metadata``."""
+
+
+def ensure_schema(db_path: str, config: DriftRunConfig = DEFAULT_CONFIG) -> None:
+    """Create ``model_metadata``, ``model_events`` and ``drift_runs`` if missing."""
+    with open_duckdb(db_path, config, read_only=False) as session:
+        apply_schema(session)
+
+
+def production_models(db_path: str, config: DriftRunConfig = DEFAULT_CONFIG) -> list[str]:
+    """Names of the models whose status is ``production``, sorted."""
+    with open_duckdb(db_path, config, read_only=True) as session:
+        if table_columns(session, "model_metadata") is None:
+            return []
+        rows = session.fetchall("SELECT name FROM model_metadata "
+                                "WHERE status = 'production' ORDER BY name")
+    return [name for (name,) in rows]
+
+
+def flag_model(db_path: str, model: str, run_id: str, verdict: str,
+               config: DriftRunConfig = DEFAULT_CONFIG, reason: str | None = None) -> None:
+    """Mark a model flagged by a run (reactions); idempotent per run id.
+
+    Sets ``flagged``, ``flag_reason`` (``reason`` or the verdict), ``flagged_run_id`` and
+    ``flagged_at``; a repeated call with the same run id changes nothing, and an unknown
+    model is a no-op.
+    """
+    with open_duckdb(db_path, config, read_only=False) as session:
+        flag(session, model, run_id, reason or verdict)
+
+
+def run_model_drift(db_path: str, model: str, run_id: str,
+                    config: DriftRunConfig = DEFAULT_CONFIG) -> ModelDriftResult:
+    """Compare the model's current window with its historical one and store the scores.
+
+    Raises :class:`ModelNotFoundError` for an unknown model and :class:`DuckDBBusyError`
+    when the file stays locked; bad data in a feature never raises, it is reported.
+    """
+    started_at = dt.datetime.now(dt.UTC)
+    clock = time.perf_counter()
+    read_timer, write_timer = PhaseTimer(), PhaseTimer()
+    with open_duckdb(db_path, config, read_only=True, timer=read_timer) as session:
+        metadata = _model_metadata(session, model)
+        features, feature_errors, feature_plan = _read_features(session, metadata, config)
+        events = _read_events(session, model, metadata, config)
+        bytes_fetched = session.bytes_fetched
+
+    judged = {**{f.name: f for f in features}, **feature_errors}
+    judged = apply_verdicts({name: judged[name] for name in _feature_order(metadata, judged)},
+                            config.thresholds)
+    model_drift = _model_drift(events, config)
+    everything = list(judged.values())
+    if model_drift.prediction is not None:
+        everything.append(model_drift.prediction)
+    verdict, drift_score = model_verdict(everything)
+    bounds = [f.ks_error_bound for f in everything if math.isfinite(f.ks_error_bound)]
+    result = ModelDriftResult(
+        run_id=run_id, model=model, verdict=verdict, drift_score=drift_score,
+        features=judged, model_drift=model_drift,
+        historical_window=feature_plan.historical, current_window=feature_plan.current,
+        errors={name: f.error for name, f in judged.items() if f.error},
+        started_at=started_at, finished_at=dt.datetime.now(dt.UTC), duration_s=0.0,
+        read_lock_s=read_timer.held_s, write_lock_s=0.0, bytes_fetched=bytes_fetched,
+        ks_error_bound=max(bounds, default=math.nan),
+        settings={"psi_bins": config.psi_bins, "ks_bins": config.ks_bins,
+                  "windows": dataclasses.asdict(config.windows)})
+
+    with open_duckdb(db_path, config, read_only=False, timer=write_timer) as session:
+        write_run(session, result)
+    finished_at = dt.datetime.now(dt.UTC)
+    return dataclasses.replace(
+        result, finished_at=finished_at, duration_s=time.perf_counter() - clock,
+        write_lock_s=write_timer.held_s, lock_wait_s=read_timer.waited_s + write_timer.waited_s)
+
+
+# ---- read phase -------------------------------------------------------------------
+
+
+def _model_metadata(session: Session, model: str) -> dict[str, Any]:
+    if table_columns(session, "model_metadata") is None:
+        raise ModelNotFoundError(f"no model_metadata table in the database (model {model!r})")
+    cursor = session.connection.execute("SELECT * FROM model_metadata WHERE name = $name",
+                                        {"name": model})
+    names = [d[0] for d in cursor.description]
+    row = cursor.fetchone()
+    if row is None:
+        raise ModelNotFoundError(f"model {model!r} is not in model_metadata")
+    return dict(zip(names, row, strict=True))
+
+
+def _name_list(value: Any) -> list[str] | None:
+    """Feature names from a list column or JSON text (a list of names, or name → kind)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = json.loads(value)
+    if isinstance(value, dict):
+        return [str(k) for k in value]
+    return [str(v) for v in value]
+
+
+def _declared_kinds(metadata: dict[str, Any]) -> dict[str, str | None]:
+    """name → kind as declared; None where the column type decides."""
+    raw = metadata.get("features")
+    if isinstance(raw, str):
+        raw = json.loads(raw)
+    if isinstance(raw, dict):
+        return {str(k): (CATEGORICAL if str(v).lower() == CATEGORICAL else NUMERIC)
+                for k, v in raw.items()}
+    names = _name_list(raw) or []
+    categorical = _name_list(metadata.get("categorical_features"))
+    if categorical is None:
+        return dict.fromkeys(names)
+    return {n: CATEGORICAL if n in categorical else NUMERIC for n in names}
+
+
+def _feature_order(metadata: dict[str, Any], judged: dict[str, FeatureDrift]) -> list[str]:
+    ordered = [n for n in _declared_kinds(metadata) if n in judged]
+    return ordered + [n for n in judged if n not in ordered]
+
+
+def _read_features(session: Session, metadata: dict[str, Any], config: DriftRunConfig
+                   ) -> tuple[list[FeatureDrift], dict[str, FeatureDrift], WindowPlan]:
+    declared = _declared_kinds(metadata)
+    errors: dict[str, FeatureDrift] = {}
+    table = metadata.get("feature_table")
+    columns = table_columns(session, table) if table else None
+    ts_name = metadata.get("timestamp_column") or "ts"
+    missing_all = None
+    if not declared:
+        missing_all = "no features listed in model_metadata"
+    elif columns is None:
+        missing_all = f"feature table {table!r} not found"
+    elif ts_name not in columns:
+        missing_all = f"timestamp column {ts_name!r} not in feature table {table!r}"
+    if missing_all:
+        for name, kind in declared.items():
+            errors[name] = error_feature(name, kind or NUMERIC, missing_all)
+        return [], errors, _empty_plan(config.windows)
+
+    specs = []
+    for name, kind in declared.items():
+        column_type = columns.get(name)
+        kind = kind or (NUMERIC if column_type and _NUMERIC_TYPE.match(column_type)
+                        else CATEGORICAL)
+        problem = _feature_problem(name, kind, column_type)
+        if problem:
+            errors[name] = error_feature(name, kind, problem)
+        else:
+            specs.append(FeatureSpec(name, kind, quote_ident(name)))
+
+    key_name = metadata.get("key_column") or "entity_id"
+    source = Source(relation=quote_ident(table), where="TRUE", params={},
+                    ts=quote_ident(ts_name),
+                    key=quote_ident(key_name) if key_name in columns else "rowid")
+    plan = plan_windows(session, source, config.windows)
+    aggregates = aggregate_source(session, source, plan, specs, config.psi_bins,
+                                  config.ks_bins, config.duckdb_memory_limit)
+    plan = _with_sampled(plan, aggregates)
+    for name, message in aggregates.errors.items():
+        kind = next(s.kind for s in specs if s.name == name)
+        errors[name] = error_feature(name, kind, message)
+    scored = [score_feature(a, config.max_categories) for a in aggregates.features.values()]
+    return scored, errors, plan
+
+
+def _feature_problem(name: str, kind: str, column_type: str | None) -> str | None:
+    if name in RESERVED_FEATURE_NAMES:
+        return f"{name!r} is a reserved name in drift_runs"
+    if "\x00" in name:
+        return "feature name contains a NUL character"
+    if column_type is None:
+        return "column missing from the feature table"
+    if kind == NUMERIC and not _NUMERIC_TYPE.match(column_type):
+        return f"column type {column_type} is not numeric"
+    return None
+
+
+def _with_sampled(plan: WindowPlan, aggregates: SourceAggregates) -> WindowPlan:
+    return dataclasses.replace(
+        plan,
+        historical=dataclasses.replace(
+            plan.historical, sampled_rows=aggregates.sampled_rows.get(HISTORICAL, 0)),
+        current=dataclasses.replace(
+            plan.current, sampled_rows=aggregates.sampled_rows.get(CURRENT, 0)))
+
+
+def _empty_plan(windows: WindowConfig) -> WindowPlan:
+    def empty(name: str, lo: float, hi: float) -> WindowBounds:
+        return WindowBounds(name, lo, hi, None, None, 0, 0, "all rows")
+
+    return WindowPlan(0, empty(HISTORICAL, windows.historical_start, windows.historical_end),
+                      empty(CURRENT, 1 - windows.current_fraction, 1.0), "FALSE", "FALSE")
+
+
+_PERFORMANCE_SQL = {
+    NUMERIC: ("mae", "avg(abs(prediction - label)) FILTER (WHERE isfinite(prediction) "
+                     "AND isfinite(label))",
+              "count(*) FILTER (WHERE isfinite(prediction) AND isfinite(label))"),
+    CATEGORICAL: ("accuracy", "avg(CASE WHEN prediction = label THEN 1.0 ELSE 0.0 END) "
+                              "FILTER (WHERE prediction IS NOT NULL AND label IS NOT NULL)",
+                  "count(*) FILTER (WHERE prediction IS NOT NULL AND label IS NOT NULL)"),
+}
+
+
+def _read_events(session: Session, model: str, metadata: dict[str, Any],
+                 config: DriftRunConfig) -> dict[str, Any]:
+    """Prediction distribution and performance per window, from ``model_events``."""
+    kind = CATEGORICAL if (metadata.get("prediction_kind") or "") == CATEGORICAL else NUMERIC
+    columns = table_columns(session, "model_events")
+    if columns is None or not {"ts", "model", "prediction"} <= set(columns):
+        return {"kind": kind, "error": "no model_events table with ts, model, prediction"}
+    metric, value_sql, count_sql = _PERFORMANCE_SQL[kind]
+    has_label = "label" in columns
+    source = Source(relation="model_events", where="model = $model", params={"model": model},
+                    ts="ts", key="hash(ts, prediction" + (", label)" if has_label else ")"))
+    plan = plan_windows(session, source, config.windows)
+    spec = FeatureSpec("prediction", kind, "prediction")
+    extras = {"performance": value_sql, "labeled": count_sql} if has_label else {}
+    aggregates = aggregate_source(session, source, plan, [spec], config.psi_bins,
+                                  config.ks_bins, config.duckdb_memory_limit, extras)
+    return {"kind": kind, "metric": metric if has_label else None,
+            "plan": _with_sampled(plan, aggregates), "aggregates": aggregates}
+
+
+def _model_drift(events: dict[str, Any], config: DriftRunConfig) -> ModelDrift:
+    if "error" in events:
+        return ModelDrift(None, None, None, None, events["error"])
+    plan: WindowPlan = events["plan"]
+    aggregates: SourceAggregates = events["aggregates"]
+    if plan.total_rows == 0:
+        return ModelDrift(None, None, plan.historical, plan.current,
+                          "no events for this model")
+    if "prediction" in aggregates.errors:
+        prediction = error_feature("prediction", events["kind"],
+                                   aggregates.errors["prediction"])
+    else:
+        prediction = score_feature(aggregates.features["prediction"], config.max_categories)
+    prediction = apply_verdicts({"prediction": prediction}, config.thresholds)["prediction"]
+    performance = None
+    if events["metric"]:
+        cells = aggregates.extras
+        performance = Performance(
+            events["metric"],
+            _float(cells.get(HISTORICAL, {}).get("performance")),
+            _float(cells.get(CURRENT, {}).get("performance")),
+            int(cells.get(HISTORICAL, {}).get("labeled") or 0),
+            int(cells.get(CURRENT, {}).get("labeled") or 0))
+    return ModelDrift(prediction, performance, plan.historical, plan.current)
+
+
+def _float(value: Any) -> float:
+    return math.nan if value is None else float(value)

@@ -1,0 +1,153 @@
+"""From the aggregates DuckDB returned to per-feature statistics and verdicts.
+
+Pure Python over counts: every formula comes from ``stat_guard.stats`` and every rule from
+``stat_guard.verdict``, the same code the Azure Function uses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+
+import numpy as np
+
+from stat_guard import stats as st
+from stat_guard.verdict import Thresholds, Verdict, decide, worst
+from tasks.duckdb_aggregates import CATEGORICAL, FeatureAggregate, WindowCounts
+from tasks.duckdb_results import FeatureDrift
+from tasks.duckdb_windows import CURRENT, HISTORICAL
+
+ERROR = "error"
+OTHER_CATEGORY = "(other)"
+
+
+def error_feature(name: str, kind: str, message: str) -> FeatureDrift:
+    return FeatureDrift(name=name, kind=kind, verdict=ERROR, error=message)
+
+
+def score_feature(aggregate: FeatureAggregate, max_categories: int) -> FeatureDrift:
+    """Statistics of one feature; the verdict is set later by :func:`apply_verdicts`."""
+    historical = aggregate.windows.get(HISTORICAL, WindowCounts())
+    current = aggregate.windows.get(CURRENT, WindowCounts())
+    base = FeatureDrift(
+        name=aggregate.spec.name, kind=aggregate.spec.kind, verdict=Verdict.OK.value,
+        n_historical=historical.values, n_current=current.values,
+        missing_historical=historical.nulls + historical.nonfinite,
+        missing_current=current.nulls + current.nonfinite,
+        notes=_missing_notes(historical, current))
+    if aggregate.spec.kind == CATEGORICAL:
+        return _score_categorical(base, historical, current, max_categories)
+    return _score_numeric(base, aggregate, historical, current)
+
+
+def _missing_notes(historical: WindowCounts, current: WindowCounts) -> tuple[str, ...]:
+    notes = []
+    for label, counts in (("historical", historical), ("current", current)):
+        if counts.nulls or counts.nonfinite:
+            notes.append(f"{label}: {counts.nulls} NULL and {counts.nonfinite} NaN/Inf "
+                         "values left out")
+    return tuple(notes)
+
+
+def _score_numeric(base: FeatureDrift, aggregate: FeatureAggregate, historical: WindowCounts,
+                   current: WindowCounts) -> FeatureDrift:
+    if historical.psi_counts is None or current.psi_counts is None:
+        return base
+    n_b, n_c = historical.values, current.values
+    edges = aggregate.psi_edges
+    psi = st.psi_from_bins(edges, historical.psi_counts, current.psi_counts, n_b, n_c)
+    both = n_b > 0 and n_c > 0
+    kl = st.kl_from_counts(historical.psi_counts, current.psi_counts) if both else math.nan
+    js = st.js_distance_from_counts(historical.psi_counts, current.psi_counts)
+    ks = st.ks_from_binned_counts(historical.fine_counts, current.fine_counts,
+                                  aggregate.fine_edges, historical.fine_at_edges,
+                                  current.fine_at_edges)
+    fine = aggregate.fine_edges
+    low = np.nanmin([historical.minimum, current.minimum, fine[0]])
+    high = np.nanmax([historical.maximum, current.maximum, fine[-1]])
+    wasserstein = st.wasserstein_from_binned_counts(
+        np.concatenate(([low], fine, [high])), historical.fine_counts, current.fine_counts,
+        aggregate.stddev, aggregate.iqr)
+    return dataclasses.replace(
+        base, psi=psi.statistic, psi_critical=psi.critical_value, psi_bin_edges=psi.bin_edges,
+        kl=kl, js=js, ks_statistic=ks.statistic, ks_pvalue=ks.pvalue,
+        ks_error_bound=ks.error_bound if both else math.nan,
+        wasserstein=wasserstein.distance, wasserstein_normalized=wasserstein.statistic,
+        wasserstein_scale=wasserstein.scale_kind)
+
+
+def pool_categories(historical: Mapping[str, int], current: Mapping[str, int],
+                    max_categories: int) -> tuple[dict[str, int], dict[str, int]]:
+    """Keep the most frequent categories; pool the rest into one so counts stay bounded."""
+    names = set(historical) | set(current)
+    if len(names) <= max_categories:
+        return dict(historical), dict(current)
+    ranked = sorted(names, key=lambda c: (-(historical.get(c, 0) + current.get(c, 0)), c))
+    kept = set(ranked[:max_categories - 1])
+
+    def pooled(counts: Mapping[str, int]) -> dict[str, int]:
+        out = {c: n for c, n in counts.items() if c in kept}
+        out[OTHER_CATEGORY] = sum(n for c, n in counts.items() if c not in kept)
+        return out
+
+    return pooled(historical), pooled(current)
+
+
+def _score_categorical(base: FeatureDrift, historical: WindowCounts, current: WindowCounts,
+                       max_categories: int) -> FeatureDrift:
+    expected, actual = pool_categories(historical.categories, current.categories,
+                                       max_categories)
+    result = st.categorical_drift(expected, actual)
+    return dataclasses.replace(
+        base, psi=result.psi, js=result.js_distance, chi2=result.chi2,
+        chi2_pvalue=result.chi2_pvalue, unseen_categories=result.unseen_in_baseline,
+        kl=st.kl_from_counts(list(expected.get(c, 0) for c in result.categories),
+                             list(actual.get(c, 0) for c in result.categories))
+        if result.n_baseline and result.n_current else math.nan,
+        psi_critical=st.psi_critical_value(result.n_baseline, result.n_current,
+                                           len(result.categories)))
+
+
+def apply_verdicts(features: Mapping[str, FeatureDrift],
+                   thresholds: Thresholds) -> dict[str, FeatureDrift]:
+    """BH-adjust the p-values across the scored features, then apply the owner's rules."""
+    scored = [name for name, f in features.items() if f.verdict != ERROR]
+    pvalues = [features[n].chi2_pvalue if features[n].kind == CATEGORICAL
+               else features[n].ks_pvalue for n in scored]
+    adjusted = dict(zip(scored, st.benjamini_hochberg(pvalues), strict=True))
+    decided = {}
+    for name, feature in features.items():
+        if feature.verdict == ERROR:
+            decided[name] = feature
+            continue
+        pvalue = adjusted[name] if thresholds.ks_use_adjusted_pvalue else feature.ks_pvalue
+        decision = decide(feature.psi, feature.ks_statistic, pvalue, feature.n_historical,
+                          feature.n_current, thresholds)
+        error = None
+        if decision.verdict == Verdict.INSUFFICIENT_DATA:
+            error = "; ".join(decision.reasons + feature.notes)
+        elif _constant_in_both(feature):
+            decision = dataclasses.replace(decision, verdict=Verdict.INSUFFICIENT_DATA)
+            error = f"constant in both windows (value {feature.psi_bin_edges[0]:g})"
+        decided[name] = dataclasses.replace(
+            feature, verdict=decision.verdict.value, reasons=decision.reasons, error=error,
+            pvalue_adjusted=adjusted[name])
+    return decided
+
+
+def _constant_in_both(feature: FeatureDrift) -> bool:
+    """One historical edge and nothing moved: there is no distribution to compare."""
+    return (feature.kind != CATEGORICAL and len(feature.psi_bin_edges) == 1
+            and feature.ks_statistic == 0.0 and feature.wasserstein == 0.0)
+
+
+def model_verdict(judged: list[FeatureDrift]) -> tuple[str, float]:
+    """The worst verdict and the largest PSI among scored features and predictions."""
+    scored = [f for f in judged if f.verdict != ERROR]
+    if not scored:
+        return (ERROR if judged else Verdict.INSUFFICIENT_DATA.value), math.nan
+    verdict = worst(Verdict(f.verdict) for f in scored).value
+    psis = [f.psi for f in scored
+            if f.verdict != Verdict.INSUFFICIENT_DATA.value and math.isfinite(f.psi)]
+    return verdict, max(psis, default=math.nan)

@@ -1,0 +1,87 @@
+"""SQL aggregates give the same statistics as the raw rows, within the stated bounds."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats as ss
+
+from stat_guard import stats as st
+from tasks.duckdb_drift import DriftRunConfig, run_model_drift
+from tests.drift.conftest import window_values
+
+NUMERIC = {"fraud_scoring": ["amount", "account_age_days", "txn_count_24h", "merchant_risk"],
+           "pricing": ["demand_index", "bedrooms", "lot_size"]}
+
+
+@pytest.fixture(scope="module")
+def runs(demo):
+    return {model: run_model_drift(demo.db_path, model, f"accuracy-{model}")
+            for model in NUMERIC}
+
+
+@pytest.mark.parametrize(("model", "feature"),
+                         [(m, f) for m, features in NUMERIC.items() for f in features])
+def test_binned_ks_is_within_its_bound_of_exact_ks(demo, runs, model, feature):
+    result = runs[model]
+    table = f"features_{model}"
+    baseline = window_values(demo.db_path, table, feature, result.historical_window.start,
+                             result.historical_window.end)
+    current = window_values(demo.db_path, table, feature, result.current_window.start,
+                            result.current_window.end)
+    assert (baseline.size, current.size) == (20_000, 5_000)
+    exact = ss.ks_2samp(baseline, current).statistic
+    f = result.features[feature]
+    assert f.ks_statistic <= exact + 1e-12
+    assert exact <= f.ks_statistic + f.ks_error_bound + 1e-12
+    assert f.ks_error_bound <= 1.5 / 1000  # about one fine bin of mass at most
+
+
+@pytest.mark.parametrize(("model", "feature"),
+                         [(m, f) for m, features in NUMERIC.items() for f in features])
+def test_psi_equals_stat_guard_on_the_same_bins(demo, runs, model, feature):
+    result = runs[model]
+    table = f"features_{model}"
+    baseline = window_values(demo.db_path, table, feature, result.historical_window.start,
+                             result.historical_window.end)
+    current = window_values(demo.db_path, table, feature, result.current_window.start,
+                            result.current_window.end)
+    f = result.features[feature]
+    edges = np.array(f.psi_bin_edges)
+    np.testing.assert_array_equal(edges, st.quantile_bin_edges(baseline, 10))
+    expected, actual = st.bin_counts(baseline, edges), st.bin_counts(current, edges)
+    assert f.psi == pytest.approx(st.psi_from_counts(expected, actual), abs=1e-9)
+    assert f.kl == pytest.approx(st.kl_from_counts(expected, actual), abs=1e-9)
+    assert f.js == pytest.approx(st.js_distance_from_counts(expected, actual), abs=1e-9)
+    exact_w = ss.wasserstein_distance(baseline, current) / np.std(baseline, ddof=1)
+    # Mass spread evenly inside each fine bin: close, not exact, on heavy tails.
+    assert f.wasserstein_normalized == pytest.approx(exact_w, rel=0.05, abs=0.01)
+
+
+def test_categorical_drift_with_an_unseen_category(demo, runs):
+    result = runs["fraud_scoring"]
+    connection_rows = {}
+    import duckdb
+    connection = duckdb.connect(demo.db_path, read_only=True)
+    try:
+        for label, window in (("historical", result.historical_window),
+                              ("current", result.current_window)):
+            connection_rows[label] = dict(connection.execute(
+                "SELECT country, count(*) FROM features_fraud_scoring "
+                "WHERE ts BETWEEN ? AND ? GROUP BY country", [window.start, window.end]
+            ).fetchall())
+    finally:
+        connection.close()
+    expected = st.categorical_drift(connection_rows["historical"], connection_rows["current"])
+    country = result.features["country"]
+    assert "NG" not in connection_rows["historical"] and connection_rows["current"]["NG"] > 500
+    assert country.unseen_categories == ("NG",)
+    assert country.psi == pytest.approx(expected.psi, abs=1e-12)
+    assert country.chi2 == pytest.approx(expected.chi2, rel=1e-12)
+    assert country.js == pytest.approx(expected.js_distance, abs=1e-12)
+
+
+def test_fewer_fine_bins_widen_the_stated_bound(demo):
+    coarse = run_model_drift(demo.db_path, "pricing", "coarse", DriftRunConfig(ks_bins=50))
+    assert coarse.features["demand_index"].ks_error_bound > 5 * 1.0 / 1000
+    assert coarse.features["demand_index"].ks_error_bound <= 1.5 / 50

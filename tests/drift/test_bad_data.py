@@ -1,0 +1,96 @@
+"""Bad data never stops a run: each bad feature gets its own error entry, the rest are scored."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from tasks.duckdb_drift import run_model_drift
+
+SIZE = 20_000
+HOSTILE = 'risk"; DROP TABLE model_metadata; --'
+
+
+@pytest.fixture
+def bad_model(make_model):
+    rng = np.random.default_rng(3)
+    with_gaps = rng.normal(size=SIZE)
+    with_gaps[::10] = np.nan
+    with_gaps[5::50] = np.inf
+    with_gaps[7::50] = -np.inf
+    columns = {
+        "good": rng.normal(size=SIZE),
+        "with_gaps": with_gaps,
+        "all_nan": np.full(SIZE, np.nan),
+        "all_null": [None] * SIZE,
+        "constant": np.full(SIZE, 3.0),
+        "text": [f"v{i}" for i in range(SIZE)],
+        HOSTILE: rng.normal(size=SIZE),
+        "segment": [None if i % 9 == 0 else f"s{i % 3}" for i in range(SIZE)],
+    }
+    columns["all_null"][0] = 1.0  # typed DOUBLE; then NULL again below
+    columns["all_null"][0] = None
+    features = [*columns, "missing_column", "__model__"]
+    return make_model({k: v for k, v in columns.items()}, features, ["segment"])
+
+
+def test_each_bad_feature_gets_its_error_and_the_rest_are_scored(bad_model):
+    result = run_model_drift(bad_model, "m", "bad-1")
+    f = result.features
+    assert f["good"].verdict == "ok" and f["good"].error is None
+    assert f[HOSTILE].verdict == "ok" and f[HOSTILE].n_current == 1_000
+    assert f["segment"].verdict == "ok" and f["segment"].missing_current > 0
+
+    gaps = f["with_gaps"]
+    assert gaps.verdict == "ok" and math.isfinite(gaps.psi)
+    assert gaps.missing_historical > 0 and any("NaN/Inf" in n for n in gaps.notes)
+    assert gaps.n_historical + gaps.missing_historical == 4_000
+
+    for name in ("all_nan", "all_null"):
+        assert f[name].verdict == "insufficient_data", name
+        assert "fewer than 30" in f[name].error
+    assert f["constant"].verdict == "insufficient_data"
+    assert "constant" in f["constant"].error
+    assert f["text"].verdict == "error" and "not numeric" in f["text"].error
+    assert f["missing_column"].verdict == "error" and "missing" in f["missing_column"].error
+    assert f["__model__"].verdict == "error" and "reserved" in f["__model__"].error
+
+    assert set(result.errors) == {"all_nan", "all_null", "constant", "text",
+                                  "missing_column", "__model__"}
+    assert result.verdict == "ok"
+    assert result.model_drift.error == "no events for this model"
+
+
+def test_hostile_names_are_quoted_not_executed(bad_model):
+    run_model_drift(bad_model, "m", "bad-2")
+    import duckdb
+    connection = duckdb.connect(bad_model, read_only=True)
+    try:
+        [(models,)] = connection.execute("SELECT count(*) FROM model_metadata").fetchall()
+        [(rows,)] = connection.execute(
+            "SELECT count(*) FROM drift_runs WHERE feature = ?", [HOSTILE]).fetchall()
+    finally:
+        connection.close()
+    assert models == 1 and rows == 1
+
+
+def test_an_empty_feature_table_gives_insufficient_data(make_model):
+    path = make_model({"x": np.array([], dtype=float)}, ["x"])
+    result = run_model_drift(path, "m", "empty")
+    assert result.features["x"].verdict == "insufficient_data"
+    assert result.historical_window.rows == result.current_window.rows == 0
+    assert result.verdict == "insufficient_data"
+
+
+def test_a_missing_feature_table_is_an_error_for_every_feature(make_model):
+    path = make_model({"x": np.arange(100.0)}, ["x", "y"], table="features_m")
+    import duckdb
+    connection = duckdb.connect(path)
+    connection.execute("DROP TABLE features_m")
+    connection.close()
+    result = run_model_drift(path, "m", "no-table")
+    assert {f.verdict for f in result.features.values()} == {"error"}
+    assert result.verdict == "error"
+    assert "not found" in result.errors["x"]

@@ -1,0 +1,79 @@
+"""Window selection: most recent 5% vs 50–70% by time, caps with reproducible sampling."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pytest
+
+from tasks.duckdb_drift import DriftRunConfig, WindowConfig, run_model_drift
+
+START = dt.datetime(2025, 1, 1)
+SIZE = 10_000
+
+
+@pytest.fixture
+def shuffled_model(make_model):
+    """Rows inserted in random time order, so windows cannot lean on physical order."""
+    rng = np.random.default_rng(5)
+    order = rng.permutation(SIZE)
+    values = rng.normal(size=SIZE)
+    return make_model({"x": values, "kind": [f"k{i % 4}" for i in range(SIZE)]},
+                      ["x", "kind"], ["kind"], timestamps=order)
+
+
+def _at(position: int) -> dt.datetime:
+    return START + dt.timedelta(seconds=position)
+
+
+def test_current_is_the_most_recent_5_percent_and_historical_50_to_70(shuffled_model):
+    result = run_model_drift(shuffled_model, "m", "w-default")
+    historical, current = result.historical_window, result.current_window
+    assert (historical.rows, current.rows) == (2_000, 500)
+    assert (historical.start, historical.end) == (_at(5_000), _at(6_999))
+    assert (current.start, current.end) == (_at(9_500), _at(9_999))
+    assert historical.sample_method == current.sample_method == "all rows"
+    assert result.features["x"].n_historical == 2_000
+    assert result.features["kind"].n_current == 500
+
+
+def test_fractions_are_configurable(shuffled_model):
+    config = DriftRunConfig(windows=WindowConfig(current_fraction=0.1, historical_start=0.0,
+                                                 historical_end=0.3))
+    result = run_model_drift(shuffled_model, "m", "w-config", config)
+    assert result.historical_window.rows == 3_000 and result.current_window.rows == 1_000
+    assert result.historical_window.start == _at(0)
+    assert result.current_window.start == _at(9_000)
+
+
+def test_windows_that_overlap_are_rejected():
+    with pytest.raises(ValueError):
+        WindowConfig(current_fraction=0.4, historical_end=0.7)
+
+
+def test_caps_hold_exactly_and_sampling_is_reproducible(shuffled_model):
+    capped = DriftRunConfig(windows=WindowConfig(max_rows_per_window=300, seed=1))
+    first = run_model_drift(shuffled_model, "m", "cap-1", capped)
+    again = run_model_drift(shuffled_model, "m", "cap-2", capped)
+    other_seed = run_model_drift(
+        shuffled_model, "m", "cap-3",
+        DriftRunConfig(windows=WindowConfig(max_rows_per_window=300, seed=2)))
+    for result in (first, again, other_seed):
+        assert result.historical_window.rows == 2_000
+        assert result.historical_window.sampled_rows == 300
+        assert result.current_window.sampled_rows == 300
+        assert result.features["x"].n_historical == 300
+        assert "hash(key" in result.historical_window.sample_method
+    assert first.features["x"].psi_bin_edges == again.features["x"].psi_bin_edges
+    assert first.features["x"].ks_statistic == again.features["x"].ks_statistic
+    assert first.features["x"].psi_bin_edges != other_seed.features["x"].psi_bin_edges
+
+
+def test_prediction_windows_follow_the_same_rules(make_model):
+    path = make_model({"x": np.arange(2_000, dtype=float)}, ["x"], events=True)
+    result = run_model_drift(path, "m", "events")
+    drift = result.model_drift
+    assert drift.error is None
+    assert (drift.historical_window.rows, drift.current_window.rows) == (400, 100)
+    assert drift.performance.metric == "mae" and drift.performance.labeled_current == 100
