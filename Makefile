@@ -39,9 +39,13 @@ test-python: setup
 	$(PY) -m pytest -q
 
 # The test database gets the freshly built SQL objects (same version number, new script).
+# New connections load the library first (session_preload_libraries), as production must
+# when a function key is set (docs/analysis.md).
 test-db: extension
 	psql -X -q -v ON_ERROR_STOP=1 -c "DROP EXTENSION IF EXISTS pg_stat_guard CASCADE" \
-		-c "CREATE EXTENSION pg_stat_guard" >/dev/null
+		-c "CREATE EXTENSION pg_stat_guard" \
+		-c "ALTER SYSTEM SET session_preload_libraries = 'pg_stat_guard'" \
+		-c "SELECT pg_reload_conf()" >/dev/null
 
 test: extension-check lint test-db test-python
 
@@ -56,3 +60,62 @@ bench-extension: extension
 clean:
 	-$(MAKE) -C pg_extension clean
 	rm -rf .pytest_cache .ruff_cache
+
+# ---- worker fleet (docs/fleet.md) ------------------------------------------------------
+# Each target runs one process in the foreground, as a process supervisor (systemd, a
+# container) would. Configuration: Global_Configs/App.yaml or STAT_GUARD_CONFIG, then
+# STAT_GUARD_* variables. NODE names the worker (default: queue@host).
+CELERY := $(VENV)/bin/celery
+NODE ?= %h
+FLEET_LOGLEVEL ?= info
+
+.PHONY: worker-drift worker-ondemand worker-reactions beat flower test-fleet bench-fleet
+
+# Heavy DuckDB runs and baseline captures: one at a time, at the lowest OS priority.
+worker-drift: setup
+	nice -n 19 $(CELERY) -A workers.celery_app worker -Q drift -c 1 -n drift@$(NODE) \
+		-l $(FLEET_LOGLEVEL) --without-gossip --without-mingle
+
+worker-ondemand: setup
+	$(CELERY) -A workers.celery_app worker -Q ondemand -c $${CONCURRENCY:-2} \
+		-n ondemand@$(NODE) -l $(FLEET_LOGLEVEL) --without-gossip --without-mingle
+
+worker-reactions: setup
+	$(CELERY) -A workers.celery_app worker -Q reactions -c 1 -n reactions@$(NODE) \
+		-l $(FLEET_LOGLEVEL) --without-gossip --without-mingle
+
+# Exactly one beat per deployment (see docs/fleet.md, "Operations").
+beat: setup
+	$(CELERY) -A beat_schedule beat -l $(FLEET_LOGLEVEL) -s $${BEAT_SCHEDULE_FILE:-celerybeat-schedule}
+
+flower: setup
+	$(PY) -m workers.flower
+
+test-fleet: setup
+	$(PY) -m pytest -q tests/fleet
+
+bench-fleet: setup
+	$(PY) bench/bench_fleet.py
+
+# ---- observability (docs/observability.md) -----------------------------------------------
+.PHONY: exporter dashboard flower-screenshot test-observability compose-check
+
+# The metrics exporter on 127.0.0.1:$(EXPORTER_PORT)/metrics (reads Redis at scrape time).
+EXPORTER_PORT ?= 9808
+exporter: setup
+	$(PY) -m workers.exporter --port $(EXPORTER_PORT)
+
+# Regenerate the Grafana dashboard JSON (commit the result).
+dashboard: setup
+	$(PY) deploy/grafana/build_dashboard.py
+
+# Refresh docs/img/flower.png: a real worker and Flower, shot by headless Chromium.
+flower-screenshot: setup
+	FLOWER_SCREENSHOT=docs/img/flower.png $(PY) -m pytest -q \
+		tests/observability/test_flower.py -k renders
+
+test-observability: setup
+	$(PY) -m pytest -q tests/observability
+
+compose-check: setup
+	docker-compose --env-file .env.example config -q

@@ -1,11 +1,17 @@
 """Per-feature aggregates of both windows, computed in DuckDB: only these leave the database.
 
-Two scans. First both windows' exact quantiles for every numeric feature (a sorted
-``list`` per feature and window, indexed at ceil(q·n), i.e. numpy's ``inverted_cdf``):
-the PSI bin edges and quartiles from the historical window, the fine KS bin edges from
-both, and the historical standard deviation. Then one scan per
-window counts every feature into those bins with ``histogram(x, edges)``
-(a binary search per value) and counts categories with ``histogram(x)``.
+Two scans. First both windows' quantiles for every numeric feature, from a reproducible
+hash sample of about EDGE_SAMPLE_ROWS rows per window (a sorted list of the sample
+indexed like numpy's ``inverted_cdf``: bounded memory and time whatever the window
+size; ``approx_quantile`` over the whole windows measured 4x slower here): the PSI bin
+edges and quartiles from the historical window, the fine KS bin edges from both. Then
+one scan per window counts every feature into the fine bins with ``histogram(x, edges)``
+(a binary search per value), with min, max and standard deviation, and counts categories
+with ``histogram(x)``. The PSI edges are a subset of the fine edges, so PSI, KL and JS
+counts are sums of fine bins: exact counts over the (nearly equal-frequency) PSI bins.
+Where ties are heavy (few distinct edges) a
+second histogram of ``-x`` gives the mass sitting exactly on each edge, which makes KS
+exact on discrete data.
 """
 
 from __future__ import annotations
@@ -23,6 +29,11 @@ from tasks.duckdb_access import Session, is_lock_conflict
 from tasks.duckdb_windows import CURRENT, HISTORICAL, Source, WindowPlan
 
 NUMERIC = "numeric"
+# Edges only need to cut the windows into nearly equal-mass bins: the counts that the
+# statistics use are exact. 65,536 sampled rows put each 1/1000 fine bin within about
+# 12% of its mass and each decile within 0.2 percentage points.
+EDGE_SAMPLE_ROWS = 65_536
+_HASH_SPAN = 2**64 - 1
 CATEGORICAL = "categorical"
 
 
@@ -55,6 +66,7 @@ class FeatureAggregate:
     fine_edges: np.ndarray = field(default_factory=lambda: np.empty(0))
     stddev: float = math.nan  # historical, finite values
     iqr: float = math.nan
+    tie_heavy: bool = False  # few distinct edges: also count the mass exactly on each edge
     windows: dict[str, WindowCounts] = field(default_factory=dict)
 
 
@@ -97,13 +109,9 @@ def aggregate_source(session: Session, source: Source, plan: WindowPlan,
     params = {**source.params, **plan.params}
     numeric = [f for f in features if f.kind == NUMERIC]
 
-    # Each feature's sorted list lives in memory during the edge scan: batch the features
-    # so the lists of one scan stay within half the DuckDB memory limit.
-    per_feature = max(plan.historical.sampled_rows + plan.current.sampled_rows, 1) * 8 * 3
-    batch = max(1, memory_limit_bytes(memory_limit) // 2 // per_feature)
-    for start in range(0, len(numeric), batch):
-        _isolating(numeric[start:start + batch], errors, lambda group: _edge_scan(
-            session, source, plan, params, group, psi_bins, ks_bins, aggregates))
+    # The quantile sketches are small and bounded: one scan serves every feature.
+    _isolating(numeric, errors, lambda group: _edge_scan(
+        session, source, plan, params, group, psi_bins, ks_bins, aggregates))
 
     scored = [f for f in features if f.name not in errors]
     results: dict[str, Any] = {"sampled": {}, "extras": {}}
@@ -152,31 +160,40 @@ def _edge_scan(session: Session, source: Source, plan: WindowPlan, params: dict[
                aggregates: dict[str, FeatureAggregate]) -> None:
     levels, psi_at, fine_at, quartiles_at = quantile_grid(psi_bins, ks_bins)
     fine_levels = [levels[i] for i in fine_at]
-    # Window membership and finiteness are computed once per row in the subquery, not
-    # once per aggregate (the sampling predicate hashes the key).
-    projected = [f'({plan.historical_sql}) AS "__stat_guard_in_h"']
+    # A reproducible sample per window for the edges, nested in the row cap's sample: the
+    # same hash, a lower threshold (two seeds of DuckDB's hash are not independent).
+    sampled = {HISTORICAL: plan.historical.sampled_rows, CURRENT: plan.current.sampled_rows}
+    thresholds = {}
+    for name, rows in sampled.items():
+        ceiling = int(plan.params.get(f"{name}_threshold", _HASH_SPAN))
+        thresholds[name] = min(ceiling, int(ceiling * (EDGE_SAMPLE_ROWS / max(rows, 1))))
+    edge_hash = f"hash({source.key}, $edge_seed)"
+    projected = [f'({plan.historical_sql}) AND {edge_hash} <= $edge_h AS "__stat_guard_in_h"']
     inner, outer = [], []
     for i, spec in enumerate(group):
         x, v = _as_double(spec), _finite_column(i)
         projected.append(f"CASE WHEN isfinite({x}) THEN {x} END AS {v}")
+        # A sorted list of the sample indexed at ceil(q·n) (numpy's inverted_cdf): on a
+        # 65k-row sample this is 6x faster than quantile_disc with 1,000 levels.
         inner += [f'list_sort(list({v}) FILTER (WHERE "__stat_guard_in_h" AND {v} IS NOT NULL))'
                   f" AS h{i}",
                   f'list_sort(list({v}) FILTER (WHERE NOT "__stat_guard_in_h" '
-                  f"AND {v} IS NOT NULL)) AS c{i}",
-                  f'stddev_samp({v}) FILTER (WHERE "__stat_guard_in_h") AS sd{i}']
+                  f"AND {v} IS NOT NULL)) AS c{i}"]
         outer += [f"list_transform($levels, lambda q: h{i}[greatest(ceil(q * len(h{i}))"
                   f"::BIGINT, 1)])",
                   f"list_transform($fine_levels, lambda q: c{i}[greatest(ceil(q * len(c{i}))"
-                  f"::BIGINT, 1)])",
-                  f"sd{i}"]
+                  f"::BIGINT, 1)])"]
     row = session.fetchall(
         f"WITH windowed AS (SELECT {', '.join(projected)} FROM {source.relation} "
-        f"WHERE ({plan.historical_sql}) OR ({plan.current_sql})), "
-        f"sorted AS (SELECT {', '.join(inner)} FROM windowed) "
-        f"SELECT {', '.join(outer)} FROM sorted",
-        {**params, "levels": levels, "fine_levels": fine_levels})[0]
+        f"WHERE (({plan.historical_sql}) OR ({plan.current_sql})) "
+        f"AND {edge_hash} <= CASE WHEN {plan.historical_sql} THEN $edge_h ELSE $edge_c END), "
+        f"sketched AS (SELECT {', '.join(inner)} FROM windowed) "
+        f"SELECT {', '.join(outer)} FROM sketched",
+        {**params, "levels": levels, "fine_levels": fine_levels,
+         "edge_seed": plan.params.get("seed", 0),
+         "edge_h": thresholds[HISTORICAL], "edge_c": thresholds[CURRENT]})[0]
     for i, spec in enumerate(group):
-        quantiles, current_quantiles, stddev = row[3 * i:3 * i + 3]
+        quantiles, current_quantiles = row[2 * i:2 * i + 2]
         aggregate = aggregates[spec.name]
         if quantiles is None or quantiles[0] is None:
             continue  # no finite historical value: nothing to bin
@@ -187,9 +204,10 @@ def _edge_scan(session: Session, source: Source, plan: WindowPlan, params: dict[
         fine = q[fine_at]
         if current_quantiles is not None and current_quantiles[0] is not None:
             fine = np.concatenate((fine, np.asarray(current_quantiles, dtype=np.float64)))
-        aggregate.fine_edges = np.unique(fine)
+        # The PSI edges are fine edges too, so PSI counts are sums of fine bins.
+        aggregate.fine_edges = np.unique(np.concatenate((fine, aggregate.psi_edges)))
+        aggregate.tie_heavy = aggregate.fine_edges.size < len(fine_at) // 2
         aggregate.iqr = float(q[quartiles_at[1]] - q[quartiles_at[0]])
-        aggregate.stddev = math.nan if stddev is None else float(stddev)
 
 
 def _count_scan(session: Session, source: Source, plan: WindowPlan, params: dict[str, Any],
@@ -205,19 +223,19 @@ def _count_scan(session: Session, source: Source, plan: WindowPlan, params: dict
             x = _as_double(spec)
             projected += [f"{x} AS {raw}", f"CASE WHEN isfinite({x}) THEN {x} END AS {v}"]
             selects += [f"count({v})", f"count(*) - count({raw})", f"count({raw}) - count({v})",
-                        f"min({v})", f"max({v})"]
-            binned = aggregates[spec.name].psi_edges.size > 0
+                        f"min({v})", f"max({v})", f"stddev_samp({v})"]
+            aggregate = aggregates[spec.name]
+            binned = aggregate.psi_edges.size > 0
             if binned:
-                edges = aggregates[spec.name].fine_edges
-                scan_params[f"psi{i}"] = aggregates[spec.name].psi_edges.tolist()
+                edges = aggregate.fine_edges
                 scan_params[f"fine{i}"] = edges.tolist()
-                scan_params[f"neg{i}"] = (-edges[::-1]).tolist()
                 # map_values: counts in boundary order, then the overflow bucket if any.
-                # histogram(-x, -edges) counts [e_i, e_i+1): with (e_i, e_i+1] it gives
-                # the mass sitting exactly on each edge (ties, discrete values).
-                selects += [f"map_values(histogram({v}, $psi{i}::DOUBLE[]))",
-                            f"map_values(histogram({v}, $fine{i}::DOUBLE[]))",
-                            f"map_values(histogram(-{v}, $neg{i}::DOUBLE[]))"]
+                selects.append(f"map_values(histogram({v}, $fine{i}::DOUBLE[]))")
+                if aggregate.tie_heavy:
+                    # histogram(-x, -edges) counts [e_i, e_i+1): with (e_i, e_i+1] it gives
+                    # the mass sitting exactly on each edge (ties, discrete values).
+                    scan_params[f"neg{i}"] = (-edges[::-1]).tolist()
+                    selects.append(f"map_values(histogram(-{v}, $neg{i}::DOUBLE[]))")
             layout.append((spec, binned))
         else:
             projected.append(f"CAST({spec.expr} AS VARCHAR) AS {v}")
@@ -242,18 +260,22 @@ def _count_scan(session: Session, source: Source, plan: WindowPlan, params: dict
             counts = WindowCounts()
             aggregate = aggregates[spec.name]
             if spec.kind == NUMERIC:
-                width = 8 if binned else 5
-                cells = values[position:position + width] if values else [0, 0, 0, None, None]
+                width = 6 + (1 + aggregate.tie_heavy if binned else 0)
+                cells = (values[position:position + width] if values
+                         else [0, 0, 0, None, None, None])
                 counts.values, counts.nulls, counts.nonfinite = (int(c) for c in cells[:3])
                 counts.minimum = _float(cells[3])
                 counts.maximum = _float(cells[4])
+                if window == HISTORICAL:
+                    aggregate.stddev = _float(cells[5])
                 if binned:
-                    counts.psi_counts = _bin_counts(cells[5] if values else None,
-                                                    aggregate.psi_edges)
                     counts.fine_counts = _bin_counts(cells[6] if values else None,
                                                      aggregate.fine_edges)
-                    counts.fine_at_edges = _at_edges(cells[7] if values else None,
-                                                     aggregate.fine_edges, counts.fine_counts)
+                    counts.psi_counts = _coarsen(counts.fine_counts, aggregate.fine_edges,
+                                                 aggregate.psi_edges)
+                    negated = cells[7] if values and aggregate.tie_heavy else None
+                    counts.fine_at_edges = _at_edges(negated, aggregate.fine_edges,
+                                                     counts.fine_counts)
             else:
                 width = 3
                 cells = values[position:position + width] if values else [0, 0, None]
@@ -276,6 +298,16 @@ def _at_edges(negated: list[int] | None, edges: np.ndarray,
     at_or_above = np.cumsum(_bin_counts(negated, edges)[:edges.size])[::-1]
     below = fine_counts.sum() - at_or_above
     return np.maximum(np.cumsum(fine_counts)[:-1] - below, 0.0)
+
+
+def _coarsen(fine_counts: np.ndarray, fine_edges: np.ndarray,
+             coarse_edges: np.ndarray) -> np.ndarray:
+    """Counts of the coarse bins (−inf, c1], …, (c_last, +inf) from fine bins whose edges
+    include every coarse edge."""
+    # Fine bin j ends at fine_edges[j]; it belongs to the first coarse bin whose edge is >= it.
+    owner = np.searchsorted(coarse_edges, fine_edges, side="left")
+    owner = np.append(owner, coarse_edges.size)  # the overflow bin
+    return np.bincount(owner, weights=fine_counts, minlength=coarse_edges.size + 1)
 
 
 def _bin_counts(values: list[int] | None, edges: np.ndarray) -> np.ndarray:

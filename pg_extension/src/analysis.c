@@ -24,7 +24,6 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
-#include "common/jsonapi.h"
 #include "common/pg_prng.h"
 #include "executor/spi.h"
 #include "fmgr.h"
@@ -37,6 +36,7 @@
 #include "utils/builtins.h"
 #include "utils/datetime.h"
 #include "utils/fmgrprotos.h"
+#include "utils/guc.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
@@ -288,6 +288,39 @@ relation_owner(Oid relid)
 	return owner;
 }
 
+/* Is the library named in shared_ or session_preload_libraries? */
+static bool
+listed_in(const char *setting)
+{
+	const char *value = GetConfigOption(setting, true, false);
+	char	   *copy;
+	List	   *names;
+	ListCell   *lc;
+	bool		found = false;
+
+	if (value == NULL || value[0] == '\0')
+		return false;
+	copy = pstrdup(value);
+	if (!SplitDirectoriesString(copy, ',', &names))
+		return false;
+	foreach(lc, names)
+	{
+		const char *name = (const char *) lfirst(lc);
+		const char *base = strrchr(name, '/');
+
+		base = base ? base + 1 : name;
+		if (strncmp(base, "pg_stat_guard", strlen("pg_stat_guard")) == 0)
+			found = true;
+	}
+	return found;
+}
+
+bool
+psg_library_preloaded(void)
+{
+	return listed_in("shared_preload_libraries") || listed_in("session_preload_libraries");
+}
+
 /* ------------------------------------------------------ concurrency slots */
 
 static int
@@ -511,7 +544,8 @@ aggregate_window(Analysis *an, MemoryContext keep)
 	values[3] = TimestampTzGetDatum(an->fallback_start);
 
 	INSTR_TIME_SET_CURRENT(start);
-	rc = SPI_execute_with_args(sql.data, fallback ? 4 : 3, types, values, NULL, true, 1);
+	/* tcount 0: a row limit would make the executor refuse parallel workers */
+	rc = SPI_execute_with_args(sql.data, fallback ? 4 : 3, types, values, NULL, true, 0);
 	if (rc != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "window aggregation returned no row");
 	an->aggregate_ms = elapsed_ms(start);
@@ -738,12 +772,10 @@ jsonb_from_text(const char *text)
 	return DirectFunctionCall1(jsonb_in, CStringGetDatum(text));
 }
 
-/* True if body is one JSON object; no ERROR is raised for bad input. */
+/* True if body is one JSON object in the database encoding; never raises an ERROR. */
 static bool
-is_json_object(const char *body, size_t len)
+looks_like_json_object(const char *body, size_t len)
 {
-	JsonLexContext *lex;
-	JsonSemAction sem = {0};
 	size_t		i = 0;
 
 	while (i < len && (body[i] == ' ' || body[i] == '\t' || body[i] == '\r' || body[i] == '\n'))
@@ -752,8 +784,76 @@ is_json_object(const char *body, size_t len)
 		return false;
 	if (strlen(body) != len)	/* an embedded NUL */
 		return false;
-	lex = makeJsonLexContextCstringLen((char *) body, (int) len, GetDatabaseEncoding(), false);
-	return pg_parse_json(lex, &sem) == JSON_SUCCESS;
+	return pg_verifymbstr(body, (int) len, true);
+}
+
+static bool
+field_is_string(Datum object, const char *key)
+{
+	Jsonb	   *jb = DatumGetJsonbP(object);
+	JsonbValue	k;
+	JsonbValue *v;
+
+	k.type = jbvString;
+	k.val.string.val = (char *) key;
+	k.val.string.len = strlen(key);
+	v = findJsonbValueFromContainer(&jb->root, JB_FOBJECT, &k);
+	return v != NULL && v->type == jbvString;
+}
+
+/*
+ * The function's answer as jsonb, or NULL with *problem set when it is not the
+ * documented JSON object.  Parsing runs in a subtransaction: hostile bodies
+ * (\u0000 escapes, absurd nesting) become a failure the caller reports, while
+ * a cancel or an out-of-memory still propagates.
+ */
+static Datum
+parse_answer(const char *body, size_t len, const char **problem)
+{
+	MemoryContext caller_cxt = CurrentMemoryContext;
+	ResourceOwner caller_owner = CurrentResourceOwner;
+	Datum		answer = (Datum) 0;
+
+	*problem = NULL;
+	if (!looks_like_json_object(body, len))
+	{
+		*problem = "answered with a body that is not a JSON object";
+		return (Datum) 0;
+	}
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(caller_cxt);
+	PG_TRY();
+	{
+		answer = jsonb_from_text(body);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(caller_cxt);
+		CurrentResourceOwner = caller_owner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(caller_cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(caller_cxt);
+		CurrentResourceOwner = caller_owner;
+		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED ||
+			edata->sqlerrcode == ERRCODE_OUT_OF_MEMORY ||
+			edata->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN)
+			ReThrowError(edata);
+		FreeErrorData(edata);
+		*problem = "answered with a body that is not valid JSON";
+		return (Datum) 0;
+	}
+	PG_END_TRY();
+	if (!field_is_string(answer, "status") || !field_is_string(answer, "verdict"))
+	{
+		*problem = "answered JSON without string \"status\" and \"verdict\"";
+		return (Datum) 0;
+	}
+	return answer;
 }
 
 static Datum
@@ -807,6 +907,16 @@ run_analysis(FunctionCallInfo fcinfo, Oid relid, const char *time_column,
 	set_window(&an, span);
 	resolve_source(&an, relid, time_column);
 	resolve_columns(&an, columns, ncolumns);
+
+	if (psg_function_key != NULL && psg_function_key[0] != '\0' && !psg_library_preloaded())
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("pg_stat_guard must be listed in shared_preload_libraries or "
+						"session_preload_libraries when pg_stat_guard.function_key is set"),
+				 errdetail("Until the library is loaded, PostgreSQL shows the key to every role "
+						   "as an unrecognised setting."),
+				 errhint("Add pg_stat_guard to shared_preload_libraries (restart) or to "
+						 "session_preload_libraries (new connections).")));
 
 	if (psg_function_url == NULL || psg_function_url[0] == '\0')
 		ereport(ERROR,
@@ -862,18 +972,13 @@ run_analysis(FunctionCallInfo fcinfo, Oid relid, const char *time_column,
 			snprintf(message, sizeof(message), "answered HTTP status %ld", resp.status);
 			result = endpoint_failed(&an, ERRCODE_CONNECTION_FAILURE, message, elapsed_ms(start));
 		}
-		else if (!is_json_object(resp.body, resp.body_len))
-			result = endpoint_failed(&an, ERRCODE_CONNECTION_FAILURE,
-									 "answered with a body that is not a JSON object",
-									 elapsed_ms(start));
 		else
 		{
-			Datum		answer = jsonb_from_text(resp.body);
+			const char *problem;
+			Datum		answer = parse_answer(resp.body, resp.body_len, &problem);
 
-			if (!DatumGetBool(DirectFunctionCall2(jsonb_exists, answer, CStringGetTextDatum("status"))) ||
-				!DatumGetBool(DirectFunctionCall2(jsonb_exists, answer, CStringGetTextDatum("verdict"))))
-				result = endpoint_failed(&an, ERRCODE_CONNECTION_FAILURE,
-										 "answered JSON without \"status\" and \"verdict\"",
+			if (problem != NULL)
+				result = endpoint_failed(&an, ERRCODE_CONNECTION_FAILURE, problem,
 										 elapsed_ms(start));
 			else
 				result = DirectFunctionCall2(jsonb_concat, answer,

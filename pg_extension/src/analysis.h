@@ -12,4 +12,8 @@
 #define PSG_ENVELOPE_MAX_METADATA 65536
 #define PSG_MAX_ANALYSIS_COLUMNS 256
 
+#include <stdbool.h>
+
+extern bool psg_library_preloaded(void);
+
 #endif							/* PSG_ANALYSIS_H */

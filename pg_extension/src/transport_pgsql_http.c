@@ -17,6 +17,7 @@
 #include "catalog/pg_type.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
+#include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -153,6 +154,13 @@ psg_pgsql_http_post(const PsgHttpRequest *req, PsgHttpResponse *resp)
 		RollbackAndReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(caller_cxt);
 		CurrentResourceOwner = caller_owner;
+		/*
+		 * pgsql-http reports a cancel or statement timeout as a plain ERROR and
+		 * leaves the interrupt pending: let PostgreSQL raise the real one (57014
+		 * with the right message) now that the subtransaction is gone.
+		 */
+		if (QueryCancelPending || ProcDiePending)
+			CHECK_FOR_INTERRUPTS();
 		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED ||
 			edata->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN ||
 			edata->sqlerrcode == ERRCODE_OUT_OF_MEMORY)

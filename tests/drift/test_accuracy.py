@@ -48,8 +48,11 @@ def test_psi_equals_stat_guard_on_the_same_bins(demo, runs, model, feature):
                             result.current_window.end)
     f = result.features[feature]
     edges = np.array(f.psi_bin_edges)
-    np.testing.assert_array_equal(edges, st.quantile_bin_edges(baseline, 10))
     expected, actual = st.bin_counts(baseline, edges), st.bin_counts(current, edges)
+    # Edges come from DuckDB's quantile sketch: deciles of the baseline within a point of
+    # mass; the counts over them are exact.
+    if np.unique(baseline).size > 1000:  # continuous: equal-frequency bins exist
+        assert np.max(np.abs(expected / baseline.size - 0.1)) < 0.01
     assert f.psi == pytest.approx(st.psi_from_counts(expected, actual), abs=1e-9)
     assert f.kl == pytest.approx(st.kl_from_counts(expected, actual), abs=1e-9)
     assert f.js == pytest.approx(st.js_distance_from_counts(expected, actual), abs=1e-9)
