@@ -8,6 +8,7 @@ export PGUSER ?= postgres
 export PGDATABASE ?= test
 
 .PHONY: setup extension extension-check demo test test-python lint bench bench-core bench-extension \
+	bench-analysis bench-scheduled \
 	azure-local azure-bundle test-db clean
 
 setup:
@@ -49,13 +50,21 @@ test-db: extension
 
 test: extension-check lint test-db test-python
 
-bench: bench-core bench-extension
+bench: bench-core bench-extension bench-analysis bench-scheduled bench-fleet
 
 bench-core: setup
 	$(PY) bench/bench_core.py
 
 bench-extension: extension
 	$(PY) bench/bench_extension.py
+
+bench-analysis: test-db
+	$(PY) bench/bench_analysis.py
+
+# Compares with Evidently and a naive numpy/scipy version (installs the bench extra).
+bench-scheduled: setup
+	$(VENV)/bin/pip install -q -e '.[bench]' 2> >(grep -v "^WARNING: Location" >&2)
+	$(PY) bench/bench_scheduled_drift.py
 
 clean:
 	-$(MAKE) -C pg_extension clean

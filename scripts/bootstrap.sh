@@ -13,6 +13,9 @@ DEBIAN_PACKAGES=(
     libcurl4-openssl-dev
     "postgresql-${PG_MAJOR}-tdigest"
     python3-venv
+    prometheus
+    docker-compose
+    chromium
 )
 DEBIAN_PACKAGES+=(${EXTRA_DEBIAN_PACKAGES:-})
 
@@ -31,7 +34,9 @@ if ((${#missing[@]})); then
     say "installing Debian packages: ${missing[*]}"
     SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"
     $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+    # No recommends: docker-compose would pull in a Docker engine, prometheus a node exporter.
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+        "${missing[@]}" >/dev/null
 fi
 
 if command -v pg_ctlcluster >/dev/null && ! pg_isready -q -h "${PGHOST:-127.0.0.1}" -p "${PGPORT:-5432}"; then
