@@ -86,7 +86,7 @@ worker-drift: setup
 		-l $(FLEET_LOGLEVEL) --without-gossip --without-mingle
 
 worker-ondemand: setup
-	$(CELERY) -A workers.celery_app worker -Q ondemand -c $${CONCURRENCY:-2} \
+	$(CELERY) -A workers.celery_app worker -Q ondemand -P threads -c $${CONCURRENCY:-4} \
 		-n ondemand@$(NODE) -l $(FLEET_LOGLEVEL) --without-gossip --without-mingle
 
 worker-reactions: setup

@@ -1,0 +1,46 @@
+"""What runs when (the stand-in for the platform's scheduler, "Service D").
+
+Run beat with this module as the app, so the schedule below is loaded:
+``celery -A beat_schedule beat``. Every entry expires: a run that could not start before
+its next occurrence is dropped rather than piling up behind a busy worker.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from workers.celery_app import app, config
+from workers.config import FleetConfig
+from workers.routing import CONSUME_REACTIONS, REFRESH_BASELINES, SCHEDULE_DRIFT_RUNS
+
+
+def build_beat_schedule(fleet: FleetConfig) -> dict[str, dict[str, Any]]:
+    schedule = fleet.schedule
+    entries: dict[str, dict[str, Any]] = {
+        # Every production model, hourly by default, at low priority on the drift queue.
+        "drift-runs": {
+            "task": SCHEDULE_DRIFT_RUNS,
+            "schedule": timedelta(seconds=schedule.drift_interval_s),
+            "options": {"expires": schedule.drift_interval_s},
+        },
+        # Drain the result stream and reclaim what a dead consumer left pending.
+        "reactions": {
+            "task": CONSUME_REACTIONS,
+            "schedule": timedelta(seconds=schedule.reactions_interval_s),
+            "options": {"expires": schedule.reactions_interval_s},
+        },
+    }
+    if fleet.baselines.sources:
+        entries["baseline-refresh"] = {
+            "task": REFRESH_BASELINES,
+            "schedule": timedelta(seconds=schedule.baseline_refresh_interval_s),
+            "options": {"expires": schedule.baseline_refresh_interval_s},
+        }
+    return entries
+
+
+BEAT_SCHEDULE = build_beat_schedule(config)
+app.conf.beat_schedule = BEAT_SCHEDULE
+
+__all__ = ["BEAT_SCHEDULE", "app", "build_beat_schedule"]

@@ -1,0 +1,31 @@
+# The Python image of pg_stat_guard: Celery workers, beat, Flower, the metrics exporter and
+# the verdict function under uvicorn (docker-compose.yml picks the command).
+# Build context: the repository root.
+FROM python:3.11-slim-bookworm
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /app
+
+# The project's packages (stat_guard, workers, tasks) and their dependencies.
+COPY pyproject.toml README.md ./
+COPY stat_guard/ stat_guard/
+COPY workers/ workers/
+COPY tasks/ tasks/
+RUN pip install .
+
+# Beat loads the schedule module from the working directory (celery -A beat_schedule beat).
+COPY beat_schedule.py ./
+COPY Global_Configs/App.example.yaml Global_Configs/App.example.yaml
+
+RUN useradd --system --uid 10001 --home-dir /app --no-create-home stat_guard \
+    && mkdir -p /app/data /app/state \
+    && chown stat_guard:stat_guard /app/data /app/state
+USER stat_guard
+
+# Configuration: the built-in defaults plus STAT_GUARD_<SECTION>_<KEY> variables
+# (docs/fleet.md); no App.yaml is baked in.
+CMD ["celery", "-A", "workers.celery_app", "worker", "-Q", "ondemand,reactions", "-l", "info"]

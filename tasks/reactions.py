@@ -1,0 +1,260 @@
+"""Reactions to results on the stream: drift → alert (webhook) and the model flagged in
+DuckDB; warning → recorded in a capped list; ok → nothing. Every reaction is logged and
+counted in Redis (``stat_guard:reactions:<kind>``), once per run id.
+
+Delivery is at least once, so each run id is claimed with a short lease before acting and
+marked done afterwards; a second delivery of a done run id is only acknowledged.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+
+from stat_guard.verdict import Verdict
+from tasks.scheduled import flag_model_task
+from workers.celery_app import app, config
+from workers.redis_client import redis_client
+from workers.routing import CONSUME_REACTIONS
+from workers.stream import StreamConsumer, StreamEntry
+
+logger = logging.getLogger(__name__)
+
+# Counter kinds (the keys are stat_guard:reactions:<kind>; docs/fleet.md lists them).
+ALERT = "alert"  # a drift alert was sent (or logged, with no webhook configured)
+FLAG = "flag"  # a model's flag in model_metadata was asked for (stat_guard.flag_model)
+WARNING = "warning"  # a warning was recorded
+NONE = "none"  # ok / insufficient data: nothing to do
+ERROR = "error"  # the run could not score any feature (engine verdict "error"): logged
+DUPLICATE = "duplicate"  # a run id already reacted to: acknowledged only
+FAILED = "failed"  # an attempt failed; the entry stays pending and is retried
+GIVEN_UP = "given_up"  # failed max_deliveries times: acknowledged without reacting
+MALFORMED = "malformed"  # no run id or verdict: acknowledged and dropped
+COUNTER_KINDS = (ALERT, FLAG, WARNING, NONE, ERROR, DUPLICATE, FAILED, GIVEN_UP, MALFORMED)
+
+# Mark a run id done and count what was done, atomically: the counters never count a run
+# twice, even when two consumers race on a redelivered entry.
+_FINISH = """
+local previous = redis.call('GET', KEYS[1])
+if previous == 'done' then return 0 end
+redis.call('SET', KEYS[1], 'done', 'EX', ARGV[1])
+for i = 2, #KEYS do redis.call('INCR', KEYS[i]) end
+return 1
+"""
+
+
+def counter_key(kind: str) -> str:
+    return config.redis.key("reactions", kind)
+
+
+def marker_key(run_id: str) -> str:
+    return config.redis.key("reacted", run_id)
+
+
+def warnings_key() -> str:
+    return config.redis.key("warnings")
+
+
+def latest_key(source: str) -> str:
+    return config.redis.key("latest", source)
+
+
+@dataclass
+class DrainSummary:
+    """What one reaction task did."""
+
+    consumer: str
+    reclaimed: int = 0
+    read: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def add(self, kind: str) -> None:
+        self.counts[kind] = self.counts.get(kind, 0) + 1
+
+
+def consumer_name() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+@app.task(name=CONSUME_REACTIONS, soft_time_limit=config.limits.reactions_soft_time_limit_s,
+          time_limit=config.limits.reactions_time_limit_s)
+def consume_reactions() -> dict[str, Any]:
+    """Beat's frequent entry: reclaim stale entries, then drain new ones, within a budget."""
+    summary = drain(redis_client(), consumer_name())
+    if summary.reclaimed or summary.read:
+        logger.info("reactions: reclaimed %d, read %d: %s", summary.reclaimed, summary.read,
+                    summary.counts)
+    return {"consumer": summary.consumer, "reclaimed": summary.reclaimed,
+            "read": summary.read, "counts": summary.counts}
+
+
+def drain(client: redis.Redis, name: str, time_budget_s: float | None = None) -> DrainSummary:
+    """Act on every entry this consumer can get now: first those other consumers left
+    pending past ``stream.claim_idle_s`` (XAUTOCLAIM), then new ones (XREADGROUP)."""
+    stream = config.stream
+    consumer = StreamConsumer(client, stream, name)
+    summary = DrainSummary(consumer=name)
+    consumer.ensure_group()
+    deadline = time.monotonic() + (time_budget_s or stream.drain_time_budget_s)
+    stale = consumer.claim_stale(limit=stream.batch_size * 10)
+    summary.reclaimed = len(stale)
+    for entry in stale:
+        _handle(client, consumer, entry, summary)
+    while time.monotonic() < deadline:
+        entries = consumer.read_new(stream.batch_size)
+        if not entries:
+            break
+        summary.read += len(entries)
+        for entry in entries:
+            _handle(client, consumer, entry, summary)
+    consumer.prune_idle_consumers(idle_s=max(3600.0, stream.claim_idle_s * 4))
+    return summary
+
+
+def _handle(client: redis.Redis, consumer: StreamConsumer, entry: StreamEntry,
+            summary: DrainSummary) -> None:
+    record = entry.fields
+    run_id, verdict = record.get("run_id"), record.get("verdict")
+    if not run_id or not verdict:
+        logger.error("stream entry %s has no run id or verdict; dropped: %s", entry.entry_id,
+                     record)
+        _count(client, MALFORMED, summary)
+        consumer.ack(entry.entry_id)
+        return
+    marker = marker_key(run_id)
+    state = client.get(marker)
+    if state == "done":
+        _count(client, DUPLICATE, summary)
+        consumer.ack(entry.entry_id)
+        return
+    if config.testing.reaction_delay_s:
+        time.sleep(config.testing.reaction_delay_s)
+    # The lease keeps a second consumer off this run id while we act; if we die, it expires
+    # about when the entry becomes reclaimable.
+    lease = f"acting:{consumer.name}"
+    if not client.set(marker, lease, nx=True, ex=max(1, int(config.stream.claim_idle_s))):
+        state = client.get(marker)
+        if state == "done":
+            _count(client, DUPLICATE, summary)
+            consumer.ack(entry.entry_id)
+            return
+        if state != lease:
+            logger.info("run %s is being handled by %s; left pending", run_id, state)
+            return
+    try:
+        kinds = react(client, record)
+    except Exception as exc:  # any failure: keep the entry pending, try again later
+        client.delete(marker)
+        deliveries = consumer.deliveries(entry.entry_id)
+        if deliveries >= config.stream.max_deliveries:
+            logger.error("reaction to run %s failed %d times; giving up: %s", run_id,
+                         deliveries, exc)
+            _count(client, GIVEN_UP, summary)
+            consumer.ack(entry.entry_id)
+        else:
+            logger.warning("reaction to run %s failed (delivery %d): %s", run_id,
+                           deliveries, exc)
+            _count(client, FAILED, summary)
+        return
+    finished = client.eval(_FINISH, 1 + len(kinds), marker,
+                           *(counter_key(kind) for kind in kinds),
+                           int(config.reactions.marker_ttl_s))
+    for kind in kinds:
+        summary.add(kind if finished else DUPLICATE)
+    consumer.ack(entry.entry_id)
+    logger.info("reacted to run %s (%s %s, %s): %s", run_id, record.get("source"),
+                record.get("model"), verdict, ", ".join(kinds))
+
+
+def react(client: redis.Redis, record: dict[str, str]) -> list[str]:
+    """Apply the reaction policy to one record; the kinds of reaction done."""
+    verdict = record["verdict"]
+    source = record.get("source", "")
+    client.hset(latest_key(source or "unknown"), record.get("model", ""),
+                json.dumps(record, sort_keys=True))
+    if verdict == Verdict.DRIFT:
+        kinds = []
+        if source == "scheduled" or config.reactions.flag_ondemand:
+            # Flag first: it is idempotent per run id, an alert is not, so a failure here
+            # retries without having alerted. The flag itself is written by the drift
+            # worker (DuckDB's one writer), never here.
+            flag_model_task.apply_async(args=(record["model"], record["run_id"], verdict))
+            kinds.append(FLAG)
+        send_alert(record)
+        kinds.append(ALERT)
+        return kinds
+    if verdict == Verdict.WARNING:
+        with client.pipeline(transaction=True) as pipe:
+            pipe.lpush(warnings_key(), json.dumps(record, sort_keys=True))
+            pipe.ltrim(warnings_key(), 0, config.reactions.warnings_maxlen - 1)
+            pipe.execute()
+        logger.warning("drift warning for %s %s (run %s, score %s)", source,
+                       record.get("model"), record["run_id"], record.get("drift_score"))
+        return [WARNING]
+    if verdict == "error":
+        logger.error("run %s of %s %s scored nothing: %s", record["run_id"], source,
+                     record.get("model"), record.get("features", "")[:500])
+        return [ERROR]
+    return [NONE]
+
+
+def send_alert(record: dict[str, str]) -> None:
+    """POST the drift alert to the configured webhook (or only log it if none)."""
+    settings = config.reactions
+    logger.warning("DRIFT for %s %s (run %s, score %s)", record.get("source"),
+                   record.get("model"), record["run_id"], record.get("drift_score"))
+    if not settings.webhook_url:
+        return
+    body = json.dumps(alert_payload(record, settings.webhook_format)).encode()
+    request = urllib.request.Request(settings.webhook_url, data=body, method="POST",
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=settings.webhook_timeout_s) as response:
+            response.read()
+    except urllib.error.URLError as exc:
+        raise RuntimeError(f"webhook {settings.webhook_url} failed: {exc}") from exc
+
+
+def alert_payload(record: dict[str, str], webhook_format: str) -> Any:
+    """Alertmanager's ``POST /api/v2/alerts`` body (a list of alerts) or Slack's
+    ``{"text": ...}``."""
+    drifted = _drifted_features(record.get("features", ""))
+    summary = (f"Drift in {record.get('model')} ({record.get('source')} run "
+               f"{record['run_id']}): score {record.get('drift_score')}"
+               + (f"; features {', '.join(drifted)}" if drifted else ""))
+    if webhook_format == "slack":
+        return {"text": summary}
+    return [{
+        "labels": {"alertname": "StatGuardDrift", "severity": "critical",
+                   "model": record.get("model", ""), "source": record.get("source", "")},
+        "annotations": {"summary": summary, "run_id": record["run_id"],
+                        "drift_score": record.get("drift_score", ""),
+                        "features": ",".join(drifted)},
+        "startsAt": record.get("finished_at", ""),
+    }]
+
+
+def _drifted_features(features_json: str) -> list[str]:
+    try:
+        features = json.loads(features_json) if features_json else {}
+    except ValueError:
+        return []
+    if not isinstance(features, dict):
+        return []
+    return sorted(name for name, stats in features.items()
+                  if isinstance(stats, dict) and stats.get("verdict") == Verdict.DRIFT)
+
+
+def _count(client: redis.Redis, kind: str, summary: DrainSummary) -> None:
+    client.incr(counter_key(kind))
+    summary.add(kind)
+

@@ -1,0 +1,199 @@
+"""Scheduled drift over DuckDB (the owner's "Service C"): enumerate the production models
+and run one drift task per model on the low-priority ``drift`` queue.
+
+A run takes the model's Redis lock, lets the engine read DuckDB, compute and write its
+scores (idempotent by run id), then publishes the result to the stream once per run id.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import random
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import redis
+from celery import Task
+
+from tasks.duckdb_drift import (
+    DriftRunConfig,
+    DuckDBBusyError,
+    ModelNotFoundError,
+    WindowConfig,
+    ensure_schema,
+    flag_model,
+    production_models,
+    run_model_drift,
+)
+from workers.celery_app import app, config
+from workers.config import FleetConfig
+from workers.locks import ModelLock
+from workers.redis_client import redis_client
+from workers.routing import FLAG_MODEL, RUN_MODEL_DRIFT, SCHEDULE_DRIFT_RUNS
+from workers.stream import already_published, publish_once
+
+logger = logging.getLogger(__name__)
+
+
+def engine_config(fleet: FleetConfig | None = None) -> DriftRunConfig:
+    """The drift engine's settings from the fleet configuration (DuckDB threads and memory
+    are capped here: the drift worker must never starve the machine)."""
+    fleet = fleet or config
+    windows = fleet.windows
+    return DriftRunConfig(
+        windows=WindowConfig(current_fraction=windows.current_fraction,
+                             historical_start=windows.historical_start,
+                             historical_end=windows.historical_end,
+                             max_rows_per_window=windows.max_rows_per_window,
+                             seed=windows.seed),
+        psi_bins=fleet.drift.psi_bins, ks_bins=fleet.drift.ks_bins,
+        max_categories=fleet.drift.max_categories, thresholds=fleet.thresholds,
+        duckdb_threads=fleet.duckdb.threads, duckdb_memory_limit=fleet.duckdb.memory_limit,
+        lock_attempts=fleet.duckdb.lock_attempts,
+        lock_base_delay_s=fleet.duckdb.lock_base_delay_s,
+        lock_max_delay_s=fleet.duckdb.lock_max_delay_s)
+
+
+def schedule_slot(now: datetime, interval_s: float) -> datetime:
+    """The start of the schedule slot ``now`` falls in (slots are aligned to the epoch)."""
+    seconds = int(interval_s)
+    epoch = int(now.timestamp())
+    return datetime.fromtimestamp(epoch - epoch % seconds, UTC)
+
+
+def drift_run_id(model: str, slot: datetime) -> str:
+    """Deterministic per (model, slot): a duplicate beat or a redelivery reuses it."""
+    return f"{model}@{slot.astimezone(UTC):%Y%m%dT%H%M%SZ}"
+
+
+def model_lock_key(model: str) -> str:
+    return config.redis.key("lock", "model", model)
+
+
+@functools.cache
+def _schema_ready(db_path: str) -> bool:
+    ensure_schema(db_path)
+    return True
+
+
+def start_service_c(now: datetime | None = None) -> list[str]:
+    """Enqueue one drift run per production model for the slot ``now`` falls in; returns
+    the run ids. Reads DuckDB, so it runs where DuckDB is opened: in the drift worker."""
+    db_path = config.duckdb.path
+    _schema_ready(db_path)
+    slot = schedule_slot(now or datetime.now(UTC), config.schedule.drift_interval_s)
+    run_ids = []
+    for model in production_models(db_path, engine_config()):
+        run_id = drift_run_id(model, slot)
+        # Not started within one interval: the next slot's run supersedes it.
+        run_model_drift_task.apply_async(args=(model, run_id),
+                                          expires=config.schedule.drift_interval_s)
+        run_ids.append(run_id)
+    logger.info("slot %s: enqueued %d drift runs", slot.isoformat(), len(run_ids))
+    return run_ids
+
+
+@app.task(bind=True, name=SCHEDULE_DRIFT_RUNS, max_retries=config.drift.busy_max_retries,
+          soft_time_limit=config.limits.drift_soft_time_limit_s,
+          time_limit=config.limits.drift_time_limit_s)
+def schedule_drift_runs(self: Task) -> dict[str, Any]:
+    """Beat's hourly entry: enqueue the runs of every production model."""
+    try:
+        run_ids = start_service_c()
+    except DuckDBBusyError as exc:
+        raise self.retry(exc=exc, countdown=_busy_countdown(self.request.retries)) from exc
+    return {"run_ids": run_ids}
+
+
+@app.task(bind=True, name=RUN_MODEL_DRIFT, max_retries=None,
+          soft_time_limit=config.limits.drift_soft_time_limit_s,
+          time_limit=config.limits.drift_time_limit_s)
+def run_model_drift_task(self: Task, model: str, run_id: str, busy_retries: int = 0,
+                         lock_waits: int = 0) -> dict[str, Any]:
+    """One model's drift run: lock, compute and write (DuckDB), then publish (stream).
+
+    Another run of the same model holding the lock: this one waits by retrying every
+    ``drift.lock_retry_countdown_s``; once it has the lock, a run id already published
+    returns at once, so a duplicate never computes twice. Lock waits and DuckDB-busy
+    retries are counted apart (``lock_waits``, ``busy_retries``), each against its bound.
+    """
+    client = redis_client()
+    previous = already_published(client, config.redis, run_id)
+    if previous:
+        return {"status": "already_published", "run_id": run_id, "entry_id": previous}
+    lock = ModelLock(client, model_lock_key(model), run_id, config.limits.model_lock_ttl_s)
+    if not lock.acquire():
+        holder = lock.holder()
+        if lock_waits >= config.drift.lock_max_retries:
+            logger.warning("drift run %s skipped: model %s stayed locked", run_id, model)
+            return {"status": "skipped_locked", "run_id": run_id}
+        logger.info("drift run %s waits: model %s is locked by run %s", run_id, model,
+                    holder.run_id if holder else "(just released)")
+        raise self.retry(countdown=config.drift.lock_retry_countdown_s,
+                         kwargs={"busy_retries": busy_retries, "lock_waits": lock_waits + 1})
+
+    def retry_later(exc: Exception, what: str) -> Exception:
+        if busy_retries >= config.drift.busy_max_retries:
+            return exc
+        countdown = _busy_countdown(busy_retries)
+        logger.warning("drift run %s: %s, retrying in %.1f s", run_id, what, countdown)
+        return self.retry(exc=exc, countdown=countdown, kwargs={
+            "busy_retries": busy_retries + 1, "lock_waits": lock_waits})
+
+    try:
+        previous = already_published(client, config.redis, run_id)
+        if previous:
+            return {"status": "already_published", "run_id": run_id, "entry_id": previous}
+        if config.testing.drift_delay_s:
+            time.sleep(config.testing.drift_delay_s)
+        try:
+            result = run_model_drift(config.duckdb.path, model, run_id, config=engine_config())
+        except ModelNotFoundError as exc:  # removed since it was enqueued: nothing to do
+            logger.warning("drift run %s skipped: %s", run_id, exc)
+            return {"status": "skipped_unknown_model", "run_id": run_id}
+        except DuckDBBusyError as exc:
+            raise retry_later(exc, "DuckDB busy") from exc
+        # DuckDB holds the scores now; the stream entry follows, once per run id.
+        try:
+            published = publish_once(client, config.redis, config.stream, result.to_record())
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise retry_later(exc, "Redis unreachable for the publish") from exc
+    finally:
+        _release(lock)
+    logger.info("drift run %s: %s (score %.4g) in %.1f s, entry %s", run_id, result.verdict,
+                result.drift_score, result.duration_s, published.entry_id)
+    return {"status": "published" if published.added else "already_published",
+            "run_id": run_id, "model": model, "verdict": str(result.verdict),
+            "drift_score": result.drift_score, "duration_s": result.duration_s,
+            "entry_id": published.entry_id}
+
+
+@app.task(bind=True, name=FLAG_MODEL, max_retries=config.drift.busy_max_retries,
+          soft_time_limit=config.limits.drift_soft_time_limit_s,
+          time_limit=config.limits.drift_time_limit_s)
+def flag_model_task(self: Task, model: str, run_id: str, verdict: str) -> dict[str, Any]:
+    """Mark ``model`` flagged by ``run_id`` in ``model_metadata`` (asked for by a reaction;
+    idempotent per run id). It runs on the drift worker, the one process that opens the
+    DuckDB file, so a reaction never waits for a drift run's lock."""
+    try:
+        flag_model(config.duckdb.path, model, run_id, verdict, config=engine_config())
+    except DuckDBBusyError as exc:
+        raise self.retry(exc=exc, countdown=_busy_countdown(self.request.retries)) from exc
+    logger.info("model %s flagged by run %s (%s)", model, run_id, verdict)
+    return {"model": model, "run_id": run_id, "verdict": verdict}
+
+
+def _release(lock: ModelLock) -> None:
+    try:
+        if not lock.release():
+            logger.warning("drift run %s: its lock had expired", lock.run_id)
+    except redis.RedisError as exc:  # it expires by itself; the result matters more
+        logger.warning("drift run %s: could not release its lock: %s", lock.run_id, exc)
+
+
+def _busy_countdown(retries: int) -> float:
+    """Exponential backoff with jitter: base · 2^retries, at most the configured cap."""
+    ceiling = min(config.drift.busy_retry_max_s, config.drift.busy_retry_base_s * 2 ** retries)
+    return ceiling * random.uniform(0.75, 1.0)

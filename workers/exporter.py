@@ -1,0 +1,421 @@
+"""Prometheus exporter of the fleet's results: ``python -m workers.exporter --port 9808``.
+
+Every scrape reads Redis: the newest stream record per (model, source), the reaction
+counters and the Celery queue lengths. It opens no DuckDB file and keeps no multiprocess
+files; the only state it holds is the count of on-demand analyses it has seen go by.
+Metric names and meanings: docs/observability.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import signal
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import redis
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector, CollectorRegistry
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from stat_guard.verdict import Verdict
+from workers.config import FleetConfig
+
+logger = logging.getLogger(__name__)
+
+PREFIX = "stat_guard"
+DEFAULT_PORT = 9808
+DEFAULT_SCAN_LIMIT = 2000  # newest stream entries read per scrape for the latest results
+SOURCES = ("scheduled", "ondemand")
+VERDICTS = tuple(str(v) for v in Verdict)
+# Upper bounds of the on-demand latency histogram: the analysis answers in ~200 ms.
+ONDEMAND_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+# Per-feature figures: (field of the record's features JSON, metric suffix, help).
+FEATURE_STATISTICS = (
+    ("psi", "feature_psi", "Population stability index of the feature's latest run."),
+    ("ks_statistic", "feature_ks_statistic", "Kolmogorov–Smirnov statistic (0..1)."),
+    ("ks_pvalue", "feature_ks_pvalue", "Kolmogorov–Smirnov p-value."),
+    ("kl", "feature_kl_divergence", "Kullback–Leibler divergence (smoothed bins)."),
+    ("js", "feature_js_distance", "Jensen–Shannon distance (0..1)."),
+    ("wasserstein", "feature_wasserstein_normalized",
+     "Wasserstein distance divided by the baseline's spread (dimensionless)."),
+)
+# Celery's Redis transport keeps a message with priority p > 0 in "<queue>\x06\x16<p>".
+_PRIORITY_SEPARATOR = "\x06\x16"
+_PRIORITY_STEPS = (3, 6, 9)
+_FORWARD_PAGE = 500
+_FORWARD_MAX_PAGES = 20
+
+
+@dataclass(frozen=True)
+class LatestResult:
+    """The newest record of one (model, source)."""
+
+    model: str
+    source: str
+    verdict: str
+    drift_score: float | None
+    finished_at: float | None  # seconds since the epoch
+    duration_s: float | None
+    features: dict[str, dict[str, Any]]
+
+
+@dataclass
+class OnDemandTally:
+    """On-demand analyses seen on the stream since this process started (a true counter:
+    a restart starts again at zero, which Prometheus' rate() understands)."""
+
+    by_verdict: dict[str, int] = field(default_factory=dict)
+    bucket_counts: list[int] = field(default_factory=lambda: [0] * len(ONDEMAND_BUCKETS))
+    count: int = 0
+    total_s: float = 0.0
+
+    def observe(self, verdict: str, duration_s: float | None) -> None:
+        self.by_verdict[verdict] = self.by_verdict.get(verdict, 0) + 1
+        if duration_s is None:
+            return
+        self.count += 1
+        self.total_s += duration_s
+        for i, bound in enumerate(ONDEMAND_BUCKETS):
+            if duration_s <= bound:
+                self.bucket_counts[i] += 1
+
+
+def reaction_counter_kinds() -> tuple[str, ...]:
+    """The reaction counters' kinds, from the reaction task (their one source of truth)."""
+    from tasks.reactions import COUNTER_KINDS  # imports the Celery app: kept out of import
+
+    return tuple(COUNTER_KINDS)
+
+
+class ResultsCollector(Collector):
+    """Builds every ``stat_guard_*`` metric from Redis at collection time."""
+
+    def __init__(self, config: FleetConfig, client: redis.Redis | None = None,
+                 scan_limit: int = DEFAULT_SCAN_LIMIT,
+                 counter_kinds: tuple[str, ...] | None = None) -> None:
+        self._config = config
+        self._client = client or scrape_client(config)
+        self._scan_limit = scan_limit
+        self._counter_kinds = counter_kinds
+        self._lock = threading.Lock()
+        self._tally = OnDemandTally()
+        # Stream ids are "<ms>-<seq>" of Redis' clock: count what was added after we began.
+        self._cursor = f"{int(time.time() * 1000)}-0"
+
+    def describe(self) -> Iterable[Metric]:
+        return []  # built at scrape time; nothing to register up front
+
+    def collect(self) -> Iterator[Metric]:
+        with self._lock:  # the HTTP server may serve two scrapes at once
+            yield from self._collect()
+
+    def _collect(self) -> Iterator[Metric]:
+        began = time.perf_counter()
+        redis_up = 1.0
+        families: list[Metric] = []
+        try:
+            self._advance_tally()
+            families += self._latest_families(self._latest_results())
+            families += self._reaction_families()
+            families += self._queue_families()
+            families.append(_gauge("results_stream_entries",
+                                   "Entries on the result stream (XLEN).",
+                                   self._client.xlen(self._config.stream.name)))
+        except (redis.RedisError, OSError) as exc:
+            logger.warning("Redis unavailable during scrape: %s", exc)
+            redis_up = 0.0
+            families = []
+        yield _gauge("exporter_redis_up", "1 when the last scrape could read Redis, else 0.",
+                     redis_up)
+        yield _gauge("drift_schedule_interval_seconds",
+                     "How often beat starts the scheduled drift runs (schedule.drift_interval_s).",
+                     self._config.schedule.drift_interval_s)
+        yield from families
+        yield from self._tally_families()
+        yield _gauge("exporter_scrape_duration_seconds",
+                     "Time this scrape spent reading Redis.", time.perf_counter() - began)
+
+    # ---- reading ------------------------------------------------------------------------
+
+    def _latest_results(self) -> dict[tuple[str, str], LatestResult]:
+        """Newest record per (model, source): the newest ``scan_limit`` stream entries, then
+        the reaction task's ``latest:<source>`` hashes for models not among them."""
+        latest: dict[tuple[str, str], LatestResult] = {}
+        stream = self._config.stream.name
+        upper = "+"
+        remaining = self._scan_limit
+        while remaining > 0:
+            page = self._client.xrevrange(stream, max=upper, min="-",
+                                          count=min(remaining, _FORWARD_PAGE))
+            if not page:
+                break
+            for _entry_id, fields in page:
+                result = parse_record(fields)
+                if result is not None:
+                    latest.setdefault((result.model, result.source), result)
+            remaining -= len(page)
+            upper = f"({_text(page[-1][0])}"
+            if len(page) < _FORWARD_PAGE:
+                break
+        for source in SOURCES:
+            stored = self._client.hgetall(self._config.redis.key("latest", source))
+            for model, document in stored.items():
+                key = (_text(model), source)
+                if key in latest:
+                    continue
+                try:
+                    fields = json.loads(document)
+                except ValueError:
+                    continue
+                result = parse_record(fields) if isinstance(fields, dict) else None
+                if result is not None:
+                    latest[key] = result
+        return latest
+
+    def _advance_tally(self) -> None:
+        """Count the on-demand records added since the last scrape (XRANGE from the cursor)."""
+        for _ in range(_FORWARD_MAX_PAGES):
+            page = self._client.xrange(self._config.stream.name, min=f"({self._cursor}",
+                                       max="+", count=_FORWARD_PAGE)
+            for entry_id, fields in page:
+                self._cursor = _text(entry_id)
+                record = {_text(k): _text(v) for k, v in fields.items()}
+                if record.get("source") == "ondemand":
+                    self._tally.observe(record.get("verdict") or "unknown",
+                                        _number(record.get("duration_s")))
+            if len(page) < _FORWARD_PAGE:
+                return
+
+    # ---- metric families ----------------------------------------------------------------
+
+    def _latest_families(self, latest: Mapping[tuple[str, str], LatestResult]) -> list[Metric]:
+        model_labels = ["model", "source"]
+        feature_labels = ["model", "source", "feature"]
+        statistics = {name: GaugeMetricFamily(f"{PREFIX}_{suffix}", text, labels=feature_labels)
+                      for name, suffix, text in FEATURE_STATISTICS}
+        feature_verdict = GaugeMetricFamily(
+            f"{PREFIX}_feature_verdict",
+            "1 for the verdict of the feature's latest run, 0 for the others.",
+            labels=[*feature_labels, "verdict"])
+        feature_error = GaugeMetricFamily(
+            f"{PREFIX}_feature_error", "1 when the feature's latest run reported an error.",
+            labels=feature_labels)
+        score = GaugeMetricFamily(f"{PREFIX}_model_drift_score",
+                                  "The model's drift score (largest feature PSI), latest run.",
+                                  labels=model_labels)
+        model_verdict = GaugeMetricFamily(
+            f"{PREFIX}_model_verdict",
+            "1 for the verdict of the model's latest run, 0 for the others.",
+            labels=[*model_labels, "verdict"])
+        last_success = GaugeMetricFamily(
+            f"{PREFIX}_model_last_success_timestamp_seconds",
+            "When the model's latest completed run finished (Unix time); failed runs "
+            "publish nothing.", labels=model_labels)
+        duration = GaugeMetricFamily(f"{PREFIX}_model_run_duration_seconds",
+                                     "How long the model's latest run took.",
+                                     labels=model_labels)
+        for (model, source), result in sorted(latest.items()):
+            for verdict in _verdict_states(result.verdict):
+                model_verdict.add_metric([model, source, verdict],
+                                         1.0 if verdict == result.verdict else 0.0)
+            _add_finite(score, [model, source], result.drift_score)
+            _add_finite(last_success, [model, source], result.finished_at)
+            _add_finite(duration, [model, source], result.duration_s)
+            for feature, figures in sorted(result.features.items()):
+                labels = [model, source, feature]
+                for name, family in statistics.items():
+                    _add_finite(family, labels, _number(figures.get(name)))
+                verdict_value = figures.get("verdict")
+                if isinstance(verdict_value, str) and verdict_value:
+                    for verdict in _verdict_states(verdict_value):
+                        feature_verdict.add_metric([*labels, verdict],
+                                                   1.0 if verdict == verdict_value else 0.0)
+                feature_error.add_metric(labels, 1.0 if figures.get("error") else 0.0)
+        return [*statistics.values(), feature_verdict, feature_error, score, model_verdict,
+                last_success, duration]
+
+    def _reaction_families(self) -> list[Metric]:
+        if self._counter_kinds is None:
+            self._counter_kinds = reaction_counter_kinds()
+        keys = [self._config.redis.key("reactions", kind) for kind in self._counter_kinds]
+        values = self._client.mget(keys) if keys else []
+        families: list[Metric] = []
+        for kind, value in zip(self._counter_kinds, values, strict=True):
+            key = self._config.redis.key("reactions", kind)
+            families.append(CounterMetricFamily(
+                f"{PREFIX}_reactions_{kind}", f"Reactions of kind '{kind}' (Redis counter {key}).",
+                value=_number(value) or 0.0))
+        return families
+
+    def _queue_families(self) -> list[Metric]:
+        queues = self._config.queues
+        roles = (("drift", queues.drift), ("ondemand", queues.ondemand),
+                 ("reactions", queues.reactions))
+        with self._client.pipeline(transaction=False) as pipe:
+            for _role, name in roles:
+                pipe.llen(name)
+                for priority in _PRIORITY_STEPS:
+                    pipe.llen(f"{name}{_PRIORITY_SEPARATOR}{priority}")
+            lengths = pipe.execute()
+        per_queue = 1 + len(_PRIORITY_STEPS)
+        families: list[Metric] = []
+        for i, (role, name) in enumerate(roles):
+            total = sum(int(n) for n in lengths[i * per_queue:(i + 1) * per_queue])
+            families.append(_gauge(f"queue_{role}_messages",
+                                   f"Messages waiting in the Celery queue '{name}' "
+                                   f"(queues.{role}; not yet taken by a worker).", total))
+        return families
+
+    def _tally_families(self) -> list[Metric]:
+        tally = self._tally
+        analyses = CounterMetricFamily(
+            f"{PREFIX}_ondemand_analyses",
+            "On-demand analyses published to the stream since the exporter started.",
+            labels=["verdict"])
+        for verdict in sorted(set(VERDICTS) | set(tally.by_verdict)):
+            analyses.add_metric([verdict], float(tally.by_verdict.get(verdict, 0)))
+        buckets: list[tuple[str, float]] = []
+        for bound, count in zip(ONDEMAND_BUCKETS, tally.bucket_counts, strict=True):
+            buckets.append((_bucket_label(bound), float(count)))
+        buckets.append(("+Inf", float(tally.count)))
+        latency = HistogramMetricFamily(
+            f"{PREFIX}_ondemand_duration_seconds",
+            "Duration of on-demand analyses (the record's duration_s) since the exporter "
+            "started.", buckets=buckets, sum_value=tally.total_s)
+        return [analyses, latency]
+
+
+# ---- records ----------------------------------------------------------------------------
+
+
+def parse_record(fields: Mapping[Any, Any]) -> LatestResult | None:
+    """A stream record (or the reaction task's stored copy) as a :class:`LatestResult`;
+    None without a model, source or verdict."""
+    record = {_text(k): _text(v) for k, v in fields.items()}
+    model, source, verdict = record.get("model"), record.get("source"), record.get("verdict")
+    if not model or not source or not verdict:
+        return None
+    return LatestResult(model=model, source=source, verdict=verdict,
+                        drift_score=_number(record.get("drift_score")),
+                        finished_at=_timestamp(record.get("finished_at")),
+                        duration_s=_number(record.get("duration_s")),
+                        features=_features(record.get("features")))
+
+
+def _features(text: str | None) -> dict[str, dict[str, Any]]:
+    if not text:
+        return {}
+    try:
+        document = json.loads(text)
+    except ValueError:  # a truncated record's JSON may be cut short
+        return {}
+    if not isinstance(document, dict):
+        return {}
+    return {str(name): figures for name, figures in document.items()
+            if isinstance(figures, dict)}
+
+
+def _verdict_states(actual: str) -> tuple[str, ...]:
+    return VERDICTS if actual in VERDICTS else (*VERDICTS, actual)
+
+
+def _timestamp(text: str | None) -> float | None:
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        return None
+
+
+def _number(value: Any) -> float | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _bucket_label(bound: float) -> str:
+    return repr(float(bound))
+
+
+def _gauge(name: str, text: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(f"{PREFIX}_{name}", text, value=float(value))
+
+
+def _add_finite(family: GaugeMetricFamily, labels: list[str], value: float | None) -> None:
+    if value is not None and math.isfinite(value):
+        family.add_metric(labels, value)
+
+
+# ---- process ----------------------------------------------------------------------------
+
+
+def scrape_client(config: FleetConfig) -> redis.Redis:
+    """A Redis client that fails fast: a scrape must answer (with redis_up 0) even when
+    Redis is down, unlike the workers' client, which retries for about 40 s."""
+    settings = config.redis
+    return redis.Redis(host=settings.host, port=settings.port, db=settings.db,
+                       username=settings.username or None, password=settings.password or None,
+                       socket_timeout=2.0, socket_connect_timeout=1.0, decode_responses=True,
+                       retry=Retry(NoBackoff(), 0))
+
+
+def build_registry(config: FleetConfig, scan_limit: int = DEFAULT_SCAN_LIMIT
+                   ) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(ResultsCollector(config, scan_limit=scan_limit))
+    return registry
+
+
+def main(argv: list[str] | None = None) -> None:
+    from prometheus_client import start_http_server
+
+    from workers.config import get_config
+
+    parser = argparse.ArgumentParser(description="Serve the fleet's results as Prometheus "
+                                                 "metrics on /metrics.")
+    parser.add_argument("--address", default="127.0.0.1",
+                        help="address to listen on (0.0.0.0 in a container)")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT)
+    parser.add_argument("--scan-limit", type=int, default=DEFAULT_SCAN_LIMIT,
+                        help="newest stream entries read per scrape")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    config = get_config()
+    server, thread = start_http_server(args.port, addr=args.address,
+                                       registry=build_registry(config, args.scan_limit))
+    logger.info("stat_guard exporter on http://%s:%d/metrics (Redis %s:%d/%d, stream %s)",
+                args.address, args.port, config.redis.host, config.redis.port,
+                config.redis.db, config.stream.name)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    stop.wait()
+    server.shutdown()
+    thread.join(timeout=5)
+
+
+if __name__ == "__main__":
+    main()
