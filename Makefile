@@ -9,7 +9,7 @@ export PGDATABASE ?= test
 
 .PHONY: setup extension extension-check demo test test-python lint bench bench-core bench-extension \
 	bench-analysis bench-scheduled \
-	azure-local azure-bundle test-db clean
+	azure-local azure-bundle test-db demo-core clean
 
 setup:
 	@scripts/bootstrap.sh
@@ -23,7 +23,12 @@ extension: setup
 extension-check: extension
 	$(MAKE) -C pg_extension installcheck || { cat pg_extension/regression.diffs 2>/dev/null | head -100; exit 1; }
 
-demo: setup
+# The whole story (demo/story.py); ARGS=--keep-running leaves the fleet up until Ctrl-C.
+# `make demo-core` is the small digest-vs-exact comparison alone.
+demo: extension
+	$(PY) -m demo.story $(ARGS)
+
+demo-core: setup
 	$(PY) -m stat_guard.demo
 
 # The Azure Function's ASGI app under uvicorn on 127.0.0.1:7071 (override with PORT=...).
