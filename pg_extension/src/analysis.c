@@ -49,6 +49,7 @@
 
 #include "analysis.h"
 #include "guc.h"
+#include "subxact.h"
 #include "transport.h"
 
 /* Advisory lock tag field 4: user advisory locks use 1 and 2. */
@@ -593,29 +594,16 @@ aggregate_window(Analysis *an, MemoryContext keep)
 static void
 aggregate_and_release_locks(Analysis *an)
 {
-	MemoryContext caller_cxt = CurrentMemoryContext;
-	ResourceOwner caller_owner = CurrentResourceOwner;
+	PsgSubxact	sx = psg_subxact_begin();
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(caller_cxt);
 	PG_TRY();
 	{
-		aggregate_window(an, caller_cxt);
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(caller_cxt);
-		CurrentResourceOwner = caller_owner;
+		aggregate_window(an, sx.caller_cxt);
+		psg_subxact_end(&sx, true);
 	}
 	PG_CATCH();
 	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(caller_cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(caller_cxt);
-		CurrentResourceOwner = caller_owner;
-		ReThrowError(edata);
+		ReThrowError(psg_subxact_abort(&sx));
 	}
 	PG_END_TRY();
 }
@@ -810,9 +798,8 @@ field_is_string(Datum object, const char *key)
 static Datum
 parse_answer(const char *body, size_t len, const char **problem)
 {
-	MemoryContext caller_cxt = CurrentMemoryContext;
-	ResourceOwner caller_owner = CurrentResourceOwner;
-	Datum		answer = (Datum) 0;
+	PsgSubxact	sx;
+	volatile Datum answer = (Datum) 0;
 
 	*problem = NULL;
 	if (!looks_like_json_object(body, len))
@@ -820,25 +807,16 @@ parse_answer(const char *body, size_t len, const char **problem)
 		*problem = "answered with a body that is not a JSON object";
 		return (Datum) 0;
 	}
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(caller_cxt);
+	sx = psg_subxact_begin();
 	PG_TRY();
 	{
 		answer = jsonb_from_text(body);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(caller_cxt);
-		CurrentResourceOwner = caller_owner;
+		psg_subxact_end(&sx, false);
 	}
 	PG_CATCH();
 	{
-		ErrorData  *edata;
+		ErrorData  *edata = psg_subxact_abort(&sx);
 
-		MemoryContextSwitchTo(caller_cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(caller_cxt);
-		CurrentResourceOwner = caller_owner;
 		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED ||
 			edata->sqlerrcode == ERRCODE_OUT_OF_MEMORY ||
 			edata->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN)

@@ -23,6 +23,7 @@
 #include "utils/memutils.h"
 #include "utils/resowner.h"
 
+#include "subxact.h"
 #include "transport.h"
 
 static char *
@@ -47,7 +48,7 @@ bool
 psg_pgsql_http_post(const PsgHttpRequest *req, PsgHttpResponse *resp)
 {
 	MemoryContext caller_cxt = CurrentMemoryContext;
-	ResourceOwner caller_owner = CurrentResourceOwner;
+	PsgSubxact	sx;
 	char	   *schema;
 	const char *qs;
 	StringInfoData sql;
@@ -68,8 +69,7 @@ psg_pgsql_http_post(const PsgHttpRequest *req, PsgHttpResponse *resp)
 	}
 	qs = quote_identifier(schema);
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(caller_cxt);
+	sx = psg_subxact_begin();
 	PG_TRY();
 	{
 		bytea	   *body = palloc(VARHDRSZ + req->body_len);
@@ -140,20 +140,12 @@ psg_pgsql_http_post(const PsgHttpRequest *req, PsgHttpResponse *resp)
 			}
 		}
 		ok = resp->failure == PSG_HTTP_OK;
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(caller_cxt);
-		CurrentResourceOwner = caller_owner;
+		psg_subxact_end(&sx, false);
 	}
 	PG_CATCH();
 	{
-		ErrorData  *edata;
+		ErrorData  *edata = psg_subxact_abort(&sx);
 
-		MemoryContextSwitchTo(caller_cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(caller_cxt);
-		CurrentResourceOwner = caller_owner;
 		/*
 		 * pgsql-http reports a cancel or statement timeout as a plain ERROR and
 		 * leaves the interrupt pending: let PostgreSQL raise the real one (57014
