@@ -17,7 +17,7 @@ DEFAULT_COMPRESSION = 200
 MIN_COMPRESSION = 10
 MAX_COMPRESSION = 10000
 MAX_CENTROIDS = 65536
-EXACT_FACTOR = 5  # windows of up to 5·δ values keep every value as a centroid
+EXACT_FACTOR = 50  # windows of up to 50·δ values keep every value as a centroid
 
 
 def _normaliser(count: float, compression: float) -> float:

@@ -40,6 +40,8 @@ def golden_digests() -> dict[str, TDigest]:
         "single": TDigest.from_values([42.5]),
         "small": TDigest.from_values(small, compression=100),
         "normal_1000": TDigest.from_values(rng.normal(0.0, 1.0, 1000), compression=100),
+        # past the exactly-kept range (50·δ values): a compressed digest
+        "normal_20000": TDigest.from_values(rng.normal(0.0, 1.0, 20_000), compression=100),
         "ties_5000": TDigest.from_values(rng.poisson(3.0, 5000).astype(float), compression=50),
         "extremes": TDigest.from_values([1e308, -1e308, 5e-324, -5e-324, 0.0, 1.5, 1e-300],
                                         compression=10),
@@ -158,7 +160,7 @@ def main() -> None:
                             "metadata": envelope.metadata,
                             "columns": {"amount": {"current": "small", "baseline": "normal_1000"},
                                         "latency ms": {"current": "empty", "baseline": "single"}}}
-    manifest["malformed_digests"] = malformed(encode_digest(digests["normal_1000"]))
+    manifest["malformed_digests"] = malformed(encode_digest(digests["normal_20000"]))
     (HERE / "golden.json").write_text(json.dumps(manifest, indent=1) + "\n")
 
 
