@@ -82,6 +82,26 @@ psg_decode_bytes(const uint8 *bytes, size_t len, TdDigest *d, int errcode_on_fai
 	d->weights = weights;
 }
 
+/*
+ * The summary fields alone (count, min, max, sum, counters, compression,
+ * centroid count): what the scalar accessors need, without decoding and
+ * allocating the centroids.  Stored values were fully validated on input;
+ * the header is still checked.
+ */
+static uint32
+decode_summary(struct varlena *v, TdSummary *s)
+{
+	char		err[TD_ERRMSG_SIZE];
+	uint32_t	n;
+
+	if (!td_decode_header((const uint8 *) VARDATA_ANY(v), VARSIZE_ANY_EXHDR(v), s, &n,
+						  err, sizeof(err)))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("invalid tdigest: %s", err)));
+	return n;
+}
+
 void
 psg_decode_tdigest(struct varlena *v, TdDigest *d)
 {
@@ -672,43 +692,43 @@ count_to_int64(uint64 c, const char *what)
 Datum
 psg_tdigest_count(PG_FUNCTION_ARGS)
 {
-	TdDigest	d;
+	TdSummary	s;
 
-	psg_decode_tdigest(PG_GETARG_TDIGEST_PP(0), &d);
-	PG_RETURN_INT64(count_to_int64(d.s.count, "count"));
+	decode_summary(PG_GETARG_TDIGEST_PP(0), &s);
+	PG_RETURN_INT64(count_to_int64(s.count, "count"));
 }
 
 Datum
 psg_tdigest_min(PG_FUNCTION_ARGS)
 {
-	TdDigest	d;
+	TdSummary	s;
 
-	psg_decode_tdigest(PG_GETARG_TDIGEST_PP(0), &d);
-	if (d.s.count == 0)
+	decode_summary(PG_GETARG_TDIGEST_PP(0), &s);
+	if (s.count == 0)
 		PG_RETURN_NULL();
-	PG_RETURN_FLOAT8(d.s.min);
+	PG_RETURN_FLOAT8(s.min);
 }
 
 Datum
 psg_tdigest_max(PG_FUNCTION_ARGS)
 {
-	TdDigest	d;
+	TdSummary	s;
 
-	psg_decode_tdigest(PG_GETARG_TDIGEST_PP(0), &d);
-	if (d.s.count == 0)
+	decode_summary(PG_GETARG_TDIGEST_PP(0), &s);
+	if (s.count == 0)
 		PG_RETURN_NULL();
-	PG_RETURN_FLOAT8(d.s.max);
+	PG_RETURN_FLOAT8(s.max);
 }
 
 Datum
 psg_tdigest_sum(PG_FUNCTION_ARGS)
 {
-	TdDigest	d;
+	TdSummary	s;
 
-	psg_decode_tdigest(PG_GETARG_TDIGEST_PP(0), &d);
-	if (d.s.count == 0)
+	decode_summary(PG_GETARG_TDIGEST_PP(0), &s);
+	if (s.count == 0)
 		PG_RETURN_NULL();
-	PG_RETURN_FLOAT8(d.s.sum);
+	PG_RETURN_FLOAT8(s.sum);
 }
 
 /* Exact sum / count; from the centroids when the sum overflowed. */
@@ -739,15 +759,15 @@ psg_tdigest_mean(PG_FUNCTION_ARGS)
 Datum
 psg_tdigest_stddev(PG_FUNCTION_ARGS)
 {
-	TdDigest	d;
+	TdSummary	s;
 	double		n,
 				var;
 
-	psg_decode_tdigest(PG_GETARG_TDIGEST_PP(0), &d);
-	if (d.s.count < 2 || !isfinite(d.s.sum) || !isfinite(d.s.sum_sq))
+	decode_summary(PG_GETARG_TDIGEST_PP(0), &s);
+	if (s.count < 2 || !isfinite(s.sum) || !isfinite(s.sum_sq))
 		PG_RETURN_NULL();
-	n = (double) d.s.count;
-	var = (d.s.sum_sq - d.s.sum * (d.s.sum / n)) / (n - 1.0);
+	n = (double) s.count;
+	var = (s.sum_sq - s.sum * (s.sum / n)) / (n - 1.0);
 	if (!(var > 0.0))
 		var = 0.0;
 	PG_RETURN_FLOAT8(sqrt(var));
@@ -756,19 +776,18 @@ psg_tdigest_stddev(PG_FUNCTION_ARGS)
 Datum
 psg_tdigest_compression(PG_FUNCTION_ARGS)
 {
-	TdDigest	d;
+	TdSummary	s;
 
-	psg_decode_tdigest(PG_GETARG_TDIGEST_PP(0), &d);
-	PG_RETURN_INT32(d.s.compression);
+	decode_summary(PG_GETARG_TDIGEST_PP(0), &s);
+	PG_RETURN_INT32(s.compression);
 }
 
 Datum
 psg_tdigest_centroid_count(PG_FUNCTION_ARGS)
 {
-	TdDigest	d;
+	TdSummary	summary;
 
-	psg_decode_tdigest(PG_GETARG_TDIGEST_PP(0), &d);
-	PG_RETURN_INT32((int32) d.n_centroids);
+	PG_RETURN_INT32((int32) decode_summary(PG_GETARG_TDIGEST_PP(0), &summary));
 }
 
 /* Any u64 as numeric (no int64 detour: the counters may use all 64 bits). */
@@ -789,20 +808,20 @@ uint64_numeric(uint64 v)
 Datum
 psg_tdigest_invalid_counts(PG_FUNCTION_ARGS)
 {
-	TdDigest	d;
+	TdSummary	s;
 	TupleDesc	tupdesc;
 	Datum		values[4];
 	bool		nulls[4] = {false, false, false, false};
 
-	psg_decode_tdigest(PG_GETARG_TDIGEST_PP(0), &d);
+	decode_summary(PG_GETARG_TDIGEST_PP(0), &s);
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("tdigest_invalid_counts must be called where a record is accepted")));
 	tupdesc = BlessTupleDesc(tupdesc);
-	values[0] = uint64_numeric(d.s.null_count);
-	values[1] = uint64_numeric(d.s.nan_count);
-	values[2] = uint64_numeric(d.s.pos_inf_count);
-	values[3] = uint64_numeric(d.s.neg_inf_count);
+	values[0] = uint64_numeric(s.null_count);
+	values[1] = uint64_numeric(s.nan_count);
+	values[2] = uint64_numeric(s.pos_inf_count);
+	values[3] = uint64_numeric(s.neg_inf_count);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }

@@ -18,13 +18,14 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
+from tests.local import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 TEST_REDIS_DB = 13
@@ -205,21 +206,3 @@ def _remove_config_dir() -> Iterator[None]:
     shutil.rmtree(CONFIG_DIR, ignore_errors=True)
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
-    outcome = yield
-    report = outcome.get_result()
-    setattr(item, f"rep_{report.when}", report)
-
-
-def wait_for(condition: Callable[[], object], timeout: float, what: str,
-             interval: float = 0.1) -> object:
-    """Poll ``condition`` until it is truthy; fail the test with ``what`` after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(interval)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -22,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
+
+from tests.local import free_port
 
 
 @dataclass(frozen=True)
@@ -41,12 +42,6 @@ def _bindir() -> Path:
                                check=True).stdout.strip())
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _as_postgres(argv: list[str]) -> list[str]:
     if os.geteuid() != 0:
         return argv
@@ -61,7 +56,7 @@ def private_postgres(function_url: str) -> Iterator[PrivatePostgres]:
     if os.geteuid() == 0:
         entry = pwd.getpwnam("postgres")
         os.chown(datadir, entry.pw_uid, entry.pw_gid)
-    port = _free_port()
+    port = free_port()
     subprocess.run(_as_postgres([str(bindir / "initdb"), "-D", str(datadir), "-U",
                                  "postgres", "--auth=trust", "--no-sync", "-E", "UTF8"]),
                    check=True, capture_output=True)

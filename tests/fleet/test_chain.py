@@ -11,7 +11,7 @@ from pathlib import Path
 import redis
 
 from tasks.reactions import counter_key, marker_key
-from tests.fleet.conftest import CONFIG, Fleet, wait_for
+from tests.fleet.conftest import CONFIG, Fleet
 from tests.fleet.support import (
     WebhookReceiver,
     demo_database,
@@ -19,6 +19,7 @@ from tests.fleet.support import (
     query,
     records_by_run,
 )
+from tests.local import wait_for
 from workers import drift_pause
 from workers.celery_app import app
 from workers.routing import CONSUME_REACTIONS

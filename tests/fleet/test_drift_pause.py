@@ -11,7 +11,8 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from tests.fleet.conftest import CONFIG, wait_for
+from tests.fleet.conftest import CONFIG
+from tests.local import wait_for
 from workers import drift_pause
 
 

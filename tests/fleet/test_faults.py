@@ -7,7 +7,6 @@ import dataclasses
 import json
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -18,7 +17,7 @@ import redis
 from celery import Celery
 
 from tasks.reactions import counter_key, marker_key
-from tests.fleet.conftest import CONFIG, Fleet, redis_for, wait_for
+from tests.fleet.conftest import CONFIG, Fleet, redis_for
 from tests.fleet.support import (
     WebhookReceiver,
     demo_database,
@@ -27,6 +26,7 @@ from tests.fleet.support import (
     query,
     records_by_run,
 )
+from tests.local import free_port, wait_for
 from workers.celery_app import app, celery_settings
 from workers.routing import CONSUME_REACTIONS, RUN_MODEL_DRIFT
 from workers.stream import publish_once
@@ -139,16 +139,10 @@ def test_locked_duckdb_file_makes_the_run_wait_and_retry(
     assert all(count == 1 for _, count in _drift_rows(db_path, run_id))
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def own_redis(tmp_path: Path) -> Iterator[tuple[int, callable]]:
     """A redis-server of this test's own on a free port; yields (port, restart)."""
-    port = _free_port()
+    port = free_port()
     argv = [shutil.which("redis-server") or "redis-server", "--bind", "127.0.0.1",
             "--port", str(port), "--save", "", "--appendonly", "no",
             "--dir", str(tmp_path)]

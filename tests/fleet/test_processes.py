@@ -11,8 +11,8 @@ import urllib.request
 from pathlib import Path
 
 from beat_schedule import build_beat_schedule
-from tests.fleet.conftest import CONFIG, ROOT, Fleet, wait_for
-from tests.http_server import free_port
+from tests.fleet.conftest import CONFIG, ROOT, Fleet
+from tests.local import free_port, wait_for
 from workers.config import BaselinesConfig, BaselineSource
 from workers.routing import CONSUME_REACTIONS, REFRESH_BASELINES, SCHEDULE_DRIFT_RUNS
 

@@ -12,19 +12,18 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 import redis
 
+from tests.local import free_port, wait_for
 from workers.config import FleetConfig, load_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -53,12 +52,6 @@ schedule:
 CONFIG: FleetConfig = load_config(CONFIG_PATH)
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def subprocess_env(**overrides: str) -> dict[str, str]:
     """This process's environment without any STAT_GUARD_* setting, plus our file."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("STAT_GUARD_")}
@@ -67,16 +60,6 @@ def subprocess_env(**overrides: str) -> dict[str, str]:
     return env
 
 
-def wait_for(condition: Callable[[], object], timeout: float, what: str,
-             interval: float = 0.1) -> object:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(interval)
 
 
 def http_get(url: str, timeout: float = 5.0, headers: dict[str, str] | None = None
@@ -194,13 +177,6 @@ def redis_db() -> Iterator[redis.Redis]:
 def _remove_config_dir() -> Iterator[None]:
     yield
     shutil.rmtree(CONFIG_DIR, ignore_errors=True)
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
-    outcome = yield
-    report = outcome.get_result()
-    setattr(item, f"rep_{report.when}", report)
 
 
 def require_tool(name: str) -> str:

@@ -9,7 +9,8 @@ import time
 import pytest
 import redis
 
-from tests.observability.conftest import CONFIG, Processes, free_port, http_get
+from tests.local import free_port
+from tests.observability.conftest import CONFIG, Processes, http_get
 from tests.observability.records import (
     FINISHED,
     feature,

@@ -22,15 +22,14 @@ from pathlib import Path
 import pytest
 import redis
 
+from tests.local import free_port, wait_for
 from tests.observability.conftest import (
     CONFIG,
     ROOT,
     Processes,
-    free_port,
     http_get,
     require_tool,
     subprocess_env,
-    wait_for,
 )
 from workers import routing
 

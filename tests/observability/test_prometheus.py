@@ -12,13 +12,12 @@ from typing import Any
 import redis
 import yaml
 
+from tests.local import free_port, wait_for
 from tests.observability.conftest import (
     ROOT,
     Processes,
-    free_port,
     http_get,
     require_tool,
-    wait_for,
 )
 from tests.observability.records import feature, publish, record
 
