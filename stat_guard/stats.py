@@ -13,8 +13,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats as _scipy_stats
 
+from stat_guard.distributions import chi2_ppf, chi2_sf, kolmogorov_sf
 from stat_guard.tdigest import TDigest
 
 DEFAULT_PSI_BINS = 10
@@ -156,7 +156,7 @@ def psi_critical_value(n_baseline: int, n_current: int, bins: int,
     """
     if n_baseline <= 0 or n_current <= 0 or bins < 2:
         return math.nan
-    return float((1.0 / n_baseline + 1.0 / n_current) * _scipy_stats.chi2.ppf(1 - alpha, bins - 1))
+    return float((1.0 / n_baseline + 1.0 / n_current) * chi2_ppf(1 - alpha, bins - 1))
 
 
 def ks_pvalue(statistic: float, n_baseline: int, n_current: int) -> float:
@@ -171,10 +171,12 @@ def ks_pvalue(statistic: float, n_baseline: int, n_current: int) -> float:
     effective_n = n_baseline * n_current / (n_baseline + n_current)
     rounded = max(float(np.round(effective_n)), 1.0)
     if rounded <= KS_FINITE_N_LIMIT:
-        pvalue = _scipy_stats.kstwo.sf(statistic, rounded)
+        from scipy import stats as scipy_stats  # only for small samples: a costly import
+
+        pvalue = scipy_stats.kstwo.sf(statistic, rounded)
     else:
         root = math.sqrt(effective_n)
-        pvalue = _scipy_stats.kstwobign.sf((root + 0.12 + 0.11 / root) * statistic)
+        pvalue = kolmogorov_sf((root + 0.12 + 0.11 / root) * statistic)
     return float(np.clip(pvalue, 0.0, 1.0))
 
 
@@ -297,7 +299,9 @@ def wasserstein_samples(baseline: Sequence[float] | np.ndarray,
     b, c = _finite(baseline), _finite(current)
     if b.size == 0 or c.size == 0:
         return WassersteinResult(math.nan, math.nan, math.nan, "none", b.size, c.size)
-    distance = float(_scipy_stats.wasserstein_distance(b, c))
+    from scipy import stats as scipy_stats  # raw samples only: a costly import
+
+    distance = float(scipy_stats.wasserstein_distance(b, c))
     stddev = float(np.std(b, ddof=1)) if b.size > 1 else math.nan
     q1, q3 = np.quantile(b, [0.25, 0.75])
     scale, kind = _spread(stddev, float(q3 - q1))
@@ -422,8 +426,7 @@ def categorical_drift(baseline_counts: Mapping[str, int], current_counts: Mappin
         if table.shape[1] < 2:
             chi2, pvalue, dof = 0.0, 1.0, 0
         else:
-            result = _scipy_stats.chi2_contingency(table, correction=False)
-            chi2, pvalue, dof = float(result.statistic), float(result.pvalue), int(result.dof)
+            chi2, pvalue, dof = _chi2_homogeneity(table)
         psi = psi_from_counts(e, a, epsilon)
         js = js_distance_from_counts(e, a)
     return CategoricalResult(psi=psi, chi2=chi2, chi2_pvalue=pvalue, chi2_dof=dof,
@@ -431,6 +434,15 @@ def categorical_drift(baseline_counts: Mapping[str, int], current_counts: Mappin
                              expected=tuple(_proportions(e).tolist()),
                              actual=tuple(_proportions(a).tolist()), unseen_in_baseline=unseen,
                              n_baseline=n_b, n_current=n_c, epsilon=epsilon)
+
+
+def _chi2_homogeneity(table: np.ndarray) -> tuple[float, float, int]:
+    """Pearson's chi-square test of a 2 × k table of counts (no continuity correction),
+    as scipy's ``chi2_contingency(table, correction=False)``."""
+    expected = np.outer(table.sum(axis=1), table.sum(axis=0)) / table.sum()
+    statistic = float(np.sum((table - expected) ** 2 / expected))
+    dof = (table.shape[0] - 1) * (table.shape[1] - 1)
+    return statistic, chi2_sf(statistic, dof), dof
 
 
 # ---- binned counts (the DuckDB path) ----------------------------------------------
