@@ -34,6 +34,9 @@ NUMERIC = "numeric"
 # 12% of its mass and each decile within 0.2 percentage points.
 EDGE_SAMPLE_ROWS = 65_536
 _HASH_SPAN = 2**64 - 1
+# A count scan's memory per feature: pinned column blocks (256 KiB each, a few per
+# column), its casts and its histogram state.
+COUNT_SCAN_BYTES_PER_FEATURE = 512 * 1024
 CATEGORICAL = "categorical"
 
 
@@ -109,19 +112,30 @@ def aggregate_source(session: Session, source: Source, plan: WindowPlan,
     params = {**source.params, **plan.params}
     numeric = [f for f in features if f.kind == NUMERIC]
 
-    # The quantile sketches are small and bounded: one scan serves every feature.
-    _isolating(numeric, errors, lambda group: _edge_scan(
-        session, source, plan, params, group, psi_bins, ks_bins, aggregates))
+    budget = memory_limit_bytes(memory_limit) // 2
+    # The edge samples live in memory as sorted lists (with DuckDB's list overhead, about
+    # three times their 8 bytes a value); the count scans pin a few column blocks and a
+    # small histogram per feature. Batches keep either within half the memory limit.
+    for group in _batches(numeric, budget, EDGE_SAMPLE_ROWS * 8 * 3):
+        _isolating(group, errors, lambda part: _edge_scan(
+            session, source, plan, params, part, psi_bins, ks_bins, aggregates))
 
     scored = [f for f in features if f.name not in errors]
     results: dict[str, Any] = {"sampled": {}, "extras": {}}
-    _isolating(scored, errors, lambda group: _count_scan(
-        session, source, plan, params, group, aggregates, extras, results))
+    for group in _batches(scored, budget, COUNT_SCAN_BYTES_PER_FEATURE):
+        _isolating(group, errors, lambda part: _count_scan(
+            session, source, plan, params, part, aggregates, extras, results))
     if not results["sampled"]:  # every feature failed: still count the windows
         _count_scan(session, source, plan, params, [], aggregates, extras, results)
     for name in errors:
         aggregates.pop(name, None)
     return SourceAggregates(aggregates, errors, results["sampled"], results["extras"])
+
+
+def _batches(features: list[FeatureSpec], budget: int, per_feature: int
+             ) -> list[list[FeatureSpec]]:
+    size = max(1, budget // per_feature)
+    return [features[i:i + size] for i in range(0, len(features), size)]
 
 
 def _isolating(group: list[FeatureSpec], errors: dict[str, str],
@@ -168,30 +182,31 @@ def _edge_scan(session: Session, source: Source, plan: WindowPlan, params: dict[
         ceiling = int(plan.params.get(f"{name}_threshold", _HASH_SPAN))
         thresholds[name] = min(ceiling, int(ceiling * (EDGE_SAMPLE_ROWS / max(rows, 1))))
     edge_hash = f"hash({source.key}, $edge_seed)"
-    projected = [f'({plan.historical_sql}) AND {edge_hash} <= $edge_h AS "__stat_guard_in_h"']
-    inner, outer = [], []
+    projected, inner = [], []
     for i, spec in enumerate(group):
         x, v = _as_double(spec), _finite_column(i)
         projected.append(f"CASE WHEN isfinite({x}) THEN {x} END AS {v}")
         # A sorted list of the sample indexed at ceil(q·n) (numpy's inverted_cdf): on a
         # 65k-row sample this is 6x faster than quantile_disc with 1,000 levels.
-        inner += [f'list_sort(list({v}) FILTER (WHERE "__stat_guard_in_h" AND {v} IS NOT NULL))'
-                  f" AS h{i}",
-                  f'list_sort(list({v}) FILTER (WHERE NOT "__stat_guard_in_h" '
-                  f"AND {v} IS NOT NULL)) AS c{i}"]
-        outer += [f"list_transform($levels, lambda q: h{i}[greatest(ceil(q * len(h{i}))"
-                  f"::BIGINT, 1)])",
-                  f"list_transform($fine_levels, lambda q: c{i}[greatest(ceil(q * len(c{i}))"
-                  f"::BIGINT, 1)])"]
-    row = session.fetchall(
-        f"WITH windowed AS (SELECT {', '.join(projected)} FROM {source.relation} "
-        f"WHERE (({plan.historical_sql}) OR ({plan.current_sql})) "
-        f"AND {edge_hash} <= CASE WHEN {plan.historical_sql} THEN $edge_h ELSE $edge_c END), "
-        f"sketched AS (SELECT {', '.join(inner)} FROM windowed) "
-        f"SELECT {', '.join(outer)} FROM sketched",
-        {**params, "levels": levels, "fine_levels": fine_levels,
-         "edge_seed": plan.params.get("seed", 0),
-         "edge_h": thresholds[HISTORICAL], "edge_c": thresholds[CURRENT]})[0]
+        inner.append(f"list_sort(list({v}) FILTER (WHERE {v} IS NOT NULL)) AS s{i}")
+    # One scan per window: each is a plain range on the time column, which DuckDB pushes
+    # into the scan (zone maps skip the row groups outside it; an OR of the two ranges
+    # is not pushed down and reads the whole table).
+    picked = {}
+    for window, predicate, wanted in ((HISTORICAL, plan.historical_sql, "$levels"),
+                                      (CURRENT, plan.current_sql, "$fine_levels")):
+        outer = [f"list_transform({wanted}, lambda q: s{i}[greatest(ceil(q * len(s{i}))"
+                 f"::BIGINT, 1)])" for i in range(len(group))]
+        picked[window] = session.fetchall(
+            f"WITH windowed AS (SELECT {', '.join(projected)} FROM {source.relation} "
+            f"WHERE ({predicate}) AND {edge_hash} <= $edge_threshold), "
+            f"sketched AS (SELECT {', '.join(inner)} FROM windowed) "
+            f"SELECT {', '.join(outer)} FROM sketched",
+            {**params, "levels": levels, "fine_levels": fine_levels,
+             "edge_seed": plan.params.get("seed", 0),
+             "edge_threshold": thresholds[window]})[0]
+    row = [value for i in range(len(group))
+           for value in (picked[HISTORICAL][i], picked[CURRENT][i])]
     for i, spec in enumerate(group):
         quantiles, current_quantiles = row[2 * i:2 * i + 2]
         aggregate = aggregates[spec.name]

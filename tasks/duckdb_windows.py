@@ -1,16 +1,20 @@
 """Window selection in SQL: timestamp quantiles cut a table's rows into the two windows.
 
-``quantile_disc`` of the time column at 50%, 70% and 95% is one selection pass over a
-single column (no sort of the table, no row numbers), and the windows become plain range
-predicates on the time column that DuckDB's zone maps can skip row groups with. A window
-over the row cap keeps the rows whose ``hash(key, seed)`` is at most the hash quantile at
-cap / rows: exactly the cap (barring hash collisions), the same rows for the same seed,
-and independent of physical row order.
+The cuts are the time column's exact order statistics at 50%, 70% and 95% (numpy's
+``inverted_cdf``), found in memory that does not grow with the table (``ranked_values``):
+a guess from a Bernoulli sample, exact counts on either side of it, and a bounded top-N
+between the guess and the cut. No sort of the table, no row numbers, no column held in
+memory. The windows become plain range predicates on the time column that DuckDB's zone
+maps can skip row groups with. A window over the row cap keeps the rows whose
+``hash(key, seed)`` is at most that hash's order statistic at the cap: exactly the cap
+(barring hash collisions), the same rows for the same seed, and independent of physical
+row order.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +23,13 @@ from tasks.duckdb_config import WindowConfig
 
 HISTORICAL = "historical"
 CURRENT = "current"
+# Rows sampled to guess an order statistic: the guess lands within about ±1% of the
+# rows around it, whatever the table's size.
+GUESS_SAMPLE_ROWS = 100_000
+# At most this many rows between a guess and the cut: select the cut exactly with a top-N
+# (a heap of at most half of them).
+EXACT_SELECTION_ROWS = 200_000
+_MAX_ROUNDS = 6
 
 
 @dataclass(frozen=True)
@@ -60,15 +71,16 @@ def plan_windows(session: Session, source: Source, windows: WindowConfig) -> Win
     """Three short SQL passes over the time column (and the key when sampling)."""
     ts, base = source.ts, f"({source.where}) AND {source.ts} IS NOT NULL"
     cuts = [windows.historical_start, windows.historical_end, 1.0 - windows.current_fraction]
-    total, quantiles = session.fetchall(
-        f"SELECT count(*), quantile_disc({ts}, $cuts) FROM {source.relation} WHERE {base}",
-        {**source.params, "cuts": cuts})[0]
+    [(total,)] = session.fetchall(f"SELECT count(*) FROM {source.relation} WHERE {base}",
+                                  source.params)
     if total == 0:
         empty = {HISTORICAL: (windows.historical_start, windows.historical_end),
                  CURRENT: (1.0 - windows.current_fraction, 1.0)}
         bounds = {name: WindowBounds(name, lo, hi, None, None, 0, 0, "all rows")
                   for name, (lo, hi) in empty.items()}
         return WindowPlan(0, bounds[HISTORICAL], bounds[CURRENT], "FALSE", "FALSE")
+    quantiles = ranked_values(session, source.relation, base, source.params, ts, total,
+                              [inverted_cdf_rank(q, total) for q in cuts], windows.seed)
 
     params: dict[str, Any] = {"h_hi": quantiles[1], "c_lo": quantiles[2]}
     historical = f"{ts} <= $h_hi"
@@ -90,14 +102,10 @@ def plan_windows(session: Session, source: Source, windows: WindowConfig) -> Win
     if oversized:
         hashed = f"hash({source.key}, $seed)"
         params["seed"] = windows.seed
-        # (cap - 0.5) / rows keeps ceil(p · rows) at exactly cap despite rounding.
-        selects = ", ".join(
-            f"quantile_disc({hashed}, {(cap - 0.5) / rows[name]!r}) "
-            f"FILTER (WHERE {predicates[name]})" for name in oversized)
-        thresholds = session.fetchall(
-            f"SELECT {selects} FROM {source.relation} WHERE {base}",
-            {**source.params, **params})[0]
-        for name, threshold in zip(oversized, thresholds, strict=True):
+        for name in oversized:
+            [threshold] = ranked_values(
+                session, source.relation, f"({base}) AND {predicates[name]}",
+                {**source.params, **params}, hashed, rows[name], [cap], windows.seed)
             params[f"{name}_threshold"] = threshold
             predicates[name] = f"{predicates[name]} AND {hashed} <= ${name}_threshold"
             methods[name] = (f"hash(key, seed={windows.seed}) <= its quantile at "
@@ -113,3 +121,109 @@ def plan_windows(session: Session, source: Source, windows: WindowConfig) -> Win
     return WindowPlan(total, historical_bounds, current_bounds,
                       f"({base}) AND {predicates[HISTORICAL]}",
                       f"({base}) AND {predicates[CURRENT]}", params)
+
+
+def inverted_cdf_rank(q: float, rows: int) -> int:
+    """The 1-based rank of numpy's ``inverted_cdf`` quantile q (and DuckDB's
+    ``quantile_disc``) among ``rows`` values: ⌈q·rows⌉, at least 1."""
+    return min(max(math.ceil(q * rows), 1), rows)
+
+
+def ranked_values(session: Session, relation: str, condition: str, params: dict[str, Any],
+                  expr: str, rows: int, ranks: list[int], seed: int) -> list[Any]:
+    """The values of ``expr`` at the given 1-based ranks among the ``rows`` rows meeting
+    ``condition``: exact order statistics, in memory bounded by the constants above.
+
+    Each rank lives in an interval of values (open at both ends, unbounded at first) whose
+    row count and the count below it are known. A round guesses the value at the rank
+    from a Bernoulli sample of the interval and counts the rows below and at the guess:
+    either the guess is the answer (ties included) or the interval shrinks to one side
+    of it, by a factor of about √GUESS_SAMPLE_ROWS. Once an interval holds at most
+    EXACT_SELECTION_ROWS rows, a top-N from its nearer end selects the value. The first
+    round is shared: one sample and one count pass serve every rank.
+    """
+    intervals = [_Interval(None, None, 0, rows) for _ in ranks]
+    answers: list[Any] = [None] * len(ranks)
+    pending = list(range(len(ranks)))
+    for round_ in range(_MAX_ROUNDS):
+        large = [i for i in pending if intervals[i].rows > EXACT_SELECTION_ROWS]
+        if not large:
+            break
+        groups: dict[tuple[Any, Any], list[int]] = {}
+        for i in large:
+            groups.setdefault((intervals[i].lo, intervals[i].hi), []).append(i)
+        for members in groups.values():
+            interval = intervals[members[0]]
+            where, bound = interval.predicate(condition, expr, params)
+            # Two guesses per rank, about 4 standard errors of the sample quantile either
+            # side of it: the rank almost always falls between them.
+            sampled = min(interval.rows, GUESS_SAMPLE_ROWS)
+            levels = []
+            for i in members:
+                p = (ranks[i] - interval.below) / interval.rows
+                spread = 4.0 * math.sqrt(p * (1.0 - p) / sampled) + 2.0 / sampled
+                levels += [max(p - spread, 0.0), min(p + spread, 1.0)]
+            percent = min(100.0, 100.0 * GUESS_SAMPLE_ROWS / interval.rows)
+            [(guesses,)] = session.fetchall(
+                f"SELECT quantile_disc(v, $levels) FROM (SELECT {expr} AS v FROM {relation} "
+                f"WHERE {where}) USING SAMPLE {percent!r}% (bernoulli, {int(seed) + round_})",
+                {**bound, "levels": levels})
+            if guesses is None:
+                continue  # an empty sample: the top-N below takes the interval as it is
+            counts = ", ".join(
+                f"count(*) FILTER (WHERE {expr} < $g{j}), count(*) FILTER (WHERE {expr} <= $g{j})"
+                for j in range(len(guesses)))
+            [counted] = session.fetchall(
+                f"SELECT {counts} FROM {relation} WHERE {where}",
+                {**bound, **{f"g{j}": g for j, g in enumerate(guesses)}})
+            for j, i in enumerate(members):
+                low, high = guesses[2 * j], guesses[2 * j + 1]
+                below_low, upto_low, below_high, upto_high = counted[4 * j:4 * j + 4]
+                local = ranks[i] - interval.below
+                if below_low < local <= upto_low:
+                    answers[i] = low
+                elif below_high < local <= upto_high:
+                    answers[i] = high
+                elif local <= below_low:
+                    intervals[i] = _Interval(interval.lo, low, interval.below, below_low)
+                elif local <= below_high:
+                    intervals[i] = _Interval(low, high, interval.below + upto_low,
+                                             below_high - upto_low)
+                else:
+                    intervals[i] = _Interval(high, interval.hi, interval.below + upto_high,
+                                             interval.rows - upto_high)
+                if answers[i] is not None:
+                    pending.remove(i)
+    for i in pending:
+        interval = intervals[i]
+        where, bound = interval.predicate(condition, expr, params)
+        local = ranks[i] - interval.below
+        if local <= interval.rows - local + 1:
+            order, offset = "ASC", local - 1
+        else:
+            order, offset = "DESC", interval.rows - local
+        [(answers[i],)] = session.fetchall(
+            f"SELECT {expr} AS v FROM {relation} WHERE {where} ORDER BY v {order} "
+            f"LIMIT 1 OFFSET {int(offset)}", bound)
+    return answers
+
+
+@dataclass(frozen=True)
+class _Interval:
+    """Values strictly between lo and hi (None: unbounded); ``below`` rows lie under it."""
+
+    lo: Any
+    hi: Any
+    below: int
+    rows: int
+
+    def predicate(self, condition: str, expr: str, params: dict[str, Any]
+                  ) -> tuple[str, dict[str, Any]]:
+        where, bound = f"({condition})", dict(params)
+        if self.lo is not None:
+            where += f" AND {expr} > $interval_lo"
+            bound["interval_lo"] = self.lo
+        if self.hi is not None:
+            where += f" AND {expr} < $interval_hi"
+            bound["interval_hi"] = self.hi
+        return where, bound

@@ -77,3 +77,59 @@ def test_prediction_windows_follow_the_same_rules(make_model):
     assert drift.error is None
     assert (drift.historical_window.rows, drift.current_window.rows) == (400, 100)
     assert drift.performance.metric == "mae" and drift.performance.labeled_current == 100
+
+
+@pytest.mark.parametrize("layout", ["shuffled", "ordered", "ties"])
+def test_ranked_values_are_exact_order_statistics_through_the_sampling_rounds(
+        tmp_path, monkeypatch, layout):
+    """With tiny sample and exact-selection sizes every rank goes through several guess
+    rounds (shared first round, two-sided narrowing, ties at a guess) before its top-N;
+    each answer must equal numpy's order statistic."""
+    import duckdb
+
+    from tasks import duckdb_windows
+    from tasks.duckdb_access import Session
+
+    monkeypatch.setattr(duckdb_windows, "GUESS_SAMPLE_ROWS", 200)
+    monkeypatch.setattr(duckdb_windows, "EXACT_SELECTION_ROWS", 300)
+    rng = np.random.default_rng(11)
+    size = 60_000
+    values = {"shuffled": rng.permutation(size).astype(float),
+              "ordered": np.arange(size, dtype=float),
+              "ties": rng.integers(0, 40, size).astype(float)}[layout]
+    connection = duckdb.connect(str(tmp_path / "ranks.duckdb"))
+    try:
+        connection.execute("CREATE TABLE t AS SELECT unnest(?::DOUBLE[]) AS v, "
+                           "unnest(?::BOOLEAN[]) AS keep", [values.tolist(),
+                                                             (np.arange(size) % 3 != 0).tolist()])
+        kept = np.sort(values[np.arange(size) % 3 != 0])
+        ranks = [1, 2, 137, len(kept) // 2, int(len(kept) * 0.7), int(len(kept) * 0.95),
+                 len(kept) - 1, len(kept)]
+        session = Session(connection)
+        queries = []
+        fetch = session.fetchall
+
+        def counting(sql, params=None):
+            queries.append(sql)
+            return fetch(sql, params)
+
+        session.fetchall = counting
+        got = duckdb_windows.ranked_values(session, "t", "keep", {}, "v", len(kept), ranks,
+                                           seed=3)
+    finally:
+        connection.close()
+    assert got == [kept[r - 1] for r in ranks]
+    assert sum("USING SAMPLE" in q for q in queries) >= 2  # the rounds really ran
+
+
+def test_inverted_cdf_rank_matches_duckdb_quantile_disc():
+    import duckdb
+
+    from tasks.duckdb_windows import inverted_cdf_rank
+
+    connection = duckdb.connect()
+    for rows in (1, 2, 7, 10, 99, 1000, 12_345):
+        for q in (0.0, 0.05, 1 / 3, 0.5, 0.7, 0.95, 0.999, 1.0):
+            [(value,)] = connection.execute(
+                f"SELECT quantile_disc(i, {q!r}) FROM range({rows}) t(i)").fetchall()
+            assert value == inverted_cdf_rank(q, rows) - 1, (rows, q)
