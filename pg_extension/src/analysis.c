@@ -49,8 +49,13 @@
 
 #include "analysis.h"
 #include "guc.h"
+#include "pg_stat_guard.h"
 #include "subxact.h"
 #include "transport.h"
+#include "window_cache.h"
+
+/* A range longer than this many buckets is aggregated directly, not cached. */
+#define PSG_CACHE_MAX_BUCKETS 10000
 
 /* Advisory lock tag field 4: user advisory locks use 1 and 2. */
 #define PSG_LOCK_FIELD4 7
@@ -76,6 +81,7 @@ typedef struct Analysis
 	Oid			func_namespace; /* where our aggregate lives */
 	char	   *source;			/* schema-qualified, quoted */
 	char	   *time_column;
+	AttrNumber	time_attnum;
 	Oid			time_type;
 	int			ncolumns;
 	ColumnPlan *columns;
@@ -86,6 +92,10 @@ typedef struct Analysis
 	int64		rows;
 	double		aggregate_ms;
 	double		http_ms;
+	/* window cache: bucket width (0: not used), buckets merged, buckets aggregated */
+	int			cache_bucket_s;
+	int			cache_buckets;
+	int			cache_filled;
 	char		request_id[33];
 	const char *transport_name;
 } Analysis;
@@ -239,6 +249,7 @@ resolve_source(Analysis *an, Oid relid, const char *time_column)
 				(errcode(ERRCODE_UNDEFINED_COLUMN),
 				 errmsg("column \"%s\" of relation %s does not exist",
 						time_column, an->source)));
+	an->time_attnum = attnum;
 	an->time_type = get_atttype(relid, attnum);
 	if (an->time_type != TIMESTAMPTZOID && an->time_type != TIMESTAMPOID)
 		ereport(ERROR,
@@ -489,6 +500,370 @@ copy_digest(Datum d, bool isnull, char **out, size_t *len, MemoryContext keep)
 	memcpy(*out, VARDATA_ANY(bytes), *len);
 }
 
+
+/* ----------------------------------------------------------- window cache */
+
+typedef struct Piece
+{
+	TimestampTz lo;
+	TimestampTz hi;
+} Piece;
+
+/* A role's part of the window: raw pieces at the ends, settled buckets between. */
+typedef struct Part
+{
+	Piece		raw[2];
+	int			nraw;
+	TimestampTz first;			/* first bucket start */
+	int			nbuckets;
+} Part;
+
+static TimestampTz
+floor_to(TimestampTz t, int64 width)
+{
+	TimestampTz q = t / width;
+
+	if (t % width != 0 && t < 0)
+		q--;
+	return q * width;
+}
+
+static void
+split_range(TimestampTz lo, TimestampTz hi, TimestampTz horizon, int64 width, Part *part)
+{
+	TimestampTz first = floor_to(lo, width);
+	TimestampTz end = floor_to(Min(hi, horizon), width);
+
+	if (first < lo)
+		first += width;
+	part->nraw = 0;
+	part->nbuckets = 0;
+	part->first = first;
+	if (end <= first || (end - first) / width > PSG_CACHE_MAX_BUCKETS)
+	{
+		part->raw[part->nraw++] = (Piece) {lo, hi};
+		return;
+	}
+	part->nbuckets = (int) ((end - first) / width);
+	if (lo < first)
+		part->raw[part->nraw++] = (Piece) {lo, first};
+	if (end < hi)
+		part->raw[part->nraw++] = (Piece) {end, hi};
+}
+
+/* "(ts >= $a AND ts < $b) OR ..." over a part's raw pieces, "false" when none. */
+static void
+append_pieces(StringInfo sql, const char *qt, const Part *part, int *param, Datum *values,
+			  Oid *types)
+{
+	int			i;
+
+	if (part->nraw == 0)
+	{
+		appendStringInfoString(sql, "false");
+		return;
+	}
+	appendStringInfoChar(sql, '(');
+	for (i = 0; i < part->nraw; i++)
+	{
+		appendStringInfo(sql, "%s(%s >= $%d AND %s < $%d)", i ? " OR " : "", qt, *param + 1,
+						 qt, *param + 2);
+		values[*param] = TimestampTzGetDatum(part->raw[i].lo);
+		values[*param + 1] = TimestampTzGetDatum(part->raw[i].hi);
+		types[*param] = types[*param + 1] = TIMESTAMPTZOID;
+		*param += 2;
+	}
+	appendStringInfoChar(sql, ')');
+}
+
+typedef struct BucketSet
+{
+	TimestampTz first;
+	int			n;
+	int64	   *rows;			/* per bucket */
+	const char **digest;		/* [bucket * ncolumns + column] */
+	size_t	   *len;
+	bool	   *have;			/* per bucket: every column known */
+} BucketSet;
+
+static PsgBucketKey
+bucket_key(Analysis *an, int column, int64 width, TimestampTz start)
+{
+	PsgBucketKey key;
+
+	memset(&key, 0, sizeof(key));
+	key.relid = an->relid;
+	key.userid = GetUserId();
+	key.time_attnum = an->time_attnum;
+	key.value_attnum = an->columns[column].attnum;
+	key.compression = an->compression;
+	key.width = width;
+	key.start = start;
+	return key;
+}
+
+/* Look every bucket up; aggregate the missing ones in one grouped scan. */
+static void
+load_buckets(Analysis *an, BucketSet *set, int64 width, const char *nsp, const char *qt)
+{
+	int			b,
+				c,
+				missing_lo = -1,
+				missing_hi = -1;
+
+	set->rows = palloc0(sizeof(int64) * Max(set->n, 1));
+	set->digest = palloc0(sizeof(char *) * Max(set->n, 1) * an->ncolumns);
+	set->len = palloc0(sizeof(size_t) * Max(set->n, 1) * an->ncolumns);
+	set->have = palloc0(sizeof(bool) * Max(set->n, 1));
+	for (b = 0; b < set->n; b++)
+	{
+		bool		all = true;
+
+		for (c = 0; c < an->ncolumns && all; c++)
+		{
+			PsgBucketKey key = bucket_key(an, c, width, set->first + b * width);
+
+			all = psg_window_cache_get(&key, &set->rows[b], &set->digest[b * an->ncolumns + c],
+									   &set->len[b * an->ncolumns + c]);
+		}
+		set->have[b] = all;
+		if (!all)
+		{
+			if (missing_lo < 0)
+				missing_lo = b;
+			missing_hi = b;
+		}
+	}
+	if (missing_lo < 0)
+		return;
+
+	{
+		StringInfoData sql;
+		Datum		values[4];
+		Oid			types[4] = {INTERVALOID, TIMESTAMPTZOID, TIMESTAMPTZOID, INT4OID};
+		Interval   *stride = palloc0(sizeof(Interval));
+		uint64		r;
+		int			rc;
+
+		stride->time = width;
+		initStringInfo(&sql);
+		appendStringInfo(&sql, "SELECT pg_catalog.date_bin($1, %s, "
+						 "'2000-01-01 00:00:00+00'::pg_catalog.timestamptz), pg_catalog.count(*)", qt);
+		for (c = 0; c < an->ncolumns; c++)
+			appendStringInfo(&sql, ", %s.tdigest_agg(%s::pg_catalog.float8, $4)", nsp,
+							 quote_identifier(an->columns[c].name));
+		appendStringInfo(&sql, " FROM %s WHERE %s >= $2 AND %s < $3 GROUP BY 1", an->source, qt, qt);
+		values[0] = IntervalPGetDatum(stride);
+		values[1] = TimestampTzGetDatum(set->first + missing_lo * width);
+		values[2] = TimestampTzGetDatum(set->first + (missing_hi + 1) * width);
+		values[3] = Int32GetDatum(an->compression);
+		rc = SPI_execute_with_args(sql.data, 4, types, values, NULL, true, 0);
+		if (rc != SPI_OK_SELECT)
+			elog(ERROR, "window cache aggregation failed");
+
+		/* Buckets the scan did not return had no rows. */
+		for (b = missing_lo; b <= missing_hi; b++)
+			if (!set->have[b])
+			{
+				set->rows[b] = 0;
+				for (c = 0; c < an->ncolumns; c++)
+					set->len[b * an->ncolumns + c] = 0;
+			}
+		for (r = 0; r < SPI_processed; r++)
+		{
+			HeapTuple	tup = SPI_tuptable->vals[r];
+			TupleDesc	desc = SPI_tuptable->tupdesc;
+			bool		isnull;
+			TimestampTz start = DatumGetTimestampTz(SPI_getbinval(tup, desc, 1, &isnull));
+
+			b = (int) ((start - set->first) / width);
+			if (isnull || b < missing_lo || b > missing_hi || set->have[b] ||
+				set->first + b * width != start)
+				continue;
+			set->rows[b] = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
+			for (c = 0; c < an->ncolumns; c++)
+			{
+				bytea	   *d = DatumGetByteaPP(SPI_getbinval(tup, desc, 3 + c, &isnull));
+
+				if (isnull)
+					elog(ERROR, "tdigest_agg returned NULL");
+				set->digest[b * an->ncolumns + c] = VARDATA_ANY(d);
+				set->len[b * an->ncolumns + c] = VARSIZE_ANY_EXHDR(d);
+			}
+		}
+		for (b = missing_lo; b <= missing_hi; b++)
+		{
+			if (set->have[b])
+				continue;
+			an->cache_filled++;
+			for (c = 0; c < an->ncolumns; c++)
+			{
+				PsgBucketKey key = bucket_key(an, c, width, set->first + b * width);
+
+				(void) psg_window_cache_put(&key, set->rows[b], set->digest[b * an->ncolumns + c],
+											set->len[b * an->ncolumns + c]);
+			}
+		}
+	}
+}
+
+/* Merge a raw digest with a part's buckets for one column, into keep. */
+static void
+merge_part(Analysis *an, const BucketSet *set, int column, const char *raw, size_t raw_len,
+		   char **out, size_t *out_len, MemoryContext keep)
+{
+	int			n = 0,
+				b;
+	const char **bufs = palloc(sizeof(char *) * (set->n + 1));
+	size_t	   *lens = palloc(sizeof(size_t) * (set->n + 1));
+	struct varlena *merged;
+
+	bufs[n] = raw;
+	lens[n++] = raw_len;
+	for (b = 0; b < set->n; b++)
+	{
+		bufs[n] = set->digest[b * an->ncolumns + column];
+		lens[n++] = set->len[b * an->ncolumns + column];
+	}
+	merged = psg_merge_digest_bytes(n, bufs, lens, an->compression);
+	*out_len = VARSIZE_ANY_EXHDR(merged);
+	*out = MemoryContextAlloc(keep, *out_len);
+	memcpy(*out, VARDATA_ANY(merged), *out_len);
+}
+
+/*
+ * The window as raw pieces (its newest, unsettled part and a partial bucket
+ * at its start) plus settled buckets from the cache.
+ */
+static void
+aggregate_window_cached(Analysis *an, MemoryContext keep, bool fallback)
+{
+	const char *qt = quote_identifier(an->time_column);
+	const char *nsp = quote_identifier(get_namespace_name(an->func_namespace));
+	int64		width = (int64) psg_window_cache_bucket_s * USECS_PER_SEC;
+	TimestampTz horizon = an->window_end - (int64) psg_window_cache_settle_s * USECS_PER_SEC;
+	Part		current,
+				previous;
+	BucketSet	cur_set = {0},
+				prev_set = {0};
+	StringInfoData sql,
+				cur_pred,
+				prev_pred;
+	Datum		values[9];
+	Oid			types[9];
+	int			nparams = 1,
+				c,
+				b,
+				field;
+	const char **raw_cur = palloc0(sizeof(char *) * an->ncolumns);
+	size_t	   *raw_cur_len = palloc0(sizeof(size_t) * an->ncolumns);
+	const char **raw_prev = palloc0(sizeof(char *) * an->ncolumns);
+	size_t	   *raw_prev_len = palloc0(sizeof(size_t) * an->ncolumns);
+	int64		raw_rows = 0;
+	instr_time	start;
+
+	INSTR_TIME_SET_CURRENT(start);
+	an->cache_bucket_s = psg_window_cache_bucket_s;
+	psg_window_cache_evict_before(an->relid, fallback ? an->fallback_start : an->window_start);
+	split_range(an->window_start, an->window_end, horizon, width, &current);
+	if (fallback)
+		split_range(an->fallback_start, an->window_start, horizon, width, &previous);
+	else
+		previous = (Part) {.nraw = 0, .nbuckets = 0};
+
+	cur_set.first = current.first;
+	cur_set.n = current.nbuckets;
+	prev_set.first = previous.first;
+	prev_set.n = previous.nbuckets;
+	load_buckets(an, &cur_set, width, nsp, qt);
+	if (fallback)
+		load_buckets(an, &prev_set, width, nsp, qt);
+	an->cache_buckets = cur_set.n + prev_set.n;
+
+	/* The raw pieces of both roles in one scan. */
+	values[0] = Int32GetDatum(an->compression);
+	types[0] = INT4OID;
+	initStringInfo(&cur_pred);
+	initStringInfo(&prev_pred);
+	append_pieces(&cur_pred, qt, &current, &nparams, values, types);
+	append_pieces(&prev_pred, qt, &previous, &nparams, values, types);
+	if (current.nraw + previous.nraw > 0)
+	{
+		int			rc;
+
+		initStringInfo(&sql);
+		appendStringInfo(&sql, "SELECT pg_catalog.count(*) FILTER (WHERE %s)", cur_pred.data);
+		for (c = 0; c < an->ncolumns; c++)
+		{
+			const char *qc = quote_identifier(an->columns[c].name);
+
+			appendStringInfo(&sql, ", %s.tdigest_agg(%s::pg_catalog.float8, $1) FILTER (WHERE %s)",
+							 nsp, qc, cur_pred.data);
+			if (!an->columns[c].has_stored)
+				appendStringInfo(&sql, ", %s.tdigest_agg(%s::pg_catalog.float8, $1) FILTER (WHERE %s)",
+								 nsp, qc, prev_pred.data);
+		}
+		appendStringInfo(&sql, " FROM %s WHERE %s OR %s", an->source, cur_pred.data, prev_pred.data);
+		rc = SPI_execute_with_args(sql.data, nparams, types, values, NULL, true, 0);
+		if (rc != SPI_OK_SELECT || SPI_processed != 1)
+			elog(ERROR, "window aggregation returned no row");
+		{
+			HeapTuple	tup = SPI_tuptable->vals[0];
+			TupleDesc	desc = SPI_tuptable->tupdesc;
+			bool		isnull;
+
+			raw_rows = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+			field = 2;
+			for (c = 0; c < an->ncolumns; c++)
+			{
+				bytea	   *d = DatumGetByteaPP(SPI_getbinval(tup, desc, field++, &isnull));
+
+				if (isnull)
+					elog(ERROR, "tdigest_agg returned NULL");
+				raw_cur[c] = VARDATA_ANY(d);
+				raw_cur_len[c] = VARSIZE_ANY_EXHDR(d);
+				if (!an->columns[c].has_stored)
+				{
+					d = DatumGetByteaPP(SPI_getbinval(tup, desc, field++, &isnull));
+					if (isnull)
+						elog(ERROR, "tdigest_agg returned NULL");
+					raw_prev[c] = VARDATA_ANY(d);
+					raw_prev_len[c] = VARSIZE_ANY_EXHDR(d);
+				}
+			}
+		}
+	}
+
+	an->rows = raw_rows;
+	for (b = 0; b < cur_set.n; b++)
+		an->rows += cur_set.rows[b];
+	for (c = 0; c < an->ncolumns; c++)
+	{
+		ColumnPlan *col = &an->columns[c];
+
+		merge_part(an, &cur_set, c, raw_cur[c], raw_cur_len[c], &col->current,
+				   &col->current_len, keep);
+		if (!col->has_stored)
+		{
+			StringInfoData js;
+			MemoryContext old;
+
+			merge_part(an, &prev_set, c, raw_prev[c], raw_prev_len[c], &col->baseline,
+					   &col->baseline_len, keep);
+			old = MemoryContextSwitchTo(keep);
+			initStringInfo(&js);
+			appendStringInfoString(&js, "{\"kind\":\"previous_window\",\"window_start\":");
+			append_json_string(&js, iso_timestamp(an->fallback_start));
+			appendStringInfoString(&js, ",\"window_end\":");
+			append_json_string(&js, iso_timestamp(an->window_start));
+			appendStringInfoChar(&js, '}');
+			col->baseline_json = js.data;
+			MemoryContextSwitchTo(old);
+		}
+	}
+	an->aggregate_ms = elapsed_ms(start);
+}
+
 static void
 aggregate_window(Analysis *an, MemoryContext keep)
 {
@@ -520,6 +895,13 @@ aggregate_window(Analysis *an, MemoryContext keep)
 				 errmsg("window of about %.0f rows exceeds pg_stat_guard.max_window_rows (%d)",
 						estimate, psg_max_window_rows),
 				 errhint("Analyse a shorter window, or capture baselines so the previous window is not scanned.")));
+
+	if (psg_window_cache_usable(an->relid, an->time_type))
+	{
+		aggregate_window_cached(an, keep, fallback);
+		SPI_finish();
+		return;
+	}
 
 	initStringInfo(&sql);
 	appendStringInfoString(&sql, "SELECT pg_catalog.count(*)");
@@ -748,6 +1130,9 @@ analysis_json(Analysis *an, double total_ms)
 	append_json_string(&js, an->transport_name);
 	appendStringInfoString(&js, ",\"request_id\":");
 	append_json_string(&js, an->request_id);
+	if (an->cache_bucket_s > 0)
+		appendStringInfo(&js, ",\"window_cache\":{\"bucket_s\":%d,\"buckets\":%d,\"aggregated\":%d}",
+						 an->cache_bucket_s, an->cache_buckets, an->cache_filled);
 	appendStringInfoString(&js, ",\"extension_version\":\"" PSG_EXTENSION_VERSION "\"");
 	appendStringInfo(&js, ",\"timings_ms\":{\"aggregate\":%.3f,\"http\":%.3f,\"total\":%.3f}}}",
 					 an->aggregate_ms, an->http_ms, total_ms);

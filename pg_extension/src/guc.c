@@ -29,6 +29,9 @@ int			psg_fallback_window_s = 7 * 86400;
 char	   *psg_source = NULL;
 char	   *psg_time_column = NULL;
 char	   *psg_value_columns = NULL;
+int			psg_window_cache_bucket_s = 0;
+int			psg_window_cache_settle_s = 60;
+int			psg_window_cache_size_kb = 16384;
 
 static const struct config_enum_entry transport_options[] = {
 	{"auto", PSG_TRANSPORT_AUTO, false},
@@ -140,6 +143,22 @@ psg_define_gucs(void)
 	DefineCustomStringVariable("pg_stat_guard.value_columns",
 							   "Default value columns, comma-separated.",
 							   NULL, &psg_value_columns, "", PGC_USERSET, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("pg_stat_guard.window_cache_bucket",
+							"Width of the cached time buckets of a window (0: no cache).",
+							"Settled buckets are aggregated once per backend and merged "
+							"into later windows.",
+							&psg_window_cache_bucket_s, 0, 0, 86400,
+							PGC_USERSET, GUC_UNIT_S, NULL, NULL, NULL);
+	DefineCustomIntVariable("pg_stat_guard.window_cache_settle",
+							"Age after which a bucket's rows are taken as complete.",
+							"Rows must be committed within this time of their timestamp "
+							"for the cache to see them.",
+							&psg_window_cache_settle_s, 60, 0, 86400,
+							PGC_USERSET, GUC_UNIT_S, NULL, NULL, NULL);
+	DefineCustomIntVariable("pg_stat_guard.window_cache_size",
+							"Memory a backend may keep in cached bucket digests.",
+							NULL, &psg_window_cache_size_kb, 16384, 64, INT_MAX / 1024,
+							PGC_USERSET, GUC_UNIT_KB, NULL, NULL, NULL);
 #if PG_VERSION_NUM >= 150000
 	MarkGUCPrefixReserved("pg_stat_guard");
 #else

@@ -32,6 +32,9 @@ extern int	psg_fallback_window_s;
 extern char *psg_source;
 extern char *psg_time_column;
 extern char *psg_value_columns;
+extern int	psg_window_cache_bucket_s;
+extern int	psg_window_cache_settle_s;
+extern int	psg_window_cache_size_kb;
 
 extern void psg_define_gucs(void);
 

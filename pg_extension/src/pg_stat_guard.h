@@ -38,4 +38,8 @@ extern void psg_decode_tdigest(struct varlena *v, TdDigest *d);
 /* Free the arrays psg_decode_* allocated. */
 extern void psg_free_digest(TdDigest *d);
 
+/* Merge wire-format digests (tdigest_agg.c); zero lengths are skipped. */
+extern struct varlena *psg_merge_digest_bytes(int n, const char *const *bufs,
+											 const size_t *lens, int compression);
+
 #endif							/* PG_STAT_GUARD_H */

@@ -443,3 +443,30 @@ psg_tdigest_agg_final(PG_FUNCTION_ARGS)
 	d = state_as_digest(st);
 	PG_RETURN_POINTER(psg_digest_to_varlena(&d));
 }
+
+/*
+ * Merge wire-format digests into one (allocated in the current memory
+ * context).  Each input is fully validated; a zero length means "no rows" and
+ * is skipped.  With no rows at all the result is an empty digest.
+ */
+struct varlena *
+psg_merge_digest_bytes(int n, const char *const *bufs, const size_t *lens, int compression)
+{
+	TdAggState *st;
+	TdDigest	d;
+	int			i;
+
+	check_compression(compression);
+	st = state_create(CurrentMemoryContext, compression);
+	for (i = 0; i < n; i++)
+	{
+		if (lens[i] == 0)
+			continue;
+		psg_decode_bytes((const uint8 *) bufs[i], lens[i], &d, ERRCODE_DATA_CORRUPTED);
+		state_add_digest(st, &d);
+		psg_free_digest(&d);
+	}
+	state_flush(st);
+	d = state_as_digest(st);
+	return psg_digest_to_varlena(&d);
+}

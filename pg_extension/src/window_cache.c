@@ -1,0 +1,197 @@
+/*
+ * window_cache.c — per-backend cache of settled time buckets' digests.
+ *
+ * An analysis run every second over the last 15 minutes re-reads the same
+ * rows 900 times.  With pg_stat_guard.window_cache_bucket set, the window is
+ * cut at multiples of that width: buckets that ended more than
+ * pg_stat_guard.window_cache_settle ago are aggregated once, per value column,
+ * and kept here as digests; each call aggregates only the partial buckets at
+ * both ends of the window and merges the rest.  The assumption this rests on,
+ * and which the documentation states: rows are committed within the settle
+ * time of their timestamp, and are not deleted or updated afterwards.
+ *
+ * Nothing is shared between backends (no shared memory, no locks); entries
+ * are keyed by the role too, so a role never reads rows aggregated with
+ * another role's privileges.  A relcache invalidation of the source (TRUNCATE,
+ * ALTER TABLE, a new index, VACUUM's statistics...) drops its entries.
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_type.h"
+#include "utils/lsyscache.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
+#include "utils/memutils.h"
+#include "utils/rls.h"
+
+#include "guc.h"
+#include "window_cache.h"
+
+typedef struct BucketEntry
+{
+	PsgBucketKey key;			/* hash key: must be first */
+	int64		rows;
+	size_t		len;
+	char	   *digest;			/* len bytes in cache_context, NULL when len 0 */
+} BucketEntry;
+
+static HTAB *cache = NULL;
+static MemoryContext cache_context = NULL;
+static int64 cache_bytes = 0;
+static bool callback_registered = false;
+
+static void
+drop_entry(BucketEntry *entry)
+{
+	cache_bytes -= (int64) (sizeof(BucketEntry) + entry->len);
+	if (entry->digest != NULL)
+		pfree(entry->digest);
+	hash_search(cache, &entry->key, HASH_REMOVE, NULL);
+}
+
+static void
+drop_matching(Oid relid)
+{
+	HASH_SEQ_STATUS status;
+	BucketEntry *entry;
+
+	if (cache == NULL)
+		return;
+	hash_seq_init(&status, cache);
+	while ((entry = hash_seq_search(&status)) != NULL)
+		if (relid == InvalidOid || entry->key.relid == relid)
+			drop_entry(entry);
+}
+
+static void
+relcache_changed(Datum arg, Oid relid)
+{
+	drop_matching(relid);
+}
+
+static void
+ensure_cache(void)
+{
+	HASHCTL		ctl;
+
+	if (cache != NULL)
+		return;
+	if (cache_context == NULL)
+		cache_context = AllocSetContextCreate(TopMemoryContext,
+											  "pg_stat_guard window cache",
+											  ALLOCSET_DEFAULT_SIZES);
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(PsgBucketKey);
+	ctl.entrysize = sizeof(BucketEntry);
+	ctl.hcxt = cache_context;
+	cache = hash_create("pg_stat_guard window cache", 256, &ctl,
+						HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	cache_bytes = 0;
+	if (!callback_registered)
+	{
+		CacheRegisterRelcacheCallback(relcache_changed, (Datum) 0);
+		callback_registered = true;
+	}
+}
+
+/*
+ * Usable when switched on, for plain tables (a view's or a partitioned
+ * table's relcache entry is not invalidated when the tables under it
+ * change), timestamptz time columns (bucket bounds of a
+ * timestamp without time zone would move with the session's TimeZone), on
+ * tables without row-level security for this role, and in transactions that
+ * have not written anything (their own uncommitted rows must not be cached,
+ * nor missed).
+ */
+bool
+psg_window_cache_usable(Oid relid, Oid time_type)
+{
+	if (psg_window_cache_bucket_s <= 0)
+	{
+		if (cache != NULL)
+		{
+			drop_matching(InvalidOid);
+			hash_destroy(cache);
+			cache = NULL;
+		}
+		return false;
+	}
+	if (time_type != TIMESTAMPTZOID || get_rel_relkind(relid) != RELKIND_RELATION)
+		return false;
+	if (check_enable_rls(relid, InvalidOid, true) != RLS_NONE)
+		return false;
+	if (GetTopTransactionIdIfAny() != InvalidTransactionId)
+		return false;
+	ensure_cache();
+	return true;
+}
+
+bool
+psg_window_cache_get(const PsgBucketKey *key, int64 *rows, const char **digest, size_t *len)
+{
+	BucketEntry *entry;
+
+	if (cache == NULL)
+		return false;
+	entry = hash_search(cache, key, HASH_FIND, NULL);
+	if (entry == NULL)
+		return false;
+	*rows = entry->rows;
+	*digest = entry->digest;
+	*len = entry->len;
+	return true;
+}
+
+bool
+psg_window_cache_put(const PsgBucketKey *key, int64 rows, const char *digest, size_t len)
+{
+	BucketEntry *entry;
+	bool		found;
+	int64		limit = (int64) psg_window_cache_size_kb * 1024;
+	char	   *copy = NULL;
+
+	if (cache == NULL)
+		return false;
+	if (cache_bytes + (int64) (sizeof(BucketEntry) + len) > limit)
+		return false;
+	if (len > 0)
+	{
+		copy = MemoryContextAlloc(cache_context, len);
+		memcpy(copy, digest, len);
+	}
+	entry = hash_search(cache, key, HASH_ENTER, &found);
+	if (found)
+	{
+		cache_bytes -= (int64) (sizeof(BucketEntry) + entry->len);
+		if (entry->digest != NULL)
+			pfree(entry->digest);
+	}
+	entry->rows = rows;
+	entry->len = len;
+	entry->digest = copy;
+	cache_bytes += (int64) (sizeof(BucketEntry) + len);
+	return true;
+}
+
+void
+psg_window_cache_evict_before(Oid relid, TimestampTz before)
+{
+	HASH_SEQ_STATUS status;
+	BucketEntry *entry;
+
+	if (cache == NULL)
+		return;
+	hash_seq_init(&status, cache);
+	while ((entry = hash_seq_search(&status)) != NULL)
+		if (entry->key.relid == relid && entry->key.start + entry->key.width <= before)
+			drop_entry(entry);
+}
+
+void
+psg_window_cache_stats(int64 *entries, int64 *bytes)
+{
+	*entries = cache == NULL ? 0 : (int64) hash_get_num_entries(cache);
+	*bytes = cache == NULL ? 0 : cache_bytes;
+}
