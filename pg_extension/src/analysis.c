@@ -56,6 +56,8 @@
 
 /* A range longer than this many buckets is aggregated directly, not cached. */
 #define PSG_CACHE_MAX_BUCKETS 10000
+/* Buckets per cached block (see Part). */
+#define PSG_CACHE_BLOCK 60
 
 /* Advisory lock tag field 4: user advisory locks use 1 and 2. */
 #define PSG_LOCK_FIELD4 7
@@ -509,13 +511,27 @@ typedef struct Piece
 	TimestampTz hi;
 } Piece;
 
-/* A role's part of the window: raw pieces at the ends, settled buckets between. */
+/* A run of consecutive cached buckets of one width. */
+typedef struct Run
+{
+	TimestampTz first;			/* first bucket start */
+	int			n;
+	int64		width;
+} Run;
+
+/*
+ * A role's part of the window: raw pieces at the ends, settled buckets
+ * between.  The buckets come in up to three runs: fine buckets up to the first
+ * block boundary, whole blocks (PSG_CACHE_BLOCK fine buckets merged into one
+ * entry), fine buckets after the last block; so a call merges at most about
+ * 2 * PSG_CACHE_BLOCK + window / block digests per column, not one per bucket.
+ */
 typedef struct Part
 {
 	Piece		raw[2];
 	int			nraw;
-	TimestampTz first;			/* first bucket start */
-	int			nbuckets;
+	Run			runs[3];
+	int			nruns;
 } Part;
 
 static TimestampTz
@@ -528,27 +544,47 @@ floor_to(TimestampTz t, int64 width)
 	return q * width;
 }
 
+static TimestampTz
+ceil_to(TimestampTz t, int64 width)
+{
+	TimestampTz f = floor_to(t, width);
+
+	return f < t ? f + width : f;
+}
+
+static void
+add_run(Part *part, TimestampTz lo, TimestampTz hi, int64 width)
+{
+	if (hi > lo)
+		part->runs[part->nruns++] = (Run) {lo, (int) ((hi - lo) / width), width};
+}
+
 static void
 split_range(TimestampTz lo, TimestampTz hi, TimestampTz horizon, int64 width, Part *part)
 {
-	TimestampTz first = floor_to(lo, width);
+	TimestampTz first = ceil_to(lo, width);
 	TimestampTz end = floor_to(Min(hi, horizon), width);
+	int64		block = width * PSG_CACHE_BLOCK;
 
-	if (first < lo)
-		first += width;
 	part->nraw = 0;
-	part->nbuckets = 0;
-	part->first = first;
+	part->nruns = 0;
 	if (end <= first || (end - first) / width > PSG_CACHE_MAX_BUCKETS)
 	{
 		part->raw[part->nraw++] = (Piece) {lo, hi};
 		return;
 	}
-	part->nbuckets = (int) ((end - first) / width);
 	if (lo < first)
 		part->raw[part->nraw++] = (Piece) {lo, first};
 	if (end < hi)
 		part->raw[part->nraw++] = (Piece) {end, hi};
+	if (ceil_to(first, block) < floor_to(end, block))
+	{
+		add_run(part, first, ceil_to(first, block), width);
+		add_run(part, ceil_to(first, block), floor_to(end, block), block);
+		add_run(part, floor_to(end, block), end, width);
+	}
+	else
+		add_run(part, first, end, width);
 }
 
 /* "(ts >= $a AND ts < $b) OR ..." over a part's raw pieces, "false" when none. */
@@ -580,6 +616,7 @@ typedef struct BucketSet
 {
 	TimestampTz first;
 	int			n;
+	int64		width;
 	int64	   *rows;			/* per bucket */
 	const char **digest;		/* [bucket * ncolumns + column] */
 	size_t	   *len;
@@ -604,8 +641,9 @@ bucket_key(Analysis *an, int column, int64 width, TimestampTz start)
 
 /* Look every bucket up; aggregate the missing ones in one grouped scan. */
 static void
-load_buckets(Analysis *an, BucketSet *set, int64 width, const char *nsp, const char *qt)
+load_buckets(Analysis *an, BucketSet *set, const char *nsp, const char *qt)
 {
+	int64		width = set->width;
 	int			b,
 				c,
 				missing_lo = -1,
@@ -707,28 +745,53 @@ load_buckets(Analysis *an, BucketSet *set, int64 width, const char *nsp, const c
 	}
 }
 
-/* Merge a raw digest with a part's buckets for one column, into keep. */
+/* Merge a raw digest with a part's bucket runs for one column, into keep. */
 static void
-merge_part(Analysis *an, const BucketSet *set, int column, const char *raw, size_t raw_len,
-		   char **out, size_t *out_len, MemoryContext keep)
+merge_part(Analysis *an, const BucketSet *sets, int nsets, int column, const char *raw,
+		   size_t raw_len, char **out, size_t *out_len, MemoryContext keep)
 {
 	int			n = 0,
-				b;
-	const char **bufs = palloc(sizeof(char *) * (set->n + 1));
-	size_t	   *lens = palloc(sizeof(size_t) * (set->n + 1));
+				total = 1,
+				b,
+				r;
+	const char **bufs;
+	size_t	   *lens;
 	struct varlena *merged;
 
+	for (r = 0; r < nsets; r++)
+		total += sets[r].n;
+	bufs = palloc(sizeof(char *) * total);
+	lens = palloc(sizeof(size_t) * total);
 	bufs[n] = raw;
 	lens[n++] = raw_len;
-	for (b = 0; b < set->n; b++)
-	{
-		bufs[n] = set->digest[b * an->ncolumns + column];
-		lens[n++] = set->len[b * an->ncolumns + column];
-	}
+	for (r = 0; r < nsets; r++)
+		for (b = 0; b < sets[r].n; b++)
+		{
+			bufs[n] = sets[r].digest[b * an->ncolumns + column];
+			lens[n++] = sets[r].len[b * an->ncolumns + column];
+		}
 	merged = psg_merge_digest_bytes(n, bufs, lens, an->compression);
 	*out_len = VARSIZE_ANY_EXHDR(merged);
 	*out = MemoryContextAlloc(keep, *out_len);
 	memcpy(*out, VARDATA_ANY(merged), *out_len);
+}
+
+/* Look up (or aggregate) every run of a part. */
+static BucketSet *
+load_part(Analysis *an, const Part *part, const char *nsp, const char *qt)
+{
+	BucketSet  *sets = palloc0(sizeof(BucketSet) * 3);
+	int			r;
+
+	for (r = 0; r < part->nruns; r++)
+	{
+		sets[r].first = part->runs[r].first;
+		sets[r].n = part->runs[r].n;
+		sets[r].width = part->runs[r].width;
+		load_buckets(an, &sets[r], nsp, qt);
+		an->cache_buckets += sets[r].n;
+	}
+	return sets;
 }
 
 /*
@@ -744,8 +807,8 @@ aggregate_window_cached(Analysis *an, MemoryContext keep, bool fallback)
 	TimestampTz horizon = an->window_end - (int64) psg_window_cache_settle_s * USECS_PER_SEC;
 	Part		current,
 				previous;
-	BucketSet	cur_set = {0},
-				prev_set = {0};
+	BucketSet  *cur_sets,
+			   *prev_sets = NULL;
 	StringInfoData sql,
 				cur_pred,
 				prev_pred;
@@ -754,6 +817,7 @@ aggregate_window_cached(Analysis *an, MemoryContext keep, bool fallback)
 	int			nparams = 1,
 				c,
 				b,
+				r,
 				field;
 	const char **raw_cur = palloc0(sizeof(char *) * an->ncolumns);
 	size_t	   *raw_cur_len = palloc0(sizeof(size_t) * an->ncolumns);
@@ -769,16 +833,11 @@ aggregate_window_cached(Analysis *an, MemoryContext keep, bool fallback)
 	if (fallback)
 		split_range(an->fallback_start, an->window_start, horizon, width, &previous);
 	else
-		previous = (Part) {.nraw = 0, .nbuckets = 0};
+		previous = (Part) {.nraw = 0, .nruns = 0};
 
-	cur_set.first = current.first;
-	cur_set.n = current.nbuckets;
-	prev_set.first = previous.first;
-	prev_set.n = previous.nbuckets;
-	load_buckets(an, &cur_set, width, nsp, qt);
+	cur_sets = load_part(an, &current, nsp, qt);
 	if (fallback)
-		load_buckets(an, &prev_set, width, nsp, qt);
-	an->cache_buckets = cur_set.n + prev_set.n;
+		prev_sets = load_part(an, &previous, nsp, qt);
 
 	/* The raw pieces of both roles in one scan. */
 	values[0] = Int32GetDatum(an->compression);
@@ -835,21 +894,22 @@ aggregate_window_cached(Analysis *an, MemoryContext keep, bool fallback)
 	}
 
 	an->rows = raw_rows;
-	for (b = 0; b < cur_set.n; b++)
-		an->rows += cur_set.rows[b];
+	for (r = 0; r < current.nruns; r++)
+		for (b = 0; b < cur_sets[r].n; b++)
+			an->rows += cur_sets[r].rows[b];
 	for (c = 0; c < an->ncolumns; c++)
 	{
 		ColumnPlan *col = &an->columns[c];
 
-		merge_part(an, &cur_set, c, raw_cur[c], raw_cur_len[c], &col->current,
+		merge_part(an, cur_sets, current.nruns, c, raw_cur[c], raw_cur_len[c], &col->current,
 				   &col->current_len, keep);
 		if (!col->has_stored)
 		{
 			StringInfoData js;
 			MemoryContext old;
 
-			merge_part(an, &prev_set, c, raw_prev[c], raw_prev_len[c], &col->baseline,
-					   &col->baseline_len, keep);
+			merge_part(an, prev_sets, previous.nruns, c, raw_prev[c], raw_prev_len[c],
+					   &col->baseline, &col->baseline_len, keep);
 			old = MemoryContextSwitchTo(keep);
 			initStringInfo(&js);
 			appendStringInfoString(&js, "{\"kind\":\"previous_window\",\"window_start\":");
