@@ -12,10 +12,11 @@
     (aggregate / http / total), the bare aggregate, and their ratio.
     Targets: 10k-row window p99 <= 25 ms; 1M-row window p50 <= 1.3 x bare aggregate + 10 ms.
 
-(b) Ingest impact. pgbench, 8 clients, an INSERT script into a source table, in rounds of
-    three phases none / with / cached, where "with" runs one analysis per second of that
-    table in another connection and "cached" does the same with the window cache
-    (CACHE_SETTINGS). Reports TPS per phase, with/none and cached/none per round and their
+(b) Ingest impact. pgbench, 8 clients, an INSERT script into a source table, in phases
+    none / with / none / cached / none / cached / none / with / none ..., where "with" runs
+    one analysis per second of that table in another connection and "cached" does the same
+    on one long-lived connection with the window cache (CACHE_SETTINGS). Reports TPS per
+    phase, each analysed phase against the mean of the "none" phases around it, and the
     medians (target >= 97 %, taken with the cache: the setting made for analyses this
     frequent).
 
@@ -32,6 +33,7 @@ Usage:  python bench/bench_analysis.py [--reps-small 200] [--reps-large 15]
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -237,22 +239,34 @@ def run_pgbench(dsn: str, script: Path, clients: int, seconds: int) -> float:
     return float(match.group(1))
 
 
+def phase_order(rounds: int) -> list[str]:
+    """none, with, cached, then the mirror image, and so on, ending on none: every
+    analysed phase has a "none" phase on both sides, and each mode comes as often early
+    as late in a round."""
+    order = ["none"]
+    for i in range(rounds):
+        order += ["with", "none", "cached", "none"] if i % 2 == 0 else \
+            ["cached", "none", "with", "none"]
+    return order
+
+
+def analyse_once(conn: psycopg.Connection, qualified: str) -> dict:
+    return conn.execute(
+        "SELECT perform_drift_analysis(%s::interval, %s::regclass, 'created_at', "
+        "%s::name[])", [WINDOW, qualified, COLUMNS]).fetchone()[0]
+
+
 def analyse_every_second(dsn: str, qualified: str, stop: threading.Event,
                          calls: list[float], errors: list[str], rows: list[int],
-                         cache: bool = False) -> None:
+                         conn: psycopg.Connection | None = None) -> None:
     """One analysis per second until ``stop``; record each one's total time and window
-    rows, or its error. ``cache``: with the window cache (CACHE_SETTINGS)."""
-    with psycopg.connect(dsn, autocommit=True) as analyst:
-        if cache:
-            for name, value in CACHE_SETTINGS.items():
-                analyst.execute(sql.SQL("SET {} = {}").format(
-                    sql.Identifier(*name.split(".")), sql.Literal(value)))
+    rows, or its error. ``conn``: the connection to use (a new one otherwise)."""
+    with contextlib.ExitStack() as stack:
+        analyst = conn or stack.enter_context(psycopg.connect(dsn, autocommit=True))
         while not stop.is_set():
             tick = time.monotonic()
             try:
-                result = analyst.execute(
-                    "SELECT perform_drift_analysis(%s::interval, %s::regclass, "
-                    "'created_at', %s::name[])", [WINDOW, qualified, COLUMNS]).fetchone()[0]
+                result = analyse_once(analyst, qualified)
                 calls.append(float(result["analysis"]["timings_ms"]["total"]))
                 rows.append(int(result["analysis"]["rows"]))
             except psycopg.Error as exc:
@@ -270,16 +284,25 @@ def measure_ingest(dsn: str, conn: psycopg.Connection, clients: int, seconds: in
                      "(100 + 15 * random(), 50 * random(), random());\n")
     script_path = Path(script.name)
     phases = []
+    # One long-lived connection runs the cached analyses, as a deployment would; it is
+    # warmed (the whole window aggregated into its cache) before the first phase.
+    cached_conn = psycopg.connect(dsn, autocommit=True)
+    for name, value in CACHE_SETTINGS.items():
+        cached_conn.execute(sql.SQL("SET {} = {}").format(sql.Identifier(*name.split(".")),
+                                                          sql.Literal(value)))
     try:
-        for phase, mode in enumerate(MODES * pairs):
+        for phase, mode in enumerate(phase_order(pairs)):
             stop = threading.Event()
             calls: list[float] = []
             errors: list[str] = []
             rows: list[int] = []
+            if mode == "cached":
+                analyse_once(cached_conn, qualified)  # buckets settled since the last phase
 
             worker = threading.Thread(target=analyse_every_second,
                                       args=(dsn, qualified, stop, calls, errors, rows,
-                                            mode == "cached"), daemon=True)
+                                            cached_conn if mode == "cached" else None),
+                                      daemon=True)
             if mode != "none":
                 worker.start()
             tps = run_pgbench(dsn, script_path, clients, seconds)
@@ -297,14 +320,19 @@ def measure_ingest(dsn: str, conn: psycopg.Connection, clients: int, seconds: in
                 + (f"   errors: {errors[:1]}" if errors else ""))
     finally:
         script_path.unlink(missing_ok=True)
+        cached_conn.close()
     mean = {mode: statistics.fmean(p["tps"] for p in phases if p["analysis"] == mode)
             for mode in MODES}
-    # each analysed phase against the "none" phase of its own round: drifts in machine
-    # load between rounds cancel out
-    step = len(MODES)
-    pair_ratios = {mode: [phases[i + k]["tps"] / phases[i]["tps"]
-                          for i in range(0, len(phases), step)]
-                   for k, mode in enumerate(MODES) if mode != "none"}
+    # each analysed phase against the mean of the nearest "none" phase before and after
+    # it: drifts in machine load cancel out
+    pair_ratios: dict[str, list[float]] = {mode: [] for mode in MODES if mode != "none"}
+    for i, p in enumerate(phases):
+        if p["analysis"] == "none":
+            continue
+        before = [q["tps"] for q in phases[:i] if q["analysis"] == "none"][-1:]
+        after = [q["tps"] for q in phases[i + 1:] if q["analysis"] == "none"][:1]
+        reference = before + after
+        pair_ratios[p["analysis"]].append(p["tps"] / statistics.fmean(reference))
     spread = (max(p["tps"] for p in phases if p["analysis"] == "none")
               - min(p["tps"] for p in phases if p["analysis"] == "none")) / mean["none"]
     return {"clients": clients, "phase_seconds": seconds, "phases": phases,
@@ -329,7 +357,7 @@ def main() -> None:
     parser.add_argument("--phase-seconds", type=int, default=20)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--pairs", type=int, default=3,
-                        help="rounds of none/with/cached phases of the ingest test")
+                        help="rounds of the ingest test (each: with, cached and three none)")
     parser.add_argument("--skip-ingest", action="store_true")
     parser.add_argument("--skip-latency", action="store_true")
     args = parser.parse_args()

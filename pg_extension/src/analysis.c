@@ -85,6 +85,7 @@ typedef struct Analysis
 	char	   *time_column;
 	AttrNumber	time_attnum;
 	Oid			time_type;
+	Oid			relfilenode;	/* for the window cache's keys */
 	int			ncolumns;
 	ColumnPlan *columns;
 	TimestampTz window_start;
@@ -630,6 +631,7 @@ bucket_key(Analysis *an, int column, int64 width, TimestampTz start)
 
 	memset(&key, 0, sizeof(key));
 	key.relid = an->relid;
+	key.relfilenode = an->relfilenode;
 	key.userid = GetUserId();
 	key.time_attnum = an->time_attnum;
 	key.value_attnum = an->columns[column].attnum;
@@ -828,7 +830,9 @@ aggregate_window_cached(Analysis *an, MemoryContext keep, bool fallback)
 
 	INSTR_TIME_SET_CURRENT(start);
 	an->cache_bucket_s = psg_window_cache_bucket_s;
-	psg_window_cache_evict_before(an->relid, fallback ? an->fallback_start : an->window_start);
+	an->relfilenode = psg_relfilenode(an->relid);
+	psg_window_cache_evict_before(an->relid, an->relfilenode,
+								  fallback ? an->fallback_start : an->window_start);
 	split_range(an->window_start, an->window_end, horizon, width, &current);
 	if (fallback)
 		split_range(an->fallback_start, an->window_start, horizon, width, &previous);

@@ -12,8 +12,10 @@
  *
  * Nothing is shared between backends (no shared memory, no locks); entries
  * are keyed by the role too, so a role never reads rows aggregated with
- * another role's privileges.  A relcache invalidation of the source (TRUNCATE,
- * ALTER TABLE, a new index, VACUUM's statistics...) drops its entries.
+ * another role's privileges, and by the table's relfilenode, so TRUNCATE,
+ * VACUUM FULL, CLUSTER and rewriting ALTER TABLEs start afresh while ANALYZE
+ * and VACUUM (which invalidate the relcache entry too, every few seconds under
+ * heavy ingest) keep the cache.
  */
 #include "postgres.h"
 
@@ -21,8 +23,9 @@
 #include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "utils/lsyscache.h"
+#include "utils/syscache.h"
 #include "utils/hsearch.h"
-#include "utils/inval.h"
+#include "access/htup_details.h"
 #include "utils/memutils.h"
 #include "utils/rls.h"
 
@@ -40,7 +43,6 @@ typedef struct BucketEntry
 static HTAB *cache = NULL;
 static MemoryContext cache_context = NULL;
 static int64 cache_bytes = 0;
-static bool callback_registered = false;
 
 static void
 drop_entry(BucketEntry *entry)
@@ -49,26 +51,6 @@ drop_entry(BucketEntry *entry)
 	if (entry->digest != NULL)
 		pfree(entry->digest);
 	hash_search(cache, &entry->key, HASH_REMOVE, NULL);
-}
-
-static void
-drop_matching(Oid relid)
-{
-	HASH_SEQ_STATUS status;
-	BucketEntry *entry;
-
-	if (cache == NULL)
-		return;
-	hash_seq_init(&status, cache);
-	while ((entry = hash_seq_search(&status)) != NULL)
-		if (relid == InvalidOid || entry->key.relid == relid)
-			drop_entry(entry);
-}
-
-static void
-relcache_changed(Datum arg, Oid relid)
-{
-	drop_matching(relid);
 }
 
 static void
@@ -89,17 +71,26 @@ ensure_cache(void)
 	cache = hash_create("pg_stat_guard window cache", 256, &ctl,
 						HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 	cache_bytes = 0;
-	if (!callback_registered)
+}
+
+Oid
+psg_relfilenode(Oid relid)
+{
+	HeapTuple	tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	Oid			result = InvalidOid;
+
+	if (HeapTupleIsValid(tuple))
 	{
-		CacheRegisterRelcacheCallback(relcache_changed, (Datum) 0);
-		callback_registered = true;
+		result = ((Form_pg_class) GETSTRUCT(tuple))->relfilenode;
+		ReleaseSysCache(tuple);
 	}
+	return result;
 }
 
 /*
- * Usable when switched on, for plain tables (a view's or a partitioned
- * table's relcache entry is not invalidated when the tables under it
- * change), timestamptz time columns (bucket bounds of a
+ * Usable when switched on, for plain tables (a view or a partitioned table
+ * has no relfilenode that changes when the tables under it are truncated or
+ * rewritten), timestamptz time columns (bucket bounds of a
  * timestamp without time zone would move with the session's TimeZone), on
  * tables without row-level security for this role, and in transactions that
  * have not written anything (their own uncommitted rows must not be cached,
@@ -112,9 +103,10 @@ psg_window_cache_usable(Oid relid, Oid time_type)
 	{
 		if (cache != NULL)
 		{
-			drop_matching(InvalidOid);
 			hash_destroy(cache);
 			cache = NULL;
+			MemoryContextReset(cache_context);
+			cache_bytes = 0;
 		}
 		return false;
 	}
@@ -139,8 +131,16 @@ psg_window_cache_get(const PsgBucketKey *key, int64 *rows, const char **digest, 
 	if (entry == NULL)
 		return false;
 	*rows = entry->rows;
-	*digest = entry->digest;
 	*len = entry->len;
+	*digest = NULL;
+	if (entry->len > 0)
+	{
+		/* A copy: the caller may store new entries before it merges this. */
+		char	   *copy = palloc(entry->len);
+
+		memcpy(copy, entry->digest, entry->len);
+		*digest = copy;
+	}
 	return true;
 }
 
@@ -176,7 +176,7 @@ psg_window_cache_put(const PsgBucketKey *key, int64 rows, const char *digest, si
 }
 
 void
-psg_window_cache_evict_before(Oid relid, TimestampTz before)
+psg_window_cache_evict_before(Oid relid, Oid relfilenode, TimestampTz before)
 {
 	HASH_SEQ_STATUS status;
 	BucketEntry *entry;
@@ -185,7 +185,9 @@ psg_window_cache_evict_before(Oid relid, TimestampTz before)
 		return;
 	hash_seq_init(&status, cache);
 	while ((entry = hash_seq_search(&status)) != NULL)
-		if (entry->key.relid == relid && entry->key.start + entry->key.width <= before)
+		if (entry->key.relid == relid &&
+			(entry->key.relfilenode != relfilenode ||
+			 entry->key.start + entry->key.width <= before))
 			drop_entry(entry);
 }
 

@@ -12,7 +12,9 @@
 typedef struct PsgBucketKey
 {
 	Oid			relid;
+	Oid			relfilenode;	/* TRUNCATE, VACUUM FULL, rewrites: a new one */
 	Oid			userid;			/* privileges (and RLS) are per role */
+	int32		padding;		/* zero: keys are hashed as bytes */
 	int16		time_attnum;
 	int16		value_attnum;
 	int32		compression;
@@ -23,7 +25,10 @@ typedef struct PsgBucketKey
 /* Whether buckets of this source may be cached now (see window_cache.c). */
 extern bool psg_window_cache_usable(Oid relid, Oid time_type);
 
-/* A cached bucket's row count and digest (len 0: the bucket had no rows). */
+/*
+ * A cached bucket's row count and a copy of its digest in the current memory
+ * context (len 0: the bucket had no rows).
+ */
 extern bool psg_window_cache_get(const PsgBucketKey *key, int64 *rows,
 								 const char **digest, size_t *len);
 
@@ -31,8 +36,14 @@ extern bool psg_window_cache_get(const PsgBucketKey *key, int64 *rows,
 extern bool psg_window_cache_put(const PsgBucketKey *key, int64 rows,
 								 const char *digest, size_t len);
 
-/* Drop this source's buckets that end at or before the given time. */
-extern void psg_window_cache_evict_before(Oid relid, TimestampTz before);
+/*
+ * Drop this source's buckets that end at or before the given time, and those
+ * of its earlier relfilenodes.
+ */
+extern void psg_window_cache_evict_before(Oid relid, Oid relfilenode, TimestampTz before);
+
+/* The table's current relfilenode (InvalidOid when unknown). */
+extern Oid	psg_relfilenode(Oid relid);
 
 /* Entries and bytes held (tests and the analysis JSON). */
 extern void psg_window_cache_stats(int64 *entries, int64 *bytes);
