@@ -45,6 +45,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import psycopg
 from psycopg import sql
@@ -250,6 +251,33 @@ def phase_order(rounds: int) -> list[str]:
     return order
 
 
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU time of a local process (0 when it cannot be read)."""
+    if not pid:
+        return 0.0
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def serving_pid(port: int) -> int | None:
+    """The local process started with ``--port <port>`` (the verdict service)."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                args = cmdline.read().split(b"\0")
+        except OSError:
+            continue
+        if b"stat_guard.service" in args and str(port).encode() in args:
+            return int(entry)
+    return None
+
+
 def analyse_once(conn: psycopg.Connection, qualified: str) -> dict:
     return conn.execute(
         "SELECT perform_drift_analysis(%s::interval, %s::regclass, 'created_at', "
@@ -258,11 +286,16 @@ def analyse_once(conn: psycopg.Connection, qualified: str) -> dict:
 
 def analyse_every_second(dsn: str, qualified: str, stop: threading.Event,
                          calls: list[float], errors: list[str], rows: list[int],
-                         conn: psycopg.Connection | None = None) -> None:
+                         conn: psycopg.Connection | None = None,
+                         cpu: list[float] | None = None) -> None:
     """One analysis per second until ``stop``; record each one's total time and window
-    rows, or its error. ``conn``: the connection to use (a new one otherwise)."""
+    rows, or its error, and in ``cpu`` the analysing backend's CPU seconds over the
+    phase. ``conn``: the connection to use (a new one otherwise)."""
     with contextlib.ExitStack() as stack:
         analyst = conn or stack.enter_context(psycopg.connect(dsn, autocommit=True))
+        backend = analyst.execute("SELECT pg_backend_pid()").fetchone()[0]
+        started = cpu_seconds(backend)
+        stack.callback(lambda: cpu is not None and cpu.append(cpu_seconds(backend) - started))
         while not stop.is_set():
             tick = time.monotonic()
             try:
@@ -275,7 +308,7 @@ def analyse_every_second(dsn: str, qualified: str, stop: threading.Event,
 
 
 def measure_ingest(dsn: str, conn: psycopg.Connection, clients: int, seconds: int,
-                   pairs: int) -> dict:
+                   pairs: int, service_pid: int | None = None) -> dict:
     table = sql.Identifier(SCHEMA, "ingest")
     build_source(conn, "ingest", 10_000, 100_000)
     qualified = table.as_string(conn)
@@ -296,27 +329,35 @@ def measure_ingest(dsn: str, conn: psycopg.Connection, clients: int, seconds: in
             calls: list[float] = []
             errors: list[str] = []
             rows: list[int] = []
+            backend_cpu: list[float] = []
             if mode == "cached":
                 analyse_once(cached_conn, qualified)  # buckets settled since the last phase
+            service_started = cpu_seconds(service_pid)
 
             worker = threading.Thread(target=analyse_every_second,
                                       args=(dsn, qualified, stop, calls, errors, rows,
-                                            cached_conn if mode == "cached" else None),
-                                      daemon=True)
+                                            cached_conn if mode == "cached" else None,
+                                            backend_cpu), daemon=True)
             if mode != "none":
                 worker.start()
             tps = run_pgbench(dsn, script_path, clients, seconds)
             stop.set()
             if mode != "none":
                 worker.join(10)
+            service_cpu = cpu_seconds(service_pid) - service_started
+            per_call = ((sum(backend_cpu) + service_cpu) * 1e3 / len(calls)) if calls else None
             phases.append({"phase": phase + 1, "analysis": mode, "tps": round(tps, 1),
                            "analyses": len(calls), "analysis_total_ms_p50":
                            round(percentile(calls, 50), 2) if calls else None,
+                           "cpu_ms_per_analysis": round(per_call, 1) if per_call else None,
+                           "backend_cpu_s": round(sum(backend_cpu), 3),
+                           "service_cpu_s": round(service_cpu, 3),
                            "window_rows": [min(rows), max(rows)] if rows else None,
                            "errors": errors[:3]})
             log(f"  phase {phase + 1}: analysis {mode:<6}  {tps:10.1f} tps"
                 + (f"   {len(calls)} analyses of {min(rows):,}-{max(rows):,} rows, "
-                   f"total p50 {percentile(calls, 50):.1f} ms" if calls else "")
+                   f"total p50 {percentile(calls, 50):.1f} ms, CPU {per_call:.1f} ms each "
+                   f"(backend + service)" if calls else "")
                 + (f"   errors: {errors[:1]}" if errors else ""))
     finally:
         script_path.unlink(missing_ok=True)
@@ -342,6 +383,12 @@ def measure_ingest(dsn: str, conn: psycopg.Connection, clients: int, seconds: in
                             for mode, ratios in pair_ratios.items()},
             "median_pair_ratio": {mode: round(statistics.median(ratios), 4)
                                   for mode, ratios in pair_ratios.items()},
+            "cpu_ms_per_analysis_median": {
+                mode: round(statistics.median(p["cpu_ms_per_analysis"] for p in phases
+                                              if p["analysis"] == mode
+                                              and p["cpu_ms_per_analysis"]), 1)
+                for mode in MODES if mode != "none"
+                and any(p["cpu_ms_per_analysis"] for p in phases if p["analysis"] == mode)},
             "tps_spread_of_none": round(spread, 3)}
 
 
@@ -418,17 +465,21 @@ def main() -> None:
                 log(f"\n(b) ingest: pgbench {args.clients} clients, INSERT script, "
                     f"{args.phase_seconds} s phases, one analysis per second in 'with'")
                 ingest = measure_ingest(args.dsn, conn, args.clients, args.phase_seconds,
-                                        args.pairs)
+                                        args.pairs, serving_pid(urlsplit(base_url).port))
                 medians = ingest["median_pair_ratio"]
                 targets["ingest_ratio"] = medians["cached"]
                 targets["ingest_ratio_uncached"] = medians["with"]
                 targets["ingest_ok"] = medians["cached"] >= TARGET_INGEST_RATIO
+                cpu = ingest["cpu_ms_per_analysis_median"]
                 for mode, label in (("with", "analysis without cache"),
                                     ("cached", "analysis with window cache")):
                     log(f"{label}: TPS {ingest['tps_mean'][mode]:.1f} vs none "
-                        f"{ingest['tps_mean']['none']:.1f}; per round "
+                        f"{ingest['tps_mean']['none']:.1f}; per phase "
                         f"{[f'{r * 100:.1f} %' for r in ingest['pair_ratios'][mode]]}, "
-                        f"median {medians[mode] * 100:.1f} %")
+                        f"median {medians[mode] * 100:.1f} %; CPU per analysis "
+                        f"{cpu.get(mode, float('nan')):.1f} ms (backend + service), at most "
+                        f"{cpu.get(mode, float('nan')) / (10 * (os.cpu_count() or 1)):.2f} % "
+                        f"of this machine's CPU at one a second")
                 log(f"target ingest >= {TARGET_INGEST_RATIO * 100:.0f} % with one analysis per "
                     f"second (window cache {CACHE_SETTINGS}): {medians['cached'] * 100:.1f} % -> "
                     f"{'PASS' if targets['ingest_ok'] else 'FAIL'}")
