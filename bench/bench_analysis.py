@@ -28,7 +28,7 @@ server settings this changes (ALTER SYSTEM pg_stat_guard.function_url) are remov
 end.
 
 Usage:  python bench/bench_analysis.py [--reps-small 200] [--reps-large 15]
-                                       [--phase-seconds 20] [--pairs 3] [--skip-ingest]
+                                       [--phase-seconds 12] [--pairs 6] [--skip-ingest]
                                        [--skip-latency] [--service-nice 19]
                                        [--dsn ...]
 """
@@ -404,9 +404,9 @@ def main() -> None:
     parser.add_argument("--reps-small", type=int, default=200)
     parser.add_argument("--reps-large", type=int, default=15)
     parser.add_argument("--large-rows", type=int, default=1_000_000)
-    parser.add_argument("--phase-seconds", type=int, default=20)
+    parser.add_argument("--phase-seconds", type=int, default=12)
     parser.add_argument("--clients", type=int, default=8)
-    parser.add_argument("--pairs", type=int, default=3,
+    parser.add_argument("--pairs", type=int, default=6,
                         help="rounds of the ingest test (each: with, cached and three none)")
     parser.add_argument("--skip-ingest", action="store_true")
     parser.add_argument("--skip-latency", action="store_true")
