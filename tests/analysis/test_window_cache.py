@@ -33,9 +33,11 @@ def _shipped(fault):
     return decode_envelope(fault.requests[-1].body).columns
 
 
-def _max_cdf_gap(a, b) -> float:
-    grid = np.linspace(min(a.min, b.min), max(a.max, b.max), 2001)
-    return float(np.max(np.abs(np.asarray(a.cdf(grid)) - np.asarray(b.cdf(grid)))))
+def _cdf_error(digest, values: np.ndarray) -> float:
+    """Largest gap between the digest's CDF and the exact one, at every value."""
+    ordered = np.sort(values)
+    exact = np.searchsorted(ordered, ordered, side="right") / ordered.size
+    return float(np.max(np.abs(np.asarray(digest.cdf(ordered)) - exact)))
 
 
 def test_a_cached_window_ships_what_an_uncached_one_does(cached_source, config, fault,
@@ -51,6 +53,12 @@ def test_a_cached_window_ships_what_an_uncached_one_does(cached_source, config, 
         filled = _shipped(fault)
         second = analyze(conn, source=cached_source.qualified, columns=columns)
         reused = _shipped(fault)
+        rows = conn.execute(sql.SQL(
+            "SELECT amount, latency, score FROM {} WHERE created_at >= now() - "
+            "interval '15 minutes' AND created_at < now()").format(
+                cached_source.ident)).fetchall()
+    exact_values = {name: np.array([row[i] for row in rows], dtype=float)
+                    for i, name in enumerate(columns)}
     assert "window_cache" not in plain["analysis"]
     cache_first = first["analysis"]["window_cache"]
     cache_second = second["analysis"]["window_cache"]
@@ -67,8 +75,12 @@ def test_a_cached_window_ships_what_an_uncached_one_does(cached_source, config, 
         assert (cached.min, cached.max) == (exact.min, exact.max)
         assert cached.sum == pytest.approx(exact.sum, rel=1e-9)
         assert encode_digest(again) == encode_digest(cached)
-        # merged bucket digests against one digest of the whole window
-        assert _max_cdf_gap(cached, exact) < 0.005, name
+        # merged bucket digests are as close to the exact CDF as one digest of the window
+        # (the core library's accuracy target is 0.01)
+        single_error = _cdf_error(exact, exact_values[name])
+        merged_error = _cdf_error(cached, exact_values[name])
+        print(f"{name}: CDF error of one digest {single_error:.4f}, merged {merged_error:.4f}")
+        assert merged_error < 0.01, name
         assert cached.quantile(0.5) == pytest.approx(exact.quantile(0.5), rel=0.01)
 
 
