@@ -504,6 +504,23 @@ copy_digest(Datum d, bool isnull, char **out, size_t *len, MemoryContext keep)
 }
 
 
+/* Provenance of a previous-window baseline, as a JSON fragment in keep. */
+static char *
+previous_window_json(Analysis *an, MemoryContext keep)
+{
+	StringInfoData js;
+	MemoryContext old = MemoryContextSwitchTo(keep);
+
+	initStringInfo(&js);
+	appendStringInfoString(&js, "{\"kind\":\"previous_window\",\"window_start\":");
+	append_json_string(&js, iso_timestamp(an->fallback_start));
+	appendStringInfoString(&js, ",\"window_end\":");
+	append_json_string(&js, iso_timestamp(an->window_start));
+	appendStringInfoChar(&js, '}');
+	MemoryContextSwitchTo(old);
+	return js.data;
+}
+
 /* ----------------------------------------------------------- window cache */
 
 typedef struct Piece
@@ -909,20 +926,9 @@ aggregate_window_cached(Analysis *an, MemoryContext keep, bool fallback)
 				   &col->current_len, keep);
 		if (!col->has_stored)
 		{
-			StringInfoData js;
-			MemoryContext old;
-
 			merge_part(an, prev_sets, previous.nruns, c, raw_prev[c], raw_prev_len[c],
 					   &col->baseline, &col->baseline_len, keep);
-			old = MemoryContextSwitchTo(keep);
-			initStringInfo(&js);
-			appendStringInfoString(&js, "{\"kind\":\"previous_window\",\"window_start\":");
-			append_json_string(&js, iso_timestamp(an->fallback_start));
-			appendStringInfoString(&js, ",\"window_end\":");
-			append_json_string(&js, iso_timestamp(an->window_start));
-			appendStringInfoChar(&js, '}');
-			col->baseline_json = js.data;
-			MemoryContextSwitchTo(old);
+			col->baseline_json = previous_window_json(an, keep);
 		}
 	}
 	an->aggregate_ms = elapsed_ms(start);
@@ -1013,20 +1019,9 @@ aggregate_window(Analysis *an, MemoryContext keep)
 			copy_digest(d, isnull, &col->current, &col->current_len, keep);
 			if (!col->has_stored)
 			{
-				StringInfoData js;
-				MemoryContext old;
-
 				d = SPI_getbinval(tup, desc, field++, &isnull);
 				copy_digest(d, isnull, &col->baseline, &col->baseline_len, keep);
-				old = MemoryContextSwitchTo(keep);
-				initStringInfo(&js);
-				appendStringInfoString(&js, "{\"kind\":\"previous_window\",\"window_start\":");
-				append_json_string(&js, iso_timestamp(an->fallback_start));
-				appendStringInfoString(&js, ",\"window_end\":");
-				append_json_string(&js, iso_timestamp(an->window_start));
-				appendStringInfoChar(&js, '}');
-				col->baseline_json = js.data;
-				MemoryContextSwitchTo(old);
+				col->baseline_json = previous_window_json(an, keep);
 			}
 		}
 	}
