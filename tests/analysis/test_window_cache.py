@@ -188,7 +188,8 @@ def test_roles_never_share_buckets_and_rls_or_timestamp_columns_bypass_the_cache
         # the same backend as another role: its own buckets, aggregated with its privileges
         conn.execute(sql.SQL("SET ROLE {}").format(r))
         theirs = analyze(conn, source=source.qualified, columns=["amount"])
-        assert theirs["analysis"]["window_cache"]["aggregated"] == cache["buckets"]
+        theirs_cache = theirs["analysis"]["window_cache"]
+        assert theirs_cache["aggregated"] == theirs_cache["buckets"] > 0
         assert theirs["analysis"]["rows"] == mine["analysis"]["rows"]
         # row-level security for that role: no cache, and only the rows it may see
         admin.execute(sql.SQL("ALTER TABLE {} ENABLE ROW LEVEL SECURITY").format(source.ident))
