@@ -98,3 +98,33 @@ def test_failing_calls_keep_backend_memory_flat(config, fault, small_source, new
         assert growth["VmRSS"] < MAX_GROWTH_KB / 2, (mode, growth)
         assert growth["RssAnon"] < MAX_GROWTH_KB / 2, (mode, growth)
         assert growth["fds"] <= 1, (mode, growth)
+
+
+@pytest.mark.slow
+def test_calls_with_the_window_cache_keep_backend_memory_flat(config, fault, small_source,
+                                                              new_conn):
+    """1 s buckets settled after 1 s: every second new buckets enter the cache, old ones
+    leave it and blocks of 60 form, for the 25 s this runs."""
+    config.apply(function_url=fault.url("ok-fast"))
+    conn = new_conn()
+    conn.execute("SET pg_stat_guard.window_cache_bucket = '1s'")
+    conn.execute("SET pg_stat_guard.window_cache_settle = '1s'")
+    pid = backend_pid(conn)
+    _require_local_backend(pid)
+    _run(conn, small_source, WARMUP, expect_error=False)
+    after_warmup = _status(pid)
+    started, calls = time.monotonic(), 0
+    while time.monotonic() - started < 25:
+        _run(conn, small_source, 100, expect_error=False)
+        calls += 100
+    after_all = _status(pid)
+    growth = {k: after_all[k] - after_warmup[k] for k in after_all}
+    print(f"\n{calls} cached calls over 25 s after {WARMUP}; growth {growth}")
+    last = conn.execute(analysis_sql(small_source.qualified),
+                        ["15 minutes", small_source.qualified, "created_at",
+                         ["amount", "latency"]]).fetchone()[0]
+    assert last["analysis"]["window_cache"]["buckets"] > 0
+    assert calls >= 1_000
+    assert growth["VmRSS"] < MAX_GROWTH_KB, growth
+    assert growth["RssAnon"] < MAX_GROWTH_KB, growth
+    assert growth["fds"] <= 1, growth
