@@ -172,13 +172,7 @@ class FaultServer(ThreadingHTTPServer):
         """Stop serving: wake every sleeping handler and close every open connection."""
         self.stopping.set()
         self.shutdown()
-        with self._lock:
-            sockets = list(self._open_sockets.values())
-        for sock in sockets:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        self.drop_connections()
         self.server_close()
         if self._thread is not None:
             self._thread.join(timeout=5)

@@ -1,10 +1,15 @@
-"""Small helpers for tests that run local processes: free loopback ports and polling."""
+"""Small helpers for tests that run local processes: free loopback ports, polling, and
+a record of a started process group with its log."""
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 
 
 def free_port() -> int:
@@ -25,3 +30,23 @@ def wait_for(condition: Callable[[], object], timeout: float, what: str,
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
         time.sleep(interval)
+
+
+@dataclass
+class LoggedProcess:
+    """A process started in a session (group) of its own, writing to ``log_path``."""
+
+    name: str
+    process: subprocess.Popen
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def signal_group(self, sig: int) -> bool:
+        """Send ``sig`` to the whole group; False when it is gone already."""
+        try:
+            os.killpg(self.process.pid, sig)
+        except ProcessLookupError:
+            return False
+        return True

@@ -50,23 +50,6 @@ td_centroid_bound(int compression)
  * ---------------------------------------------------------------------
  */
 
-static void
-insertion_sort_keys(uint64_t *keys, size_t n)
-{
-	for (size_t i = 1; i < n; i++)
-	{
-		uint64_t	k = keys[i];
-		size_t		j = i;
-
-		while (j > 0 && keys[j - 1] > k)
-		{
-			keys[j] = keys[j - 1];
-			j--;
-		}
-		keys[j] = k;
-	}
-}
-
 /*
  * Insertion sort that gives up after `budget` element moves.  Returns true
  * when keys are sorted.  Either way keys remain a permutation of the input.
@@ -168,7 +151,7 @@ td_sort_keys(uint64_t *keys, uint64_t *scratch, size_t n)
 
 	if (n < 64)
 	{
-		insertion_sort_keys(keys, n);
+		(void) insertion_sort_bounded(keys, n, SIZE_MAX);
 		return;
 	}
 

@@ -190,10 +190,3 @@ psg_window_cache_evict_before(Oid relid, Oid relfilenode, TimestampTz before)
 			 entry->key.start + entry->key.width <= before))
 			drop_entry(entry);
 }
-
-void
-psg_window_cache_stats(int64 *entries, int64 *bytes)
-{
-	*entries = cache == NULL ? 0 : (int64) hash_get_num_entries(cache);
-	*bytes = cache == NULL ? 0 : cache_bytes;
-}

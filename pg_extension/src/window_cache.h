@@ -45,7 +45,4 @@ extern void psg_window_cache_evict_before(Oid relid, Oid relfilenode, TimestampT
 /* The table's current relfilenode (InvalidOid when unknown). */
 extern Oid	psg_relfilenode(Oid relid);
 
-/* Entries and bytes held (tests and the analysis JSON). */
-extern void psg_window_cache_stats(int64 *entries, int64 *bytes);
-
 #endif							/* PSG_WINDOW_CACHE_H */

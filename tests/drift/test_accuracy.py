@@ -20,15 +20,18 @@ def runs(demo):
             for model in NUMERIC}
 
 
+def _window_values(demo, result, model: str, feature: str):
+    """The feature's exact values in the run's historical and current windows."""
+    table = f"features_{model}"
+    return tuple(window_values(demo.db_path, table, feature, window.start, window.end)
+                 for window in (result.historical_window, result.current_window))
+
+
 @pytest.mark.parametrize(("model", "feature"),
                          [(m, f) for m, features in NUMERIC.items() for f in features])
 def test_binned_ks_is_within_its_bound_of_exact_ks(demo, runs, model, feature):
     result = runs[model]
-    table = f"features_{model}"
-    baseline = window_values(demo.db_path, table, feature, result.historical_window.start,
-                             result.historical_window.end)
-    current = window_values(demo.db_path, table, feature, result.current_window.start,
-                            result.current_window.end)
+    baseline, current = _window_values(demo, result, model, feature)
     assert (baseline.size, current.size) == (20_000, 5_000)
     exact = ss.ks_2samp(baseline, current).statistic
     f = result.features[feature]
@@ -41,11 +44,7 @@ def test_binned_ks_is_within_its_bound_of_exact_ks(demo, runs, model, feature):
                          [(m, f) for m, features in NUMERIC.items() for f in features])
 def test_psi_equals_stat_guard_on_the_same_bins(demo, runs, model, feature):
     result = runs[model]
-    table = f"features_{model}"
-    baseline = window_values(demo.db_path, table, feature, result.historical_window.start,
-                             result.historical_window.end)
-    current = window_values(demo.db_path, table, feature, result.current_window.start,
-                            result.current_window.end)
+    baseline, current = _window_values(demo, result, model, feature)
     f = result.features[feature]
     edges = np.array(f.psi_bin_edges)
     expected, actual = st.bin_counts(baseline, edges), st.bin_counts(current, edges)

@@ -42,9 +42,9 @@ TEXT_TOKENS = ["NaN", "\"NaN\"", "1e999", "-1e999", "-0", "1e-400", "18446744073
                "\"Infinity\"", "0x10", "00", "1.", ".5", "1e", "\\u0000", " ", "\"min\": 1, ",
                "[[1, 1]]", "[]", "65537", "4294967295"]
 
-TRY_DIGESTS = """
-CREATE OR REPLACE FUNCTION pg_temp.psg_try_digests(inputs bytea[])
-RETURNS TABLE (idx int, state text, canonical bytea) LANGUAGE plpgsql AS $$
+_TRY = """
+CREATE OR REPLACE FUNCTION pg_temp.psg_try_{name}(inputs {kind}[])
+RETURNS TABLE (idx int, state text, canonical {kind}) LANGUAGE plpgsql AS $$
 DECLARE
   d tdigest;
 BEGIN
@@ -53,25 +53,7 @@ BEGIN
     BEGIN
       d := inputs[k]::tdigest;
       state := 'ok';
-      canonical := d::bytea;
-    EXCEPTION WHEN others THEN
-      state := SQLSTATE;
-      canonical := NULL;
-    END;
-    RETURN NEXT;
-  END LOOP;
-END $$;
-CREATE OR REPLACE FUNCTION pg_temp.psg_try_texts(inputs text[])
-RETURNS TABLE (idx int, state text, canonical text) LANGUAGE plpgsql AS $$
-DECLARE
-  d tdigest;
-BEGIN
-  FOR k IN 1 .. coalesce(array_length(inputs, 1), 0) LOOP
-    idx := k;
-    BEGIN
-      d := inputs[k]::tdigest;
-      state := 'ok';
-      canonical := d::text;
+      canonical := d::{kind};
     EXCEPTION WHEN others THEN
       state := SQLSTATE;
       canonical := NULL;
@@ -80,6 +62,9 @@ BEGIN
   END LOOP;
 END $$;
 """
+# psg_try_digests(bytea[]) and psg_try_texts(text[]): each input cast to tdigest in its
+# own exception block, so one statement tries a whole batch.
+TRY_DIGESTS = _TRY.format(name="digests", kind="bytea") + _TRY.format(name="texts", kind="text")
 
 
 # ---- valid seeds and mutations --------------------------------------------------------

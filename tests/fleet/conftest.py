@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.local import wait_for
+from tests.local import LoggedProcess, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 TEST_REDIS_DB = 13
@@ -101,21 +101,10 @@ def redis_db() -> Iterator[redis.Redis]:
 # ---- processes -------------------------------------------------------------------------
 
 
-@dataclass
-class FleetProcess:
-    name: str
-    process: subprocess.Popen
-    log_path: Path
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
+class FleetProcess(LoggedProcess):
     def kill(self, sig: int = signal.SIGKILL) -> None:
         """Signal the whole process group (the worker and its pool processes)."""
-        try:
-            os.killpg(self.process.pid, sig)
-        except ProcessLookupError:
-            pass
+        self.signal_group(sig)
 
     def child_pids(self) -> list[int]:
         out = subprocess.run(["pgrep", "-P", str(self.process.pid)], capture_output=True,

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.local import free_port, wait_for
+from tests.local import LoggedProcess, free_port, wait_for
 from workers.config import FleetConfig, load_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -72,35 +72,21 @@ def http_get(url: str, timeout: float = 5.0, headers: dict[str, str] | None = No
         return exc.code, exc.read()
 
 
-@dataclass
-class ManagedProcess:
-    name: str
-    process: subprocess.Popen
-    log_path: Path
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
+class ManagedProcess(LoggedProcess):
     def alive(self) -> bool:
         return self.process.poll() is None
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM to the process group, then SIGKILL to whatever is left of it."""
         for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 10.0)):
-            try:
-                os.killpg(self.process.pid, sig)
-            except ProcessLookupError:
+            if not self.signal_group(sig):
                 return
             try:
                 self.process.wait(timeout=wait)
             except subprocess.TimeoutExpired:
                 continue
             if sig == signal.SIGTERM:
-                # pool processes may outlive the parent: clear the group
-                try:
-                    os.killpg(self.process.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+                self.signal_group(signal.SIGKILL)  # pool processes may outlive the parent
             return
 
 
