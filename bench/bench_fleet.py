@@ -39,7 +39,7 @@ def _write_config(workdir: Path) -> Path:
     path = workdir / "App.yaml"
     path.write_text(f"""
 redis: {{db: {REDIS_DB}}}
-duckdb: {{path: {workdir / "bench.duckdb"}, threads: 1, memory_limit: 32MB}}
+duckdb: {{path: {workdir / "bench.duckdb"}, threads: 1, memory_limit: 16MB}}
 limits: {{unacked_restore_interval_s: 1, unacked_restore_throttle: 1}}
 ondemand: {{statement_timeout_ms: 5000}}
 """)

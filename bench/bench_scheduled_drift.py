@@ -4,7 +4,7 @@ One model, 20 numeric features (two with a 0.5σ mean shift in the newest 5%), a
 10M rows. Variants, each in its own subprocess so peak memory is the child's VmHWM (peak
 resident set: Python heap, numpy, pandas and DuckDB's native memory together):
 
-- engine:    tasks.duckdb_drift.run_model_drift (1 DuckDB thread, 32 MB limit, windows
+- engine:    tasks.duckdb_drift.run_model_drift (1 DuckDB thread, 16 MB limit, windows
              capped at 500,000 rows, every statistic, written back to DuckDB);
 - naive:     the same windows pulled whole into numpy (fetchnumpy), scipy ks_2samp and
              numpy decile histograms for PSI;

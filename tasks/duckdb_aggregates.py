@@ -16,14 +16,15 @@ exact on discrete data.
 
 from __future__ import annotations
 
+import bisect
 import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from itertools import accumulate
 from typing import Any
 
 import duckdb
-import numpy as np
 
 from tasks.duckdb_access import Session, is_lock_conflict
 from tasks.duckdb_windows import CURRENT, HISTORICAL, Source, WindowPlan
@@ -38,9 +39,12 @@ EDGE_SAMPLE_ROWS = 65_536
 CURRENT_EDGE_BINS = 100
 CURRENT_EDGE_SAMPLE_ROWS = 8_192
 _HASH_SPAN = 2**64 - 1
-# A count scan's memory per feature: pinned column blocks (256 KiB each, a few per
-# column), its casts and its histogram state.
-COUNT_SCAN_BYTES_PER_FEATURE = 512 * 1024
+# Memory per feature, as DuckDB accounts it (measured: a batch one feature larger runs
+# out of memory at 16, 20 and 24 MB limits). An edge scan holds each feature's sample as
+# a list, then a sorted copy of it: about six times its 8 bytes a value. A count scan
+# pins column blocks (256 KiB each, a few per column), its casts and histogram state.
+EDGE_SCAN_BYTES_PER_FEATURE = EDGE_SAMPLE_ROWS * 8 * 6
+COUNT_SCAN_BYTES_PER_FEATURE = 1024 * 1024
 CATEGORICAL = "categorical"
 
 
@@ -60,17 +64,17 @@ class WindowCounts:
     nonfinite: int = 0  # NaN and ±Inf
     minimum: float = math.nan
     maximum: float = math.nan
-    psi_counts: np.ndarray | None = None
-    fine_counts: np.ndarray | None = None
-    fine_at_edges: np.ndarray | None = None  # values equal to each fine edge
+    psi_counts: list[float] | None = None
+    fine_counts: list[float] | None = None
+    fine_at_edges: list[float] | None = None  # values equal to each fine edge
     categories: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
 class FeatureAggregate:
     spec: FeatureSpec
-    psi_edges: np.ndarray = field(default_factory=lambda: np.empty(0))
-    fine_edges: np.ndarray = field(default_factory=lambda: np.empty(0))
+    psi_edges: list[float] = field(default_factory=list)  # sorted, distinct
+    fine_edges: list[float] = field(default_factory=list)  # sorted, distinct
     stddev: float = math.nan  # historical, finite values
     iqr: float = math.nan
     tie_heavy: bool = False  # few distinct edges: also count the mass exactly on each edge
@@ -117,10 +121,8 @@ def aggregate_source(session: Session, source: Source, plan: WindowPlan,
     numeric = [f for f in features if f.kind == NUMERIC]
 
     budget = memory_limit_bytes(memory_limit) // 2
-    # The edge samples live in memory as sorted lists (with DuckDB's list overhead, about
-    # three times their 8 bytes a value); the count scans pin a few column blocks and a
-    # small histogram per feature. Batches keep either within half the memory limit.
-    for group in _batches(numeric, budget, EDGE_SAMPLE_ROWS * 8 * 3):
+    # Batches keep either scan within half the memory limit.
+    for group in _batches(numeric, budget, EDGE_SCAN_BYTES_PER_FEATURE):
         _isolating(group, errors, lambda part: _edge_scan(
             session, source, plan, params, part, psi_bins, ks_bins, aggregates))
 
@@ -235,18 +237,18 @@ def _edge_scan(session: Session, source: Source, plan: WindowPlan, params: dict[
         aggregate = aggregates[spec.name]
         if quantiles is None or quantiles[0] is None:
             continue  # no finite historical value: nothing to bin
-        q = np.asarray(quantiles, dtype=np.float64)
-        aggregate.psi_edges = np.unique(q[psi_at])
+        q = [float(v) for v in quantiles]
+        aggregate.psi_edges = sorted({q[j] for j in psi_at})
         # Fine edges from the historical window's quantiles (every fine bin holds about
         # 1/ks_bins of it) and the current window's percentiles (no bin holds more than
         # about 1/100 of the current window, however far it moved: the KS and
         # Wasserstein error bounds stay small under drift too).
-        fine = q[fine_at]
+        fine = {q[j] for j in fine_at}
         if current_quantiles is not None and current_quantiles[0] is not None:
-            fine = np.concatenate((fine, np.asarray(current_quantiles, dtype=np.float64)))
+            fine.update(float(v) for v in current_quantiles)
         # The PSI edges are fine edges too, so PSI counts are sums of fine bins.
-        aggregate.fine_edges = np.unique(np.concatenate((fine, aggregate.psi_edges)))
-        aggregate.tie_heavy = aggregate.fine_edges.size < len(fine_at) // 2
+        aggregate.fine_edges = sorted(fine.union(aggregate.psi_edges))
+        aggregate.tie_heavy = len(aggregate.fine_edges) < len(fine_at) // 2
         aggregate.iqr = float(q[quartiles_at[1]] - q[quartiles_at[0]])
 
 
@@ -255,9 +257,9 @@ def _count_scan(session: Session, source: Source, plan: WindowPlan, params: dict
                 extras: dict[str, str], results: dict[str, Any]) -> None:
     projected = ["*"] if extras else ["1 AS __stat_guard_one"]
     selects = ["count(*)"]
-    edge_lists: list[np.ndarray] = []
+    edge_lists: list[list[float]] = []
 
-    def edges_sql(edges: np.ndarray) -> str:
+    def edges_sql(edges: list[float]) -> str:
         edge_lists.append(edges)
         return f"(SELECT v FROM __stat_guard_edges WHERE i = {len(edge_lists) - 1})"
 
@@ -270,7 +272,7 @@ def _count_scan(session: Session, source: Source, plan: WindowPlan, params: dict
             selects += [f"count({v})", f"count(*) - count({raw})", f"count({raw}) - count({v})",
                         f"min({v})", f"max({v})", f"stddev_samp({v})"]
             aggregate = aggregates[spec.name]
-            binned = aggregate.psi_edges.size > 0
+            binned = len(aggregate.psi_edges) > 0
             if binned:
                 edges = aggregate.fine_edges
                 # map_values: counts in boundary order, then the overflow bucket if any.
@@ -278,7 +280,8 @@ def _count_scan(session: Session, source: Source, plan: WindowPlan, params: dict
                 if aggregate.tie_heavy:
                     # histogram(-x, -edges) counts [e_i, e_i+1): with (e_i, e_i+1] it gives
                     # the mass sitting exactly on each edge (ties, discrete values).
-                    selects.append(f"map_values(histogram(-{v}, {edges_sql(-edges[::-1])}))")
+                    negated = edges_sql([-e for e in reversed(edges)])
+                    selects.append(f"map_values(histogram(-{v}, {negated}))")
             layout.append((spec, binned))
         else:
             projected.append(f"CAST({spec.expr} AS VARCHAR) AS {v}")
@@ -333,30 +336,34 @@ def _float(value: Any) -> float:
     return math.nan if value is None else float(value)
 
 
-def _at_edges(negated: list[int] | None, edges: np.ndarray,
-              fine_counts: np.ndarray) -> np.ndarray:
+def _at_edges(negated: list[int] | None, edges: list[float],
+              fine_counts: list[float]) -> list[float]:
     """Values equal to each edge: #(x <= e) − #(x < e), from the two histograms."""
     if not negated:
-        return np.zeros(edges.size)
+        return [0.0] * len(edges)
     # Buckets of −x over −e_last … −e_1 hold x in [e_last, +inf), …, [e_1, e_2).
-    at_or_above = np.cumsum(_bin_counts(negated, edges)[:edges.size])[::-1]
-    below = fine_counts.sum() - at_or_above
-    return np.maximum(np.cumsum(fine_counts)[:-1] - below, 0.0)
+    at_or_above = list(accumulate(_bin_counts(negated, edges)[:len(edges)]))[::-1]
+    total = math.fsum(fine_counts)
+    up_to = list(accumulate(fine_counts))  # #(x <= e_j)
+    return [max(up_to[j] - (total - at_or_above[j]), 0.0) for j in range(len(edges))]
 
 
-def _coarsen(fine_counts: np.ndarray, fine_edges: np.ndarray,
-             coarse_edges: np.ndarray) -> np.ndarray:
+def _coarsen(fine_counts: list[float], fine_edges: list[float],
+             coarse_edges: list[float]) -> list[float]:
     """Counts of the coarse bins (−inf, c1], …, (c_last, +inf) from fine bins whose edges
     include every coarse edge."""
+    coarse = [0.0] * (len(coarse_edges) + 1)
     # Fine bin j ends at fine_edges[j]; it belongs to the first coarse bin whose edge is >= it.
-    owner = np.searchsorted(coarse_edges, fine_edges, side="left")
-    owner = np.append(owner, coarse_edges.size)  # the overflow bin
-    return np.bincount(owner, weights=fine_counts, minlength=coarse_edges.size + 1)
+    for j, count in enumerate(fine_counts):
+        owner = (bisect.bisect_left(coarse_edges, fine_edges[j]) if j < len(fine_edges)
+                 else len(coarse_edges))  # the overflow bin
+        coarse[owner] += count
+    return coarse
 
 
-def _bin_counts(values: list[int] | None, edges: np.ndarray) -> np.ndarray:
+def _bin_counts(values: list[int] | None, edges: list[float]) -> list[float]:
     """Counts of bins (−inf, e1], …, (e_last, +inf) from DuckDB's histogram counts."""
-    counts = np.zeros(edges.size + 1)
-    if values:
-        counts[:len(values)] = values[:edges.size + 1]
+    counts = [0.0] * (len(edges) + 1)
+    for j, value in enumerate((values or [])[:len(edges) + 1]):
+        counts[j] = float(value)
     return counts

@@ -44,7 +44,7 @@ class DriftRunConfig:
     thresholds: Thresholds = DEFAULT_THRESHOLDS
     max_categories: int = 200  # beyond it the rarest categories are pooled into one
     duckdb_threads: int = 1
-    duckdb_memory_limit: str = "32MB"
+    duckdb_memory_limit: str = "16MB"
     lock_attempts: int = 8  # opening a locked file: retries with backoff and jitter
     lock_base_delay_s: float = 0.2
     lock_max_delay_s: float = 5.0

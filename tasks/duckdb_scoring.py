@@ -10,9 +10,7 @@ import dataclasses
 import math
 from collections.abc import Mapping
 
-import numpy as np
-
-from stat_guard import stats as st
+from stat_guard import counts as st
 from stat_guard.verdict import Thresholds, Verdict, decide, worst
 from tasks.duckdb_aggregates import CATEGORICAL, FeatureAggregate, WindowCounts
 from tasks.duckdb_results import FeatureDrift
@@ -64,10 +62,10 @@ def _score_numeric(base: FeatureDrift, aggregate: FeatureAggregate, historical: 
                                   aggregate.fine_edges, historical.fine_at_edges,
                                   current.fine_at_edges)
     fine = aggregate.fine_edges
-    low = np.nanmin([historical.minimum, current.minimum, fine[0]])
-    high = np.nanmax([historical.maximum, current.maximum, fine[-1]])
+    low = min(v for v in (historical.minimum, current.minimum, fine[0]) if not math.isnan(v))
+    high = max(v for v in (historical.maximum, current.maximum, fine[-1]) if not math.isnan(v))
     wasserstein = st.wasserstein_from_binned_counts(
-        np.concatenate(([low], fine, [high])), historical.fine_counts, current.fine_counts,
+        [low, *fine, high], historical.fine_counts, current.fine_counts,
         aggregate.stddev, aggregate.iqr)
     return dataclasses.replace(
         base, psi=psi.statistic, psi_critical=psi.critical_value, psi_bin_edges=psi.bin_edges,

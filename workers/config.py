@@ -76,7 +76,7 @@ class RedisConfig:
 class DuckDBConfig:
     path: str = "data/stat_guard.duckdb"
     threads: int = 1
-    memory_limit: str = "32MB"
+    memory_limit: str = "16MB"
     lock_attempts: int = 8
     lock_base_delay_s: float = 0.2
     lock_max_delay_s: float = 5.0

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import duckdb
 import pytest
@@ -125,6 +128,24 @@ def test_flag_model_is_idempotent_per_run_id(demo):
     flag_model(demo.db_path, "churn", "flag-2", "warning", reason="psi 0.3 on plan")
     [later] = _count(demo.db_path, sql)
     assert later[1:3] == ("psi 0.3 on plan", "flag-2")
+
+
+def test_a_run_loads_neither_numpy_nor_scipy(demo, tmp_path):
+    """The engine works on counts in plain Python: a drift process never holds numpy's
+    11 MB (docs/scheduled-drift.md, Benchmark)."""
+    script = tmp_path / "run.py"
+    script.write_text(
+        "import sys\n"
+        "from tasks.duckdb_drift import run_model_drift\n"
+        f"result = run_model_drift({demo.db_path!r}, 'pricing', 'imports-1')\n"
+        "assert result.verdict in {'warning', 'drift'}, result.verdict\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in {'numpy', 'scipy', "
+        "'pandas'}))\n")
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          cwd=root, env={"PYTHONPATH": str(root)}, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
 
 
 def test_unknown_model_raises(demo):
