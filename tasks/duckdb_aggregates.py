@@ -31,20 +31,24 @@ from tasks.duckdb_windows import CURRENT, HISTORICAL, Source, WindowPlan
 
 NUMERIC = "numeric"
 # Edges only need to cut the windows into nearly equal-mass bins: the counts that the
-# statistics use are exact. 65,536 sampled rows put each 1/1000 fine bin within about
-# 12% of its mass and each decile within 0.2 percentage points.
-EDGE_SAMPLE_ROWS = 65_536
+# statistics use are exact. 32,768 sampled rows put each 1/1000 fine bin within about
+# 17% of its mass and each decile within 0.3 percentage points; sorting the sample is
+# most of an edge scan (65,536 rows: KS bound 0.0012 instead of 0.0014 on the benchmark's
+# 200,000-row windows, 12% more time for the whole run).
+EDGE_SAMPLE_ROWS = 32_768
 # The current window adds its percentiles: a sample of 8,192 rows places them within
 # about 0.2 percentage points, and halves the edges the count scans search.
 CURRENT_EDGE_BINS = 100
 CURRENT_EDGE_SAMPLE_ROWS = 8_192
 _HASH_SPAN = 2**64 - 1
-# Memory per feature, as DuckDB accounts it (measured: a batch one feature larger runs
-# out of memory at 16, 20 and 24 MB limits). An edge scan holds each feature's sample as
-# a list, then a sorted copy of it: about six times its 8 bytes a value. A count scan
-# pins column blocks (256 KiB each, a few per column), its casts and histogram state.
-EDGE_SCAN_BYTES_PER_FEATURE = EDGE_SAMPLE_ROWS * 8 * 6
-COUNT_SCAN_BYTES_PER_FEATURE = 1024 * 1024
+EDGE_SAMPLE = {HISTORICAL: EDGE_SAMPLE_ROWS, CURRENT: CURRENT_EDGE_SAMPLE_ROWS}
+# Memory as DuckDB accounts it, measured on 20 double columns. An edge scan holds each
+# feature's sample as a list, then a sorted copy of it: about six times its 8 bytes a
+# value (8 features ran out of memory under a 24 MB limit). A count scan pins column
+# blocks (256 KiB each, a few per column), its casts and histogram state: 16 features
+# ran out of memory under a 16 MB limit, 12 did not.
+EDGE_BYTES_PER_VALUE = 8 * 6
+COUNT_SCAN_BYTES_PER_FEATURE = 640 * 1024
 CATEGORICAL = "categorical"
 
 
@@ -121,10 +125,21 @@ def aggregate_source(session: Session, source: Source, plan: WindowPlan,
     numeric = [f for f in features if f.kind == NUMERIC]
 
     budget = memory_limit_bytes(memory_limit) // 2
-    # Batches keep either scan within half the memory limit.
-    for group in _batches(numeric, budget, EDGE_SCAN_BYTES_PER_FEATURE):
-        _isolating(group, errors, lambda part: _edge_scan(
-            session, source, plan, params, part, psi_bins, ks_bins, aggregates))
+    # Batches keep every scan within half the memory limit; the current window's small
+    # edge sample lets one scan take many more features than the historical one.
+    levels = {HISTORICAL: quantile_grid(psi_bins, ks_bins)[0],
+              CURRENT: [i / min(ks_bins, CURRENT_EDGE_BINS)
+                        for i in range(1, min(ks_bins, CURRENT_EDGE_BINS))]}
+    picked: dict[str, dict[str, list[Any] | None]] = {HISTORICAL: {}, CURRENT: {}}
+    for window in (HISTORICAL, CURRENT):
+        pending = [f for f in numeric if f.name not in errors]
+        for group in _batches(pending, budget, EDGE_SAMPLE[window] * EDGE_BYTES_PER_VALUE):
+            _isolating(group, errors, lambda part, window=window: _quantile_scan(
+                session, source, plan, params, window, levels[window], part, picked[window]))
+    for spec in numeric:
+        if spec.name not in errors:
+            _set_edges(aggregates[spec.name], picked[HISTORICAL].get(spec.name),
+                       picked[CURRENT].get(spec.name), psi_bins, ks_bins)
 
     scored = [f for f in features if f.name not in errors]
     results: dict[str, Any] = {"sampled": {}, "extras": {}}
@@ -189,67 +204,68 @@ def _raw_column(i: int) -> str:
     return f'"__stat_guard_r{i}"'
 
 
-def _edge_scan(session: Session, source: Source, plan: WindowPlan, params: dict[str, Any],
-               group: list[FeatureSpec], psi_bins: int, ks_bins: int,
-               aggregates: dict[str, FeatureAggregate]) -> None:
-    levels, psi_at, fine_at, quartiles_at = quantile_grid(psi_bins, ks_bins)
-    current_bins = min(ks_bins, CURRENT_EDGE_BINS)
-    current_levels = [i / current_bins for i in range(1, current_bins)]
-    # A reproducible sample per window for the edges, nested in the row cap's sample: the
-    # same hash, a lower threshold (two seeds of DuckDB's hash are not independent).
+def _edge_thresholds(source: Source, plan: WindowPlan) -> dict[str, int]:
+    """Hash thresholds of each window's edge sample, nested in the row cap's sample: the
+    same hash, a lower threshold (two seeds of DuckDB's hash are not independent)."""
     sampled = {HISTORICAL: plan.historical.sampled_rows, CURRENT: plan.current.sampled_rows}
     thresholds = {}
-    wanted = {HISTORICAL: EDGE_SAMPLE_ROWS, CURRENT: CURRENT_EDGE_SAMPLE_ROWS}
     for name, rows in sampled.items():
         ceiling = int(plan.params.get(f"{name}_threshold", _HASH_SPAN))
-        thresholds[name] = min(ceiling, int(ceiling * (wanted[name] / max(rows, 1))))
-    edge_hash = f"hash({source.key}, $edge_seed)"
+        thresholds[name] = min(ceiling, int(ceiling * (EDGE_SAMPLE[name] / max(rows, 1))))
+    return thresholds
+
+
+def _quantile_scan(session: Session, source: Source, plan: WindowPlan,
+                   params: dict[str, Any], window: str, levels: list[float],
+                   group: list[FeatureSpec], picked: dict[str, list[Any] | None]) -> None:
+    """The window's sample quantiles at ``levels`` for a batch of numeric features.
+
+    One scan with a plain range on the time column, which DuckDB pushes into the scan
+    (zone maps skip the row groups outside it; an OR of the two windows' ranges is not
+    pushed down and reads the whole table).
+    """
     projected, inner = [], []
     for i, spec in enumerate(group):
         x, v = _as_double(spec), _finite_column(i)
         projected.append(f"CASE WHEN isfinite({x}) THEN {x} END AS {v}")
         # A sorted list of the sample indexed at ceil(q·n) (numpy's inverted_cdf): on a
-        # 65k-row sample this is 6x faster than quantile_disc with 1,000 levels.
+        # 65k-row sample this was 6x faster than quantile_disc with 1,000 levels.
         inner.append(f"list_sort(list({v}) FILTER (WHERE {v} IS NOT NULL)) AS s{i}")
-    # One scan per window: each is a plain range on the time column, which DuckDB pushes
-    # into the scan (zone maps skip the row groups outside it; an OR of the two ranges
-    # is not pushed down and reads the whole table).
-    picked = {}
-    for window, predicate, wanted in ((HISTORICAL, plan.historical_sql, levels),
-                                      (CURRENT, plan.current_sql, current_levels)):
-        # The levels are named once (a list parameter is bound again at every mention):
-        # one list per level, holding every feature's value at it.
-        at_level = ", ".join(f"s{i}[greatest(ceil(q * len(s{i}))::BIGINT, 1)]"
-                             for i in range(len(group)))
-        [(by_level,)] = session.fetchall(
-            f"WITH windowed AS (SELECT {', '.join(projected)} FROM {source.relation} "
-            f"WHERE ({predicate}) AND {edge_hash} <= $edge_threshold), "
-            f"sketched AS (SELECT {', '.join(inner)} FROM windowed) "
-            f"SELECT list_transform($levels, lambda q: [{at_level}]) FROM sketched",
-            {**params, "levels": wanted, "edge_seed": plan.params.get("seed", 0),
-             "edge_threshold": thresholds[window]})
-        picked[window] = [[values[i] for values in by_level] if by_level else None
-                          for i in range(len(group))]
-    row = [value for i in range(len(group))
-           for value in (picked[HISTORICAL][i], picked[CURRENT][i])]
+    # The levels are named once (a list parameter is bound again at every mention): one
+    # list per level, holding every feature's value at it.
+    at_level = ", ".join(f"s{i}[greatest(ceil(q * len(s{i}))::BIGINT, 1)]"
+                         for i in range(len(group)))
+    predicate = plan.historical_sql if window == HISTORICAL else plan.current_sql
+    [(by_level,)] = session.fetchall(
+        f"WITH windowed AS (SELECT {', '.join(projected)} FROM {source.relation} "
+        f"WHERE ({predicate}) AND hash({source.key}, $edge_seed) <= $edge_threshold), "
+        f"sketched AS (SELECT {', '.join(inner)} FROM windowed) "
+        f"SELECT list_transform($levels, lambda q: [{at_level}]) FROM sketched",
+        {**params, "levels": levels, "edge_seed": plan.params.get("seed", 0),
+         "edge_threshold": _edge_thresholds(source, plan)[window]})
     for i, spec in enumerate(group):
-        quantiles, current_quantiles = row[2 * i:2 * i + 2]
-        aggregate = aggregates[spec.name]
-        if quantiles is None or quantiles[0] is None:
-            continue  # no finite historical value: nothing to bin
-        q = [float(v) for v in quantiles]
-        aggregate.psi_edges = sorted({q[j] for j in psi_at})
-        # Fine edges from the historical window's quantiles (every fine bin holds about
-        # 1/ks_bins of it) and the current window's percentiles (no bin holds more than
-        # about 1/100 of the current window, however far it moved: the KS and
-        # Wasserstein error bounds stay small under drift too).
-        fine = {q[j] for j in fine_at}
-        if current_quantiles is not None and current_quantiles[0] is not None:
-            fine.update(float(v) for v in current_quantiles)
-        # The PSI edges are fine edges too, so PSI counts are sums of fine bins.
-        aggregate.fine_edges = sorted(fine.union(aggregate.psi_edges))
-        aggregate.tie_heavy = len(aggregate.fine_edges) < len(fine_at) // 2
-        aggregate.iqr = float(q[quartiles_at[1]] - q[quartiles_at[0]])
+        values = [level[i] for level in by_level] if by_level else None
+        picked[spec.name] = None if not values or values[0] is None else values
+
+
+def _set_edges(aggregate: FeatureAggregate, quantiles: list[Any] | None,
+               current_quantiles: list[Any] | None, psi_bins: int, ks_bins: int) -> None:
+    """PSI and fine edges from the historical quantiles and the current percentiles."""
+    if quantiles is None:
+        return  # no finite historical value: nothing to bin
+    _, psi_at, fine_at, quartiles_at = quantile_grid(psi_bins, ks_bins)
+    q = [float(v) for v in quantiles]
+    aggregate.psi_edges = sorted({q[j] for j in psi_at})
+    # Fine edges from the historical window's quantiles (every fine bin holds about
+    # 1/ks_bins of it) and the current window's percentiles (no bin holds more than
+    # about 1/100 of the current window, however far it moved: the KS and
+    # Wasserstein error bounds stay small under drift too).
+    fine = {q[j] for j in fine_at}
+    fine.update(float(v) for v in current_quantiles or ())
+    # The PSI edges are fine edges too, so PSI counts are sums of fine bins.
+    aggregate.fine_edges = sorted(fine.union(aggregate.psi_edges))
+    aggregate.tie_heavy = len(aggregate.fine_edges) < len(fine_at) // 2
+    aggregate.iqr = float(q[quartiles_at[1]] - q[quartiles_at[0]])
 
 
 def _count_scan(session: Session, source: Source, plan: WindowPlan, params: dict[str, Any],
