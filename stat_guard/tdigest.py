@@ -143,7 +143,7 @@ class TDigest:
         ordered = ordered + 0.0  # -0.0 becomes +0.0: one value, one byte string
         means, weights = _compress_sorted(ordered, compression)
         with np.errstate(over="ignore", invalid="ignore"):
-            total = float(np.sum(ordered))
+            total = _summed(ordered, means, weights)
             total_sq = float(np.sum(ordered * ordered))
         return cls(
             compression=compression,
@@ -184,7 +184,7 @@ class TDigest:
         order = np.argsort(means, kind="stable")
         merged_means, merged_weights = _merge_centroids(means[order], weights[order], compression)
         with np.errstate(over="ignore", invalid="ignore"):
-            total = float(np.sum([d.sum for d in live]))
+            total = _summed(np.array([d.sum for d in live]), merged_means, merged_weights)
             total_sq = float(np.sum([d.sum_sq for d in live]))
         return cls(
             compression=compression,
@@ -200,12 +200,18 @@ class TDigest:
 
     # ---- exact summaries ----------------------------------------------------------
 
+    @staticmethod
+    def _centroid_mean(means: np.ndarray, weights: np.ndarray) -> float:
+        """The weighted mean of the centroids; its terms are each at most the largest
+        mean times a weight share, so no partial sum overflows."""
+        return float(np.sum(means * (weights / np.sum(weights))))
+
     @property
     def mean(self) -> float:
         if self.count == 0:
             return math.nan
         return min(max(self.sum / self.count, self.min), self.max) if math.isfinite(self.sum) \
-            else float(np.sum(self.means * (self.weights / self.count)))
+            else self._centroid_mean(self.means, self.weights)
 
     @property
     def variance(self) -> float:
@@ -306,6 +312,21 @@ class TDigest:
 
 # ---- building ---------------------------------------------------------------------
 
+
+
+def _summed(values: np.ndarray, means: np.ndarray, weights: np.ndarray) -> float:
+    """The sum of finite values (or of digests' sums), never NaN.
+
+    A sum may overflow to ±Infinity (the wire format allows it); a pairwise sum can meet
+    +Infinity and -Infinity in its partial sums and give NaN, which no reader accepts.
+    Then, as the extension's merge does, the centroids' mean times the count stands in:
+    finite, or ±Infinity where that overflows too.
+    """
+    total = float(np.sum(values))
+    if math.isnan(total):
+        count = float(np.sum(weights))
+        total = TDigest._centroid_mean(means, weights) * count
+    return total
 
 def _compress_sorted(ordered: np.ndarray, compression: int) -> tuple[np.ndarray, np.ndarray]:
     """Group sorted unit-weight values into centroids.

@@ -201,3 +201,18 @@ def test_envelope_round_trip_keeps_metadata_and_columns():
     for name in columns:
         assert decoded.columns[name].current == columns[name].current
         assert decoded.columns[name].baseline == columns[name].baseline
+
+
+def test_sums_that_overflow_both_ways_are_never_nan():
+    """A pairwise sum can meet +Infinity and -Infinity in its partial sums; the digest
+    then carries the centroid estimate, which every reader accepts (found by the round
+    trip property above)."""
+    values = [-1e308] * 150 + [1e308] * 150 + [0.0] * 50
+    digest = TDigest.from_values(values, compression=10)
+    assert not math.isnan(digest.sum) and not math.isnan(digest.mean)
+    assert decode_digest(encode_digest(digest)) == digest
+    up, down = TDigest.from_values([1e308, 1e308]), TDigest.from_values([-1e308, -1e308])
+    assert (up.sum, down.sum) == (math.inf, -math.inf)
+    merged = TDigest.merge([up, down])
+    assert merged.sum == 0.0 and merged.mean == 0.0
+    assert decode_digest(encode_digest(merged)) == merged
