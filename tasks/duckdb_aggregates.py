@@ -1,17 +1,19 @@
 """Per-feature aggregates of both windows, computed in DuckDB: only these leave the database.
 
-Two scans. First both windows' quantiles for every numeric feature, from a reproducible
-hash sample of about EDGE_SAMPLE_ROWS rows per window (a sorted list of the sample
-indexed like numpy's ``inverted_cdf``: bounded memory and time whatever the window
-size; ``approx_quantile`` over the whole windows measured 4x slower here): the PSI bin
-edges and quartiles from the historical window, the fine KS bin edges from both. Then
-one scan per window counts every feature into the fine bins with ``histogram(x, edges)``
-(a binary search per value), with min, max and standard deviation, and counts categories
-with ``histogram(x)``. The PSI edges are a subset of the fine edges, so PSI, KL and JS
-counts are sums of fine bins: exact counts over the (nearly equal-frequency) PSI bins.
-Where ties are heavy (few distinct edges) a
-second histogram of ``-x`` gives the mass sitting exactly on each edge, which makes KS
-exact on discrete data.
+Two kinds of scan, each batched to stay within half of the DuckDB memory limit. First
+each window's quantiles for every numeric feature, from a reproducible hash sample
+(EDGE_SAMPLE_ROWS historical rows, CURRENT_EDGE_SAMPLE_ROWS current ones; a sorted list
+of the sample indexed like numpy's ``inverted_cdf``: bounded memory and time whatever
+the window size; ``approx_quantile`` over the whole windows measured 4x slower here):
+the PSI bin edges and quartiles from the historical window, the fine KS bin edges from
+both. Then one scan per window and batch counts every feature into the fine bins with
+``histogram(x, edges)`` (a binary search per value; the edges come from a temporary
+table), with min, max and standard deviation, and counts categories with
+``histogram(x)``. The PSI edges are a subset of the fine edges, so PSI, KL and JS counts
+are sums of fine bins: exact counts over the (nearly equal-frequency) PSI bins. Where
+ties are heavy (few distinct edges) a second histogram of ``-x`` gives the mass sitting
+exactly on each edge, which makes KS exact on discrete data. The Python side is plain
+Python (no numpy: see stat_guard/counts.py).
 """
 
 from __future__ import annotations
