@@ -52,6 +52,19 @@ class Session:
     def execute(self, sql: str, params: Mapping[str, Any] | Sequence[Any] | None = None) -> None:
         self.connection.execute(sql, _used(sql, params))
 
+    @contextmanager
+    def memory_limit(self, limit: str, restore: str) -> Iterator[None]:
+        """Run the block under another DuckDB memory limit, then set ``restore`` again."""
+        self.connection.execute(f"SET memory_limit = '{_quoted(limit)}'")
+        try:
+            yield
+        finally:
+            self.connection.execute(f"SET memory_limit = '{_quoted(restore)}'")
+
+
+def _quoted(text: str) -> str:
+    return text.replace("'", "''")
+
 
 def _used(sql: str, params: Mapping[str, Any] | Sequence[Any] | None
           ) -> Mapping[str, Any] | Sequence[Any] | None:
@@ -117,8 +130,7 @@ def open_duckdb(db_path: str, config: DriftRunConfig, *, read_only: bool,
     try:
         # Settings are per database instance; SET again in case this process already had one.
         connection.execute(f"SET threads = {int(config.duckdb_threads)}")
-        limit = config.duckdb_memory_limit.replace("'", "''")
-        connection.execute(f"SET memory_limit = '{limit}'")
+        connection.execute(f"SET memory_limit = '{_quoted(config.duckdb_memory_limit)}'")
         yield Session(connection)
     finally:
         connection.close()

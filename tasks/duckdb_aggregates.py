@@ -117,8 +117,8 @@ def memory_limit_bytes(limit: str) -> int:
 
 def aggregate_source(session: Session, source: Source, plan: WindowPlan,
                      features: Sequence[FeatureSpec], psi_bins: int, ks_bins: int,
-                     memory_limit: str, extras: dict[str, str] | None = None
-                     ) -> SourceAggregates:
+                     memory_limit: str, extras: dict[str, str] | None = None,
+                     memory_limit_max: str | None = None) -> SourceAggregates:
     """Edges from the historical window, then bin and category counts of both windows."""
     extras = extras or {}
     errors: dict[str, str] = {}
@@ -127,6 +127,11 @@ def aggregate_source(session: Session, source: Source, plan: WindowPlan,
     numeric = [f for f in features if f.kind == NUMERIC]
 
     budget = memory_limit_bytes(memory_limit) // 2
+    larger = None
+    if memory_limit_max and memory_limit_bytes(memory_limit_max) > budget * 2:
+        def larger(run: Callable[[], None]) -> None:
+            with session.memory_limit(memory_limit_max, restore=memory_limit):
+                run()
     # Batches keep every scan within half the memory limit; the current window's small
     # edge sample lets one scan take many more features than the historical one.
     levels = {HISTORICAL: quantile_grid(psi_bins, ks_bins)[0],
@@ -137,7 +142,8 @@ def aggregate_source(session: Session, source: Source, plan: WindowPlan,
         pending = [f for f in numeric if f.name not in errors]
         for group in _batches(pending, budget, EDGE_SAMPLE[window] * EDGE_BYTES_PER_VALUE):
             _isolating(group, errors, lambda part, window=window: _quantile_scan(
-                session, source, plan, params, window, levels[window], part, picked[window]))
+                session, source, plan, params, window, levels[window], part, picked[window]),
+                larger)
     for spec in numeric:
         if spec.name not in errors:
             _set_edges(aggregates[spec.name], picked[HISTORICAL].get(spec.name),
@@ -147,7 +153,7 @@ def aggregate_source(session: Session, source: Source, plan: WindowPlan,
     results: dict[str, Any] = {"sampled": {}, "extras": {}}
     for group in _batches(scored, budget, COUNT_SCAN_BYTES_PER_FEATURE):
         _isolating(group, errors, lambda part: _count_scan(
-            session, source, plan, params, part, aggregates, extras, results))
+            session, source, plan, params, part, aggregates, extras, results), larger)
     if not results["sampled"]:  # every feature failed: still count the windows
         _count_scan(session, source, plan, params, [], aggregates, extras, results)
     for name in errors:
@@ -162,21 +168,39 @@ def _batches(features: list[FeatureSpec], budget: int, per_feature: int
 
 
 def _isolating(group: list[FeatureSpec], errors: dict[str, str],
-               scan: Callable[[list[FeatureSpec]], None]) -> None:
-    """Run a scan over a group of features; on a query error, bisect to the culprit(s)."""
+               scan: Callable[[list[FeatureSpec]], None],
+               larger: Callable[[Callable[[], None]], None] | None = None) -> None:
+    """Run a scan over a group of features; on a query error, bisect to the culprit(s).
+
+    A single feature that ran out of memory runs once more through ``larger`` (under the
+    larger memory limit) before it gets its error entry.
+    """
     if not group:
         return
     try:
         scan(group)
     except duckdb.Error as error:
-        if is_lock_conflict(error) or isinstance(error, duckdb.InterruptException):
+        if _fatal(error):
             raise
         if len(group) == 1:
+            if larger is not None and isinstance(error, duckdb.OutOfMemoryException):
+                try:
+                    larger(lambda: scan(group))
+                    return
+                except duckdb.Error as again:
+                    if _fatal(again):
+                        raise
+                    error = again
             errors[group[0].name] = "query failed: " + str(error).splitlines()[0][:300]
             return
         middle = len(group) // 2
-        _isolating(group[:middle], errors, scan)
-        _isolating(group[middle:], errors, scan)
+        _isolating(group[:middle], errors, scan, larger)
+        _isolating(group[middle:], errors, scan, larger)
+
+
+def _fatal(error: duckdb.Error) -> bool:
+    """Errors that end the run (retried later as a whole), not one feature's."""
+    return is_lock_conflict(error) or isinstance(error, duckdb.InterruptException)
 
 
 def _constant_lists(session: Session, table: str, lists: Sequence[Sequence[float]]) -> None:

@@ -45,6 +45,10 @@ class DriftRunConfig:
     max_categories: int = 200  # beyond it the rarest categories are pooled into one
     duckdb_threads: int = 1
     duckdb_memory_limit: str = "16MB"
+    # A single feature that runs out of memory under duckdb_memory_limit (a categorical
+    # column with hundreds of thousands of distinct values, say) is retried alone under
+    # this larger limit before it gets an error entry.
+    duckdb_memory_limit_max: str = "128MB"
     lock_attempts: int = 8  # opening a locked file: retries with backoff and jitter
     lock_base_delay_s: float = 0.2
     lock_max_delay_s: float = 5.0

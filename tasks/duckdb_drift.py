@@ -216,7 +216,8 @@ def _read_features(session: Session, metadata: dict[str, Any], config: DriftRunC
                     key=quote_ident(key_name) if key_name in columns else "rowid")
     plan = plan_windows(session, source, config.windows)
     aggregates = aggregate_source(session, source, plan, specs, config.psi_bins,
-                                  config.ks_bins, config.duckdb_memory_limit)
+                                  config.ks_bins, config.duckdb_memory_limit,
+                                  memory_limit_max=config.duckdb_memory_limit_max)
     plan = _with_sampled(plan, aggregates)
     for name, message in aggregates.errors.items():
         kind = next(s.kind for s in specs if s.name == name)
@@ -279,7 +280,8 @@ def _read_events(session: Session, model: str, metadata: dict[str, Any],
     spec = FeatureSpec("prediction", kind, "prediction")
     extras = {"performance": value_sql, "labeled": count_sql} if has_label else {}
     aggregates = aggregate_source(session, source, plan, [spec], config.psi_bins,
-                                  config.ks_bins, config.duckdb_memory_limit, extras)
+                                  config.ks_bins, config.duckdb_memory_limit, extras,
+                                  memory_limit_max=config.duckdb_memory_limit_max)
     return {"kind": kind, "metric": metric if has_label else None,
             "plan": _with_sampled(plan, aggregates), "aggregates": aggregates}
 

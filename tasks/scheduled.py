@@ -51,6 +51,7 @@ def engine_config(fleet: FleetConfig | None = None) -> DriftRunConfig:
         psi_bins=fleet.drift.psi_bins, ks_bins=fleet.drift.ks_bins,
         max_categories=fleet.drift.max_categories, thresholds=fleet.thresholds,
         duckdb_threads=fleet.duckdb.threads, duckdb_memory_limit=fleet.duckdb.memory_limit,
+        duckdb_memory_limit_max=fleet.duckdb.memory_limit_max,
         lock_attempts=fleet.duckdb.lock_attempts,
         lock_base_delay_s=fleet.duckdb.lock_base_delay_s,
         lock_max_delay_s=fleet.duckdb.lock_max_delay_s)

@@ -77,6 +77,7 @@ class DuckDBConfig:
     path: str = "data/stat_guard.duckdb"
     threads: int = 1
     memory_limit: str = "16MB"
+    memory_limit_max: str = "128MB"
     lock_attempts: int = 8
     lock_base_delay_s: float = 0.2
     lock_max_delay_s: float = 5.0

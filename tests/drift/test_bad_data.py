@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
+import duckdb
 import numpy as np
 import pytest
 
-from tasks.duckdb_drift import run_model_drift
+from tasks.duckdb_drift import DEFAULT_CONFIG, ensure_schema, run_model_drift
 
 SIZE = 20_000
 HOSTILE = 'risk"; DROP TABLE model_metadata; --'
@@ -94,3 +96,33 @@ def test_a_missing_feature_table_is_an_error_for_every_feature(make_model):
     assert {f.verdict for f in result.features.values()} == {"error"}
     assert result.verdict == "error"
     assert "not found" in result.errors["x"]
+
+
+def test_a_feature_that_outgrows_the_memory_limit_is_retried_alone_under_the_larger_one(
+        tmp_path):
+    """400,000 distinct categories do not fit DuckDB's 16 MB default: that one feature
+    runs again under duckdb_memory_limit_max; without the larger limit it gets an error
+    entry and the other features are still scored."""
+    path = str(tmp_path / "wide.duckdb")
+    ensure_schema(path)
+    connection = duckdb.connect(path)
+    try:
+        connection.execute(
+            "CREATE TABLE f AS SELECT i AS entity_id, TIMESTAMP '2025-01-01' + "
+            "to_microseconds(i * 1000000) AS ts, 'customer-' || i::VARCHAR AS customer, "
+            "(i % 997) / 997.0 AS x FROM range(400000) r(i)")
+        connection.execute(
+            "INSERT INTO model_metadata (name, status, features, categorical_features, "
+            "feature_table) VALUES ('wide', 'production', ['customer', 'x'], ['customer'], "
+            "'f')")
+    finally:
+        connection.close()
+    assert DEFAULT_CONFIG.duckdb_memory_limit == "16MB"
+    retried = run_model_drift(path, "wide", "wide-1")
+    assert retried.errors == {}
+    assert retried.features["customer"].n_historical == 80_000
+    capped = run_model_drift(path, "wide", "wide-2", dataclasses.replace(
+        DEFAULT_CONFIG, duckdb_memory_limit_max=DEFAULT_CONFIG.duckdb_memory_limit))
+    assert set(capped.errors) == {"customer"}
+    assert "Out of Memory" in capped.errors["customer"]
+    assert capped.features["x"].verdict != "error"
