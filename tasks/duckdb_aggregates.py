@@ -230,7 +230,7 @@ def _raw_column(i: int) -> str:
     return f'"__stat_guard_r{i}"'
 
 
-def _edge_thresholds(source: Source, plan: WindowPlan) -> dict[str, int]:
+def _edge_thresholds(plan: WindowPlan) -> dict[str, int]:
     """Hash thresholds of each window's edge sample, nested in the row cap's sample: the
     same hash, a lower threshold (two seeds of DuckDB's hash are not independent)."""
     sampled = {HISTORICAL: plan.historical.sampled_rows, CURRENT: plan.current.sampled_rows}
@@ -268,7 +268,7 @@ def _quantile_scan(session: Session, source: Source, plan: WindowPlan,
         f"sketched AS (SELECT {', '.join(inner)} FROM windowed) "
         f"SELECT list_transform($levels, lambda q: [{at_level}]) FROM sketched",
         {**params, "levels": levels, "edge_seed": plan.params.get("seed", 0),
-         "edge_threshold": _edge_thresholds(source, plan)[window]})
+         "edge_threshold": _edge_thresholds(plan)[window]})
     for i, spec in enumerate(group):
         values = [level[i] for level in by_level] if by_level else None
         picked[spec.name] = None if not values or values[0] is None else values
