@@ -490,17 +490,35 @@ estimate_window_rows(Analysis *an, bool with_fallback)
 	return rows ? strtod(rows + strlen("\"Plan Rows\": "), NULL) : 0;
 }
 
+/*
+ * The wire-format digest in a tdigest_agg result column (tdigest's varlena
+ * payload), as a view valid until SPI_finish.  NULL is checked before the
+ * datum is touched.
+ */
 static void
-copy_digest(Datum d, bool isnull, char **out, size_t *len, MemoryContext keep)
+digest_field(HeapTuple tup, TupleDesc desc, int field, const char **data, size_t *len)
 {
+	bool		isnull;
+	Datum		d = SPI_getbinval(tup, desc, field, &isnull);
 	bytea	   *bytes;
 
 	if (isnull)
 		elog(ERROR, "tdigest_agg returned NULL");
 	bytes = DatumGetByteaPP(d);
+	*data = VARDATA_ANY(bytes);
 	*len = VARSIZE_ANY_EXHDR(bytes);
+}
+
+/* The same digest copied into keep. */
+static void
+copy_digest(HeapTuple tup, TupleDesc desc, int field, char **out, size_t *len,
+			MemoryContext keep)
+{
+	const char *data;
+
+	digest_field(tup, desc, field, &data, len);
 	*out = MemoryContextAlloc(keep, *len);
-	memcpy(*out, VARDATA_ANY(bytes), *len);
+	memcpy(*out, data, *len);
 }
 
 
@@ -739,14 +757,8 @@ load_buckets(Analysis *an, BucketSet *set, const char *nsp, const char *qt)
 				continue;
 			set->rows[b] = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
 			for (c = 0; c < an->ncolumns; c++)
-			{
-				bytea	   *d = DatumGetByteaPP(SPI_getbinval(tup, desc, 3 + c, &isnull));
-
-				if (isnull)
-					elog(ERROR, "tdigest_agg returned NULL");
-				set->digest[b * an->ncolumns + c] = VARDATA_ANY(d);
-				set->len[b * an->ncolumns + c] = VARSIZE_ANY_EXHDR(d);
-			}
+				digest_field(tup, desc, 3 + c, &set->digest[b * an->ncolumns + c],
+							 &set->len[b * an->ncolumns + c]);
 		}
 		for (b = missing_lo; b <= missing_hi; b++)
 		{
@@ -896,20 +908,9 @@ aggregate_window_cached(Analysis *an, MemoryContext keep, bool fallback)
 			field = 2;
 			for (c = 0; c < an->ncolumns; c++)
 			{
-				bytea	   *d = DatumGetByteaPP(SPI_getbinval(tup, desc, field++, &isnull));
-
-				if (isnull)
-					elog(ERROR, "tdigest_agg returned NULL");
-				raw_cur[c] = VARDATA_ANY(d);
-				raw_cur_len[c] = VARSIZE_ANY_EXHDR(d);
+				digest_field(tup, desc, field++, &raw_cur[c], &raw_cur_len[c]);
 				if (!an->columns[c].has_stored)
-				{
-					d = DatumGetByteaPP(SPI_getbinval(tup, desc, field++, &isnull));
-					if (isnull)
-						elog(ERROR, "tdigest_agg returned NULL");
-					raw_prev[c] = VARDATA_ANY(d);
-					raw_prev_len[c] = VARSIZE_ANY_EXHDR(d);
-				}
+					digest_field(tup, desc, field++, &raw_prev[c], &raw_prev_len[c]);
 			}
 		}
 	}
@@ -1013,14 +1014,11 @@ aggregate_window(Analysis *an, MemoryContext keep)
 		for (c = 0; c < an->ncolumns; c++)
 		{
 			ColumnPlan *col = &an->columns[c];
-			Datum		d = SPI_getbinval(tup, desc, field++, &isnull);
 
-			/* tdigest's varlena payload is the wire-format digest. */
-			copy_digest(d, isnull, &col->current, &col->current_len, keep);
+			copy_digest(tup, desc, field++, &col->current, &col->current_len, keep);
 			if (!col->has_stored)
 			{
-				d = SPI_getbinval(tup, desc, field++, &isnull);
-				copy_digest(d, isnull, &col->baseline, &col->baseline_len, keep);
+				copy_digest(tup, desc, field++, &col->baseline, &col->baseline_len, keep);
 				col->baseline_json = previous_window_json(an, keep);
 			}
 		}
