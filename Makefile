@@ -7,12 +7,21 @@ export PGPORT ?= 5432
 export PGUSER ?= postgres
 export PGDATABASE ?= test
 
-.PHONY: setup extension extension-check demo test test-python lint bench bench-core bench-extension \
-	bench-analysis bench-scheduled \
-	azure-local azure-bundle test-db demo-core clean
+.PHONY: setup setup-bench lock extension extension-check unittest demo test test-python lint bench \
+	bench-core bench-extension bench-analysis bench-scheduled \
+	azure-local azure-bundle bench-db demo-core clean
 
 setup:
 	@scripts/bootstrap.sh
+
+# The bench extra (Evidently, pandas) on top of the dev packages, from the same lock.
+setup-bench:
+	@EXTRAS="dev bench" scripts/bootstrap.sh
+
+# Refresh uv.lock to today's releases within pyproject.toml's bounds (commit the result;
+# tests/test_lock.py fails while pyproject.toml and uv.lock disagree).
+lock: setup
+	$(VENV)/bin/uv lock --upgrade
 
 # Build the C extension and install it into the local PostgreSQL.
 extension: setup
@@ -20,12 +29,20 @@ extension: setup
 	$(MAKE) -C pg_extension -s
 	$(MAKE) -C pg_extension -s install
 
+# pg_regress on a throwaway cluster of its own (tests/servers.py), like every test.
 extension-check: extension
-	$(MAKE) -C pg_extension installcheck || { cat pg_extension/regression.diffs 2>/dev/null | head -100; exit 1; }
+	$(PY) -m pytest -q tests/extension/test_regress.py
+
+# The C unit tests of the pure digest code (no PostgreSQL needed).
+unittest:
+	$(MAKE) -C pg_extension -s unittest
 
 # The whole story (demo/story.py); ARGS=--keep-running leaves the fleet up until Ctrl-C.
-# `make demo-core` is the small digest-vs-exact comparison alone.
+# It uses the local PostgreSQL and Redis (started if installed but stopped) and restores
+# the one server setting it changes. `make demo-core` is the small digest-vs-exact
+# comparison alone.
 demo: extension
+	@START_LOCAL_SERVERS=1 scripts/bootstrap.sh
 	$(PY) -m demo.story $(ARGS)
 
 demo-core: setup
@@ -41,19 +58,22 @@ azure-bundle: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 
-test-python: setup
+# The pytest suite (pg_regress included) on a PostgreSQL cluster and a Redis of its own,
+# started on free ports and removed afterwards (tests/servers.py): the servers at
+# PGHOST:PGPORT and on port 6379 are left as they were.
+test-python: extension
 	$(PY) -m pytest -q
 
-# The test database gets the freshly built SQL objects (same version number, new script).
-# New connections load the library first (session_preload_libraries), as production must
-# when a function key is set (docs/analysis.md).
-test-db: extension
+test: lint unittest test-python
+
+# The benchmarks of perform_drift_analysis run on the local server (PGHOST:PGPORT): its
+# test database gets the freshly built SQL objects, and new connections load the library
+# first (session_preload_libraries), as production must when a function key is set.
+bench-db: extension
 	psql -X -q -v ON_ERROR_STOP=1 -c "DROP EXTENSION IF EXISTS pg_stat_guard CASCADE" \
 		-c "CREATE EXTENSION pg_stat_guard" \
 		-c "ALTER SYSTEM SET session_preload_libraries = 'pg_stat_guard'" \
 		-c "SELECT pg_reload_conf()" >/dev/null
-
-test: extension-check lint test-db test-python
 
 bench: bench-core bench-extension bench-analysis bench-scheduled bench-fleet
 
@@ -63,12 +83,11 @@ bench-core: setup
 bench-extension: extension
 	$(PY) bench/bench_extension.py
 
-bench-analysis: test-db
+bench-analysis: bench-db
 	$(PY) bench/bench_analysis.py
 
 # Compares with Evidently and a naive numpy/scipy version (installs the bench extra).
-bench-scheduled: setup
-	$(VENV)/bin/pip install -q -e '.[bench]' 2> >(grep -v "^WARNING: Location" >&2)
+bench-scheduled: setup-bench
 	$(PY) bench/bench_scheduled_drift.py
 
 clean:

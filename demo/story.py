@@ -11,7 +11,10 @@
 
 Everything it creates lives in ``.demo/``, Redis database 7 (key prefix
 ``stat_guard_demo``) and the PostgreSQL database ``stat_guard_demo``; the server's
-``pg_stat_guard.function_url`` is set for the demo and restored afterwards.
+``pg_stat_guard.function_url`` is set for the demo and restored afterwards. PostgreSQL is
+the one the libpq variables name (default 127.0.0.1:5432, user postgres), Redis the one
+of Global_Configs/App.example.yaml (127.0.0.1:6379) unless STAT_GUARD_REDIS_HOST/PORT say
+otherwise.
 """
 
 from __future__ import annotations
@@ -251,6 +254,10 @@ def main(argv: list[str] | None = None) -> int:
            "STAT_GUARD_REDIS_KEY_PREFIX": PREFIX,
            "STAT_GUARD_STREAM_NAME": STREAM,
            "STAT_GUARD_DUCKDB_PATH": str(duckdb_path),
+           # the fleet reaches the server the story prepares (the libpq variables)
+           "STAT_GUARD_POSTGRES_HOST": os.environ.get("PGHOST", "127.0.0.1"),
+           "STAT_GUARD_POSTGRES_PORT": os.environ.get("PGPORT", "5432"),
+           "STAT_GUARD_POSTGRES_USER": os.environ.get("PGUSER", "postgres"),
            "STAT_GUARD_POSTGRES_DATABASE": DATABASE,
            "STAT_GUARD_SCHEDULE_DRIFT_INTERVAL_S": "20",
            "STAT_GUARD_SCHEDULE_REACTIONS_INTERVAL_S": "3",
@@ -268,8 +275,14 @@ def main(argv: list[str] | None = None) -> int:
 
     from tasks.client import DriftSignalClient
     from tasks.demo_data import generate_demo_data
+    from workers.config import get_config
 
-    client = redis.Redis(host="127.0.0.1", port=6379, db=REDIS_DB, decode_responses=True)
+    # Redis and PostgreSQL as the fleet sees them: App.example.yaml, then STAT_GUARD_*
+    # (STAT_GUARD_REDIS_HOST/PORT, STAT_GUARD_POSTGRES_HOST/PORT point the demo elsewhere).
+    redis_config = get_config().redis
+    client = redis.Redis(host=redis_config.host, port=redis_config.port, db=REDIS_DB,
+                         username=redis_config.username or None,
+                         password=redis_config.password or None, decode_responses=True)
     client.flushdb()
     started = time.monotonic()
     fleet = Fleet(env)
@@ -368,10 +381,13 @@ def main(argv: list[str] | None = None) -> int:
             wait_for("scheduled results for every production model",
                      lambda: len({r["model"] for r in records(client, "scheduled")}) >= 3,
                      240, fleet)
-            wait_for("a reaction to every drift result", lambda: _reacted(client), 90, fleet)
+            wait_for("an alert for every drift result", lambda: _alerted(client), 90, fleet)
+            # The flag is written by a task on the drift queue, maybe behind a drift run:
+            # the story reads what DuckDB holds, once it holds every flag.
+            flagged = wait_for("every drifted model flagged in DuckDB",
+                               lambda: _flags_written(client, duckdb_path), 120, fleet)
 
             say("5/5 summary")
-            flagged = _flagged_models(duckdb_path)
             _summary(client, flagged, ports, started)
             if args.keep_running:
                 say("the fleet keeps running; Ctrl-C stops it")
@@ -398,32 +414,33 @@ def _counter(client, kind: str) -> int:
     return int(client.get(f"{PREFIX}:reactions:{kind}") or 0)
 
 
-def _reacted(client) -> bool:
-    """Every drift result alerted, every scheduled drift model flagged."""
+def _drifted(client) -> list[tuple[str, str]]:
+    """(source, model) of every latest result whose verdict is drift."""
     latest = {(r["source"], r["model"]): r for r in records(client)}
-    drifted = [key for key, record in latest.items() if record.get("verdict") == "drift"]
-    scheduled = [key for key in drifted if key[0] == "scheduled"]
-    return _counter(client, "alert") >= len(drifted) and _counter(client, "flag") >= len(scheduled)
+    return [key for key, record in latest.items() if record.get("verdict") == "drift"]
 
 
-def _flagged_models(duckdb_path: Path) -> list[str] | str:
-    """Read model_metadata between two drift runs (a run holds the file for seconds)."""
+def _alerted(client) -> bool:
+    return _counter(client, "alert") >= len(_drifted(client))
+
+
+def _flags_written(client, duckdb_path: Path) -> list[str] | None:
+    """The flagged models in model_metadata once every scheduled drift model is among
+    them; None while one is missing or a drift run holds the file."""
     import duckdb
 
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with closing(duckdb.connect(str(duckdb_path), read_only=True)) as con:
-                rows = con.execute("SELECT name FROM model_metadata WHERE flagged "
-                                   "ORDER BY name").fetchall()
-            return [row[0] for row in rows]
-        except duckdb.IOException as error:
-            if time.monotonic() > deadline:
-                return f"not read: {error}"
-            time.sleep(0.5)
+    try:
+        with closing(duckdb.connect(str(duckdb_path), read_only=True)) as con:
+            rows = con.execute("SELECT name FROM model_metadata WHERE flagged "
+                               "ORDER BY name").fetchall()
+    except duckdb.IOException:
+        return None
+    flagged = [row[0] for row in rows]
+    wanted = {model for source, model in _drifted(client) if source == "scheduled"}
+    return flagged if wanted <= set(flagged) else None
 
 
-def _summary(client, flagged: list[str] | str, ports: dict[str, int],
+def _summary(client, flagged: list[str], ports: dict[str, int],
              started: float) -> None:
     header = (f"{'source':<10} {'model':<16} {'feature':<18} {'PSI':>8} {'KS':>7} "
               f"{'KS p':>9} {'verdict':<18}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -9,6 +10,7 @@ import sys
 import pytest
 
 from tests.http_server import ROOT
+from tests.servers import private_redis_port
 
 
 def _our_processes() -> list[str]:
@@ -19,8 +21,10 @@ def _our_processes() -> list[str]:
 
 @pytest.mark.slow
 def test_demo_tells_the_whole_story_and_cleans_up():
+    # PGHOST/PGPORT already name the run's private cluster; Redis is the private one too.
+    env = {**os.environ, "STAT_GUARD_REDIS_PORT": str(private_redis_port())}
     result = subprocess.run([sys.executable, "-m", "demo.story"], cwd=ROOT, text=True,
-                            capture_output=True, timeout=600)
+                            capture_output=True, timeout=600, env=env)
     out = result.stdout
     assert result.returncode == 0, out[-3000:] + result.stderr[-3000:]
     # 1. demo data with drift injected on purpose

@@ -6,9 +6,9 @@ The whole package is skipped only while the function does not exist in the datab
 ``PSG_REQUIRE_ANALYSIS=1`` (CI) to make that a failure instead. Anything else that is
 wrong (PostgreSQL unreachable, the extension not installable) fails the tests.
 
-Connection: ``PSG_TEST_DSN``, else PGHOST/PGPORT/PGUSER/PGDATABASE (default 127.0.0.1:5432,
-user postgres, database test). The user must be a superuser: the tests change
-``pg_stat_guard.*`` server settings with ``ALTER SYSTEM`` and reset them at the end.
+Connection: ``PSG_TEST_DSN``, which tests/conftest.py points at the test run's private
+cluster (tests/servers.py), with the library preloaded. The tests change
+``pg_stat_guard.*`` server settings with ``ALTER SYSTEM`` there, and reset them at the end.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Fixtures for the pg_stat_guard extension tests: a live PostgreSQL with the extension.
 
 The extension must be installed first (``make -C pg_extension install``); the tests
-connect to ``PSG_TEST_DSN``, else to the PGHOST/PGPORT/PGUSER/PGDATABASE settings
-(default: 127.0.0.1:5432, user postgres, database test).
+connect to ``PSG_TEST_DSN``, which tests/conftest.py points at the test run's private
+cluster (tests/servers.py).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Fixtures for the worker fleet: a test configuration, real Redis (database 13 of the
-local server, flushed around every test), real Celery worker and beat processes, DuckDB
+test run's private server, flushed around every test), real Celery worker and beat processes, DuckDB
 files in a temporary directory.
 
 The configuration file is written and ``STAT_GUARD_CONFIG`` set before anything imports
@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 
 from tests.local import LoggedProcess, wait_for
+from tests.servers import private_redis_port
 
 ROOT = Path(__file__).resolve().parents[2]
 TEST_REDIS_DB = 13
@@ -33,6 +34,7 @@ CONFIG_DIR = Path(tempfile.mkdtemp(prefix="stat-guard-fleet-"))
 CONFIG_PATH = CONFIG_DIR / "App.yaml"
 CONFIG_PATH.write_text(f"""
 redis:
+  port: {private_redis_port()}
   db: {TEST_REDIS_DB}
   socket_timeout_s: 5
   socket_connect_timeout_s: 2
@@ -84,13 +86,15 @@ else:
     os.environ["STAT_GUARD_CONFIG"] = _previous_config_path
 
 
-def redis_for(port: int = 6379, db: int = TEST_REDIS_DB) -> redis.Redis:
-    return redis.Redis(host="127.0.0.1", port=port, db=db, decode_responses=True)
+def redis_for(port: int | None = None, db: int = TEST_REDIS_DB) -> redis.Redis:
+    """A client of ``port`` (default: the run's private Redis)."""
+    return redis.Redis(host="127.0.0.1", port=port or private_redis_port(), db=db,
+                       decode_responses=True)
 
 
 @pytest.fixture
 def redis_db() -> Iterator[redis.Redis]:
-    """Database 13 of the shared Redis, empty at the start and at the end of the test."""
+    """Database 13 of the private Redis, empty at the start and at the end of the test."""
     client = redis_for()
     client.flushdb()
     yield client

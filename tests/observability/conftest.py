@@ -24,6 +24,7 @@ import pytest
 import redis
 
 from tests.local import LoggedProcess, free_port, wait_for
+from tests.servers import private_redis_port
 from workers.config import FleetConfig, load_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,6 +34,7 @@ CONFIG_DIR = Path(tempfile.mkdtemp(prefix="stat-guard-obs-"))
 CONFIG_PATH = CONFIG_DIR / "App.yaml"
 CONFIG_PATH.write_text(f"""
 redis:
+  port: {private_redis_port()}
   db: {OBS_REDIS_DB}
   key_prefix: {KEY_PREFIX}
   socket_timeout_s: 5
@@ -151,8 +153,9 @@ def processes(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Proces
 
 @pytest.fixture
 def redis_db() -> Iterator[redis.Redis]:
-    """Database 11 of the local Redis, empty at the start and at the end of the test."""
-    client = redis.Redis(host="127.0.0.1", port=6379, db=OBS_REDIS_DB, decode_responses=True)
+    """Database 11 of the private Redis, empty at the start and at the end of the test."""
+    client = redis.Redis(host="127.0.0.1", port=private_redis_port(), db=OBS_REDIS_DB,
+                         decode_responses=True)
     client.flushdb()
     yield client
     client.flushdb()
