@@ -71,7 +71,8 @@ def _as_server_user(argv: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *argv]
 
 
-def _start_reaper(paths: list[Path], pg_datadir: Path | None, pids: list[int]) -> subprocess.Popen:
+def _start_reaper(paths: list[Path], pg_datadir: Path | None, pids: list[int]
+                  ) -> subprocess.Popen:
     """A process that waits for our end of its stdin to close, then stops what is left."""
     argv = [sys.executable, "-m", "tests.servers", "reap", "--pids",
             ",".join(str(p) for p in pids), "--pg-datadir", str(pg_datadir or ""),
@@ -380,7 +381,8 @@ def private_redis_port() -> int:
 
 
 def _reap(argv: list[str]) -> int:
-    """Wait for stdin to close; unless told it is done, stop the cluster and processes, remove the paths."""
+    """Wait for stdin to close; unless told all is done, stop the cluster and the
+    processes and remove the paths."""
     import argparse
 
     parser = argparse.ArgumentParser()

@@ -6,8 +6,13 @@ from __future__ import annotations
 
 import psycopg
 
-from tests.servers import (PostgresCluster, RedisServer, local_servers_snapshot,
-                           snapshot_differences, suite_servers)
+from tests.servers import (
+    PostgresCluster,
+    RedisServer,
+    local_servers_snapshot,
+    snapshot_differences,
+    suite_servers,
+)
 
 
 def test_the_snapshot_sees_a_setting_an_extension_a_database_a_role_and_a_redis_key():
