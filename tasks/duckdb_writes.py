@@ -48,8 +48,11 @@ def write_run(session: Session, result: ModelDriftResult) -> int:
         rows.append(row)
     rows.append(_model_row(result, created_at))
 
-    scores = [{"key": name, "value": f.psi} for name, f in result.features.items()
-              if math.isfinite(f.psi)]
+    # Two flat lists, not a list of {key, value} dicts: DuckDB 2.x imports numpy to bind
+    # a dict parameter, and a drift process holds no numpy (docs/scheduled-drift.md).
+    scored = [(name, f.psi) for name, f in result.features.items() if math.isfinite(f.psi)]
+    score_names = [name for name, _ in scored]
+    score_values = [psi for _, psi in scored]
     session.execute("BEGIN TRANSACTION")
     try:
         session.execute("DELETE FROM drift_runs WHERE run_id = $run_id AND model = $model",
@@ -58,10 +61,11 @@ def write_run(session: Session, result: ModelDriftResult) -> int:
                                                  for r in rows])
         session.execute(
             "UPDATE model_metadata SET last_model_drift_score = $score, "
-            "last_feature_drift_scores = map_from_entries($scores::STRUCT(key VARCHAR, "
-            "value DOUBLE)[]), last_verdict = $verdict, last_run_id = $run_id, "
+            "last_feature_drift_scores = map($score_names::VARCHAR[], "
+            "$score_values::DOUBLE[]), last_verdict = $verdict, last_run_id = $run_id, "
             "last_run_at = $run_at WHERE name = $model",
-            {"score": _db(result.drift_score), "scores": scores, "verdict": result.verdict,
+            {"score": _db(result.drift_score), "score_names": score_names,
+             "score_values": score_values, "verdict": result.verdict,
              "run_id": result.run_id, "run_at": created_at, "model": result.model})
         session.execute("COMMIT")
     except BaseException:
