@@ -107,11 +107,12 @@ class PostgresCluster:
 
     @classmethod
     def start(cls, settings: dict[str, str] | None = None, databases: tuple[str, ...] = (
-              TEST_DATABASE,), preload: bool = True, prefix: str = "psg-test-pg-"
-              ) -> PostgresCluster:
+              TEST_DATABASE,), preload: bool = True, prefix: str = "psg-test-pg-",
+              environment: dict[str, str] | None = None) -> PostgresCluster:
         """initdb, start on a free port, create ``databases``. ``settings`` are
         postgresql.conf lines (values quoted as the file wants them). The library is
-        preloaded (session_preload_libraries) when asked and installed."""
+        preloaded (session_preload_libraries) when asked and installed. ``environment``
+        is added to the server's environment (its backends see it)."""
         bindir = _bindir()
         datadir = Path(tempfile.mkdtemp(prefix=prefix))
         if os.geteuid() == 0:
@@ -133,10 +134,11 @@ class PostgresCluster:
                 file.write("\n# pg_stat_guard test suite\n")
                 file.writelines(f"{name} = {value}\n" for name, value in conf.items())
             # A session of its own: Ctrl-C in the terminal reaches the tests, not the server.
+            with_environment = ["env", *(f"{k}={v}" for k, v in (environment or {}).items())]
             subprocess.run(_as_server_user([
-                str(bindir / "pg_ctl"), "-D", str(datadir), "-l", str(cluster.log_path), "-w",
-                "-t", "60", "start"]), check=True, capture_output=True,
-                start_new_session=True)
+                *with_environment, str(bindir / "pg_ctl"), "-D", str(datadir), "-l",
+                str(cluster.log_path), "-w", "-t", "60", "start"]), check=True,
+                capture_output=True, start_new_session=True)
             cluster.reaper = _start_reaper([datadir], datadir, [])
             cluster._wait_ready()
             with psycopg.connect(cluster.dsn("postgres"), autocommit=True) as conn:

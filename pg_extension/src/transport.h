@@ -47,6 +47,13 @@ typedef struct PsgHttpResponse
 extern bool psg_curl_available(void);
 extern bool psg_curl_post(const PsgHttpRequest *req, PsgHttpResponse *resp);
 
+/*
+ * Connect only (TLS handshake included, nothing sent) to the URL's endpoint:
+ * PSG_HTTP_OK, _CONNECT, _TIMEOUT or _PROTOCOL (TLS); _UNAVAILABLE without
+ * libcurl.
+ */
+extern PsgHttpFailure psg_curl_probe_connect(const char *url, int timeout_ms);
+
 /* pgsql-http's http() through SPI; the caller must be connected to SPI. */
 extern bool psg_pgsql_http_post(const PsgHttpRequest *req, PsgHttpResponse *resp);
 

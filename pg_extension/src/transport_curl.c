@@ -14,6 +14,11 @@
  * curl callback (they use malloc and report through flags); every curl
  * resource released before an ERROR leaves this file.  The easy and multi
  * handles live for the backend's lifetime so connections are reused.
+ *
+ * Where the request goes is the superuser's URL and nothing else: no proxy
+ * (an empty CURLOPT_PROXY also overrides http_proxy, HTTPS_PROXY and ALL_PROXY
+ * in the server's environment), no .netrc, no redirects, TLS peer and host
+ * verification on, nothing printed (CURLOPT_VERBOSE off).
  */
 #include "postgres.h"
 
@@ -40,6 +45,12 @@ psg_curl_post(const PsgHttpRequest *req, PsgHttpResponse *resp)
 	snprintf(resp->message, sizeof(resp->message),
 			 "this build of pg_stat_guard has no libcurl transport");
 	return false;
+}
+
+PsgHttpFailure
+psg_curl_probe_connect(const char *url, int timeout_ms)
+{
+	return PSG_HTTP_UNAVAILABLE;
 }
 
 #else
@@ -147,10 +158,104 @@ wait_for_progress(long deadline_left_ms)
 	return curl_multi_wait(multi_handle, NULL, 0, timeout, &ready) == CURLM_OK;
 }
 
+/*
+ * The options every transfer of ours carries, whatever libcurl's defaults and
+ * the server's environment say (see the opening comment).
+ */
+static void
+set_destination_options(CURL *handle, const char *url, long connect_timeout_ms)
+{
+	curl_easy_setopt(handle, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(handle, CURLOPT_URL, url);
+#if LIBCURL_VERSION_NUM >= 0x075500
+	curl_easy_setopt(handle, CURLOPT_PROTOCOLS_STR, "http,https");
+#else
+	curl_easy_setopt(handle, CURLOPT_PROTOCOLS, CURLPROTO_HTTP | CURLPROTO_HTTPS);
+#endif
+	curl_easy_setopt(handle, CURLOPT_PROXY, "");
+	curl_easy_setopt(handle, CURLOPT_NETRC, (long) CURL_NETRC_IGNORED);
+	curl_easy_setopt(handle, CURLOPT_FOLLOWLOCATION, 0L);
+	curl_easy_setopt(handle, CURLOPT_SSL_VERIFYPEER, 1L);
+	curl_easy_setopt(handle, CURLOPT_SSL_VERIFYHOST, 2L);
+	curl_easy_setopt(handle, CURLOPT_VERBOSE, 0L);
+	curl_easy_setopt(handle, CURLOPT_CONNECTTIMEOUT_MS, connect_timeout_ms);
+	curl_easy_setopt(handle, CURLOPT_TCP_NODELAY, 1L);
+}
+
+/*
+ * Run the transfer of ``handle`` on the multi handle until it ends or
+ * timeout_ms (plus a small guard) has passed; checks for interrupts between
+ * slices.  The handle is off the multi handle again on return and on ERROR.
+ */
+static CURLcode
+drive_transfer(CURL *handle, long timeout_ms)
+{
+	CURLcode	result = CURLE_OK;
+	bool		finished = false;
+	instr_time	start;
+
+	if (curl_multi_add_handle(multi_handle, handle) != CURLM_OK)
+		return CURLE_FAILED_INIT;
+
+	INSTR_TIME_SET_CURRENT(start);
+	PG_TRY();
+	{
+		while (!finished)
+		{
+			int			running = 0;
+			CURLMsg    *msg;
+			int			pending;
+			instr_time	now;
+			long		elapsed_ms;
+
+			if (curl_multi_perform(multi_handle, &running) != CURLM_OK)
+			{
+				result = CURLE_FAILED_INIT;
+				break;
+			}
+			while ((msg = curl_multi_info_read(multi_handle, &pending)) != NULL)
+			{
+				if (msg->msg == CURLMSG_DONE && msg->easy_handle == handle)
+				{
+					result = msg->data.result;
+					finished = true;
+				}
+			}
+			if (finished || running == 0)
+				break;
+
+			INSTR_TIME_SET_CURRENT(now);
+			INSTR_TIME_SUBTRACT(now, start);
+			elapsed_ms = (long) INSTR_TIME_GET_MILLISEC(now);
+			/* curl enforces the timeout too; this guards against a stuck timer */
+			if (elapsed_ms > timeout_ms + 50)
+			{
+				result = CURLE_OPERATION_TIMEDOUT;
+				break;
+			}
+			if (!wait_for_progress(timeout_ms + 50 - elapsed_ms))
+			{
+				result = CURLE_FAILED_INIT;
+				break;
+			}
+			if (!PostmasterIsAlive())
+				proc_exit(1);
+			CHECK_FOR_INTERRUPTS();
+		}
+	}
+	PG_CATCH();
+	{
+		curl_multi_remove_handle(multi_handle, handle);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	curl_multi_remove_handle(multi_handle, handle);
+	return result;
+}
+
 static void
 release_transfer(struct curl_slist *headers, ResponseBuffer *buf)
 {
-	curl_multi_remove_handle(multi_handle, easy_handle);
 	/* The easy handle must not keep pointers into this call's memory. */
 	curl_easy_setopt(easy_handle, CURLOPT_HTTPHEADER, NULL);
 	curl_easy_setopt(easy_handle, CURLOPT_POSTFIELDS, NULL);
@@ -202,6 +307,25 @@ oom:
 	return NULL;
 }
 
+/* What kind of failure a libcurl result code is (too large is told apart by the caller). */
+static PsgHttpFailure
+classify(CURLcode result)
+{
+	switch (result)
+	{
+		case CURLE_OK:
+			return PSG_HTTP_OK;
+		case CURLE_OPERATION_TIMEDOUT:
+			return PSG_HTTP_TIMEOUT;
+		case CURLE_COULDNT_CONNECT:
+		case CURLE_COULDNT_RESOLVE_HOST:
+		case CURLE_COULDNT_RESOLVE_PROXY:
+			return PSG_HTTP_CONNECT;
+		default:
+			return PSG_HTTP_PROTOCOL;
+	}
+}
+
 static void
 fail(PsgHttpResponse *resp, PsgHttpFailure kind, const char *fmt, const char *detail)
 {
@@ -215,8 +339,6 @@ psg_curl_post(const PsgHttpRequest *req, PsgHttpResponse *resp)
 	struct curl_slist *volatile headers = NULL;
 	ResponseBuffer buf = {0};
 	CURLcode	result = CURLE_OK;
-	bool		finished = false;
-	instr_time	start;
 
 	memset(resp, 0, sizeof(*resp));
 	ensure_handles();
@@ -229,80 +351,21 @@ psg_curl_post(const PsgHttpRequest *req, PsgHttpResponse *resp)
 				 errmsg("out of memory building the drift function request")));
 
 	curl_easy_reset(easy_handle);
-	curl_easy_setopt(easy_handle, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(easy_handle, CURLOPT_URL, req->url);
-#if LIBCURL_VERSION_NUM >= 0x075500
-	curl_easy_setopt(easy_handle, CURLOPT_PROTOCOLS_STR, "http,https");
-#else
-	curl_easy_setopt(easy_handle, CURLOPT_PROTOCOLS, CURLPROTO_HTTP | CURLPROTO_HTTPS);
-#endif
+	set_destination_options(easy_handle, req->url, (long) req->connect_timeout_ms);
 	curl_easy_setopt(easy_handle, CURLOPT_POST, 1L);
 	curl_easy_setopt(easy_handle, CURLOPT_POSTFIELDS, req->body);
 	curl_easy_setopt(easy_handle, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) req->body_len);
 	curl_easy_setopt(easy_handle, CURLOPT_HTTPHEADER, headers);
 	curl_easy_setopt(easy_handle, CURLOPT_WRITEFUNCTION, on_body);
 	curl_easy_setopt(easy_handle, CURLOPT_WRITEDATA, &buf);
-	curl_easy_setopt(easy_handle, CURLOPT_CONNECTTIMEOUT_MS, (long) req->connect_timeout_ms);
 	curl_easy_setopt(easy_handle, CURLOPT_TIMEOUT_MS, (long) req->timeout_ms);
 	curl_easy_setopt(easy_handle, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t) req->max_response);
-	curl_easy_setopt(easy_handle, CURLOPT_FOLLOWLOCATION, 0L);
-	curl_easy_setopt(easy_handle, CURLOPT_TCP_NODELAY, 1L);
 	curl_easy_setopt(easy_handle, CURLOPT_TCP_KEEPALIVE, 1L);
 	curl_easy_setopt(easy_handle, CURLOPT_USERAGENT, "pg_stat_guard/" PSG_EXTENSION_VERSION);
 
-	if (curl_multi_add_handle(multi_handle, easy_handle) != CURLM_OK)
-	{
-		release_transfer(headers, &buf);
-		ereport(ERROR,
-				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg("could not start the drift function request")));
-	}
-
-	INSTR_TIME_SET_CURRENT(start);
 	PG_TRY();
 	{
-		while (!finished)
-		{
-			int			running = 0;
-			CURLMsg    *msg;
-			int			pending;
-			instr_time	now;
-			long		elapsed_ms;
-
-			if (curl_multi_perform(multi_handle, &running) != CURLM_OK)
-			{
-				result = CURLE_FAILED_INIT;
-				break;
-			}
-			while ((msg = curl_multi_info_read(multi_handle, &pending)) != NULL)
-			{
-				if (msg->msg == CURLMSG_DONE && msg->easy_handle == easy_handle)
-				{
-					result = msg->data.result;
-					finished = true;
-				}
-			}
-			if (finished || running == 0)
-				break;
-
-			INSTR_TIME_SET_CURRENT(now);
-			INSTR_TIME_SUBTRACT(now, start);
-			elapsed_ms = (long) INSTR_TIME_GET_MILLISEC(now);
-			/* curl enforces the timeout too; this guards against a stuck timer */
-			if (elapsed_ms > req->timeout_ms + 50)
-			{
-				result = CURLE_OPERATION_TIMEDOUT;
-				break;
-			}
-			if (!wait_for_progress(req->timeout_ms + 50 - elapsed_ms))
-			{
-				result = CURLE_FAILED_INIT;
-				break;
-			}
-			if (!PostmasterIsAlive())
-				proc_exit(1);
-			CHECK_FOR_INTERRUPTS();
-		}
+		result = drive_transfer(easy_handle, (long) req->timeout_ms);
 	}
 	PG_CATCH();
 	{
@@ -310,6 +373,13 @@ psg_curl_post(const PsgHttpRequest *req, PsgHttpResponse *resp)
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
+	if (result == CURLE_FAILED_INIT)
+	{
+		release_transfer(headers, &buf);
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not run the drift function request")));
+	}
 
 	curl_easy_getinfo(easy_handle, CURLINFO_RESPONSE_CODE, &resp->status);
 
@@ -317,10 +387,9 @@ psg_curl_post(const PsgHttpRequest *req, PsgHttpResponse *resp)
 		fail(resp, PSG_HTTP_TOO_LARGE, "answer exceeds pg_stat_guard.max_response_bytes%s", "");
 	else if (buf.out_of_memory)
 		fail(resp, PSG_HTTP_PROTOCOL, "out of memory reading the answer%s", "");
-	else if (result == CURLE_OPERATION_TIMEDOUT)
+	else if (classify(result) == PSG_HTTP_TIMEOUT)
 		fail(resp, PSG_HTTP_TIMEOUT, "no answer within pg_stat_guard.timeout%s", "");
-	else if (result == CURLE_COULDNT_CONNECT || result == CURLE_COULDNT_RESOLVE_HOST ||
-			 result == CURLE_COULDNT_RESOLVE_PROXY)
+	else if (classify(result) == PSG_HTTP_CONNECT)
 		fail(resp, PSG_HTTP_CONNECT, "could not connect: %s", curl_easy_strerror(result));
 	else if (result != CURLE_OK)
 		fail(resp, PSG_HTTP_PROTOCOL, "transfer failed: %s", curl_easy_strerror(result));
@@ -349,6 +418,44 @@ psg_curl_post(const PsgHttpRequest *req, PsgHttpResponse *resp)
 	}
 	release_transfer(headers, &buf);
 	return resp->failure == PSG_HTTP_OK;
+}
+
+/*
+ * Connect to the URL's host (TLS handshake included, nothing sent) with the
+ * same destination options as a request, on a handle of its own that is
+ * closed afterwards.  Tells the pgsql-http transport whether a failed request
+ * could not reach the endpoint or failed in the answer.
+ */
+PsgHttpFailure
+psg_curl_probe_connect(const char *url, int timeout_ms)
+{
+	CURL	   *volatile probe;
+	CURLcode	result;
+
+	if (timeout_ms <= 0)
+		return PSG_HTTP_TIMEOUT;
+	ensure_handles();
+	probe = curl_easy_init();
+	if (probe == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("could not create a libcurl handle")));
+	set_destination_options(probe, url, (long) timeout_ms);
+	curl_easy_setopt(probe, CURLOPT_CONNECT_ONLY, 1L);
+	curl_easy_setopt(probe, CURLOPT_FORBID_REUSE, 1L);
+	curl_easy_setopt(probe, CURLOPT_TIMEOUT_MS, (long) timeout_ms);
+	PG_TRY();
+	{
+		result = drive_transfer(probe, (long) timeout_ms);
+	}
+	PG_CATCH();
+	{
+		curl_easy_cleanup(probe);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	curl_easy_cleanup(probe);
+	return classify(result);
 }
 
 #endif							/* PSG_NO_CURL */
