@@ -46,7 +46,7 @@ demo: extension
 	$(PY) -m demo.story $(ARGS)
 
 demo-core: setup
-	$(PY) -m stat_guard.demo
+	$(PY) -m demo.digests
 
 # The Azure Function's ASGI app under uvicorn on 127.0.0.1:7071 (override with PORT=...).
 azure-local: setup

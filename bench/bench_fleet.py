@@ -67,7 +67,7 @@ def main() -> None:
 
     import psycopg
 
-    from tasks.demo_data import generate_demo_data
+    from demo.duckdb_data import generate_demo_data
     from tests.fleet.private_postgres import private_postgres
     from tests.http_server import verdict_service
     from workers.celery_app import app, config

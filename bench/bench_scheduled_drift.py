@@ -4,7 +4,7 @@ One model, 20 numeric features (two with a 0.5σ mean shift in the newest 5%), a
 10M rows. Variants, each in its own subprocess so peak memory is the child's VmHWM (peak
 resident set: Python heap, numpy, pandas and DuckDB's native memory together):
 
-- engine:    tasks.duckdb_drift.run_model_drift (1 DuckDB thread, 16 MB limit, windows
+- engine:    stat_guard.scheduled.engine.run_model_drift (1 DuckDB thread, 16 MB limit, windows
              capped at 500,000 rows, every statistic, written back to DuckDB);
 - naive:     the same windows pulled whole into numpy (fetchnumpy), scipy ks_2samp and
              numpy decile histograms for PSI;
@@ -51,8 +51,8 @@ def generate(db_path: str, rows: int) -> float:
     step_us = 90 * 86_400_000_000 // rows
     connection = duckdb.connect(db_path, config={"threads": 2})
     try:
-        from tasks.duckdb_access import Session
-        from tasks.duckdb_schema import apply_schema
+        from stat_guard.scheduled.connection import Session
+        from stat_guard.scheduled.schema import apply_schema
 
         apply_schema(Session(connection))
         connection.execute(
@@ -77,7 +77,7 @@ def _window_bounds(connection):
 
 
 def run_engine(db_path: str) -> dict:
-    from tasks.duckdb_drift import run_model_drift
+    from stat_guard.scheduled.engine import run_model_drift
 
     result = run_model_drift(db_path, "bench", f"bench-{time.time_ns()}")
     found = sorted(n for n, f in result.features.items() if f.verdict in {"warning", "drift"})

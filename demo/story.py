@@ -273,8 +273,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import redis
 
-    from tasks.client import DriftSignalClient
-    from tasks.demo_data import generate_demo_data
+    from demo.duckdb_data import generate_demo_data
+    from workers.client import DriftSignalClient
     from workers.config import get_config
 
     # Redis and PostgreSQL as the fleet sees them: App.example.yaml, then STAT_GUARD_*
@@ -337,9 +337,10 @@ def main(argv: list[str] | None = None) -> int:
             # The local system watches the mean of each batch it sends; when the 3σ signal
             # fires it gives the window a few seconds to fill, then asks PostgreSQL.
             def enqueue_after_delay(kwargs: dict[str, Any]) -> None:
-                from tasks.ondemand import run_ondemand_analysis
+                from workers.celery_app import app
+                from workers.routing import RUN_ONDEMAND_ANALYSIS
 
-                run_ondemand_analysis.apply_async(kwargs=kwargs, countdown=ONDEMAND_DELAY_S)
+                app.send_task(RUN_ONDEMAND_ANALYSIS, kwargs=kwargs, countdown=ONDEMAND_DELAY_S)
 
             signal_client = DriftSignalClient(enqueue=enqueue_after_delay)
 

@@ -1,6 +1,7 @@
 """Reactions to results on the stream: drift → alert (webhook) and the model flagged in
 DuckDB; warning → recorded in a capped list; ok → nothing. Every reaction is logged and
-counted in Redis (``stat_guard:reactions:<kind>``), once per run id.
+counted in Redis (``stat_guard:reactions:<kind>``, workers/reaction_keys.py), once per
+run id.
 
 Delivery is at least once, so each run id is claimed with a short lease before acting and
 marked done afterwards; a second delivery of a done run id is only acknowledged.
@@ -21,25 +22,24 @@ from typing import Any
 import redis
 
 from stat_guard.verdict import Verdict
-from tasks.scheduled import flag_model_task
+from workers import reaction_keys
 from workers.celery_app import app, config
+from workers.reaction_keys import (
+    ALERT,
+    DUPLICATE,
+    ERROR,
+    FAILED,
+    FLAG,
+    GIVEN_UP,
+    MALFORMED,
+    NONE,
+    WARNING,
+)
 from workers.redis_client import redis_client
-from workers.routing import CONSUME_REACTIONS
+from workers.routing import CONSUME_REACTIONS, FLAG_MODEL
 from workers.stream import StreamConsumer, StreamEntry
 
 logger = logging.getLogger(__name__)
-
-# Counter kinds (the keys are stat_guard:reactions:<kind>; docs/fleet.md lists them).
-ALERT = "alert"  # a drift alert was sent (or logged, with no webhook configured)
-FLAG = "flag"  # a model's flag in model_metadata was asked for (stat_guard.flag_model)
-WARNING = "warning"  # a warning was recorded
-NONE = "none"  # ok / insufficient data: nothing to do
-ERROR = "error"  # the run could not score any feature (engine verdict "error"): logged
-DUPLICATE = "duplicate"  # a run id already reacted to: acknowledged only
-FAILED = "failed"  # an attempt failed; the entry stays pending and is retried
-GIVEN_UP = "given_up"  # failed max_deliveries times: acknowledged without reacting
-MALFORMED = "malformed"  # no run id or verdict: acknowledged and dropped
-COUNTER_KINDS = (ALERT, FLAG, WARNING, NONE, ERROR, DUPLICATE, FAILED, GIVEN_UP, MALFORMED)
 
 # Mark a run id done and count what was done, atomically: the counters never count a run
 # twice, even when two consumers race on a redelivered entry.
@@ -53,7 +53,7 @@ return 1
 
 
 def counter_key(kind: str) -> str:
-    return config.redis.key("reactions", kind)
+    return reaction_keys.counter_key(config.redis, kind)
 
 
 def marker_key(run_id: str) -> str:
@@ -65,7 +65,7 @@ def warnings_key() -> str:
 
 
 def latest_key(source: str) -> str:
-    return config.redis.key("latest", source)
+    return reaction_keys.latest_key(config.redis, source)
 
 
 @dataclass
@@ -187,7 +187,7 @@ def react(client: redis.Redis, record: dict[str, str]) -> list[str]:
             # Flag first: it is idempotent per run id, an alert is not, so a failure here
             # retries without having alerted. The flag itself is written by the drift
             # worker (DuckDB's one writer), never here.
-            flag_model_task.apply_async(args=(record["model"], record["run_id"], verdict))
+            app.send_task(FLAG_MODEL, args=(record["model"], record["run_id"], verdict))
             kinds.append(FLAG)
         send_alert(record)
         kinds.append(ALERT)

@@ -17,7 +17,7 @@ from typing import Any
 import redis
 from celery import Task
 
-from tasks.duckdb_drift import (
+from stat_guard.scheduled.engine import (
     DriftRunConfig,
     DuckDBBusyError,
     ModelNotFoundError,

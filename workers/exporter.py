@@ -33,6 +33,7 @@ from redis.retry import Retry
 
 from stat_guard.verdict import Verdict
 from workers.config import FleetConfig
+from workers.reaction_keys import COUNTER_KINDS, counter_key, latest_key
 
 logger = logging.getLogger(__name__)
 
@@ -94,19 +95,12 @@ class OnDemandTally:
                 self.bucket_counts[i] += 1
 
 
-def reaction_counter_kinds() -> tuple[str, ...]:
-    """The reaction counters' kinds, from the reaction task (their one source of truth)."""
-    from tasks.reactions import COUNTER_KINDS  # imports the Celery app: kept out of import
-
-    return tuple(COUNTER_KINDS)
-
-
 class ResultsCollector(Collector):
     """Builds every ``stat_guard_*`` metric from Redis at collection time."""
 
     def __init__(self, config: FleetConfig, client: redis.Redis | None = None,
                  scan_limit: int = DEFAULT_SCAN_LIMIT,
-                 counter_kinds: tuple[str, ...] | None = None) -> None:
+                 counter_kinds: tuple[str, ...] = COUNTER_KINDS) -> None:
         self._config = config
         self._client = client or scrape_client(config)
         self._scan_limit = scan_limit
@@ -172,7 +166,7 @@ class ResultsCollector(Collector):
             if len(page) < _FORWARD_PAGE:
                 break
         for source in SOURCES:
-            stored = self._client.hgetall(self._config.redis.key("latest", source))
+            stored = self._client.hgetall(latest_key(self._config.redis, source))
             for model, document in stored.items():
                 key = (_text(model), source)
                 if key in latest:
@@ -249,13 +243,10 @@ class ResultsCollector(Collector):
                 last_success, duration]
 
     def _reaction_families(self) -> list[Metric]:
-        if self._counter_kinds is None:
-            self._counter_kinds = reaction_counter_kinds()
-        keys = [self._config.redis.key("reactions", kind) for kind in self._counter_kinds]
+        keys = [counter_key(self._config.redis, kind) for kind in self._counter_kinds]
         values = self._client.mget(keys) if keys else []
         families: list[Metric] = []
-        for kind, value in zip(self._counter_kinds, values, strict=True):
-            key = self._config.redis.key("reactions", kind)
+        for kind, key, value in zip(self._counter_kinds, keys, values, strict=True):
             families.append(CounterMetricFamily(
                 f"{PREFIX}_reactions_{kind}", f"Reactions of kind '{kind}' (Redis counter {key}).",
                 value=_number(value) or 0.0))

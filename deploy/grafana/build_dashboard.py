@@ -31,7 +31,7 @@ from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere: find workers/
 
-from workers.exporter import reaction_counter_kinds  # noqa: E402
+from workers.reaction_keys import COUNTER_KINDS  # noqa: E402
 
 OUTPUT = ROOT / "deploy" / "grafana" / "dashboards" / "stat_guard.json"
 DATASOURCE = DataSourceRef(type_val="prometheus", uid="stat-guard-prometheus")
@@ -219,7 +219,7 @@ def build() -> dash.Dashboard:
         [query("stat_guard_queue_drift_messages", "drift", "A"),
          query("stat_guard_queue_ondemand_messages", "ondemand", "B"),
          query("stat_guard_queue_reactions_messages", "reactions", "C")], unit="short"))
-    kinds = [kind for kind in reaction_counter_kinds() if kind in REACTION_KINDS_SHOWN]
+    kinds = [kind for kind in COUNTER_KINDS if kind in REACTION_KINDS_SHOWN]
     board = board.with_panel(series_panel(
         "Reactions per hour", "What the reaction task did with stream entries (Redis "
         "counters stat_guard:reactions:<kind>).",

@@ -9,8 +9,8 @@ import duckdb
 import numpy as np
 import pytest
 
-from tasks.demo_data import DemoSummary, generate_demo_data
-from tasks.duckdb_drift import ensure_schema
+from demo.duckdb_data import DemoSummary, generate_demo_data
+from stat_guard.scheduled.engine import ensure_schema
 
 
 @pytest.fixture(scope="session")

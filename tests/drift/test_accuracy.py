@@ -7,7 +7,7 @@ import pytest
 from scipy import stats as ss
 
 from stat_guard import stats as st
-from tasks.duckdb_drift import DriftRunConfig, run_model_drift
+from stat_guard.scheduled.engine import DriftRunConfig, run_model_drift
 from tests.drift.conftest import window_values
 
 NUMERIC = {"fraud_scoring": ["amount", "account_age_days", "txn_count_24h", "merchant_risk"],
@@ -90,10 +90,10 @@ def test_fewer_fine_bins_widen_the_stated_bound(demo):
 
 
 def test_ks_bound_holds_when_the_edges_come_from_a_sample(make_model):
-    """Windows larger than the edge sample (tasks.duckdb_aggregates.EDGE_SAMPLE_ROWS): the
+    """Windows larger than the edge sample (stat_guard.scheduled.aggregates.EDGE_SAMPLE_ROWS): the
     edges are sample quantiles, the counts still exact, and the bound still brackets the
     exact KS at about one fine bin of mass."""
-    from tasks.duckdb_aggregates import EDGE_SAMPLE_ROWS
+    from stat_guard.scheduled.aggregates import EDGE_SAMPLE_ROWS
 
     rng = np.random.default_rng(11)
     rows = 300_000

@@ -9,7 +9,7 @@ import duckdb
 import numpy as np
 import pytest
 
-from tasks.duckdb_drift import DEFAULT_CONFIG, ensure_schema, run_model_drift
+from stat_guard.scheduled.engine import DEFAULT_CONFIG, ensure_schema, run_model_drift
 
 SIZE = 20_000
 HOSTILE = 'risk"; DROP TABLE model_metadata; --'

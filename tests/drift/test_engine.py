@@ -10,13 +10,13 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from tasks.duckdb_drift import (
+from stat_guard.scheduled.engine import (
     ModelNotFoundError,
     flag_model,
     production_models,
     run_model_drift,
 )
-from tasks.duckdb_schema import MODEL_ROW, PREDICTION_ROW
+from stat_guard.scheduled.schema import MODEL_ROW, PREDICTION_ROW
 
 ALERTING = {"warning", "drift"}
 
@@ -136,7 +136,7 @@ def test_a_run_loads_neither_numpy_nor_scipy(demo, tmp_path):
     script = tmp_path / "run.py"
     script.write_text(
         "import sys\n"
-        "from tasks.duckdb_drift import run_model_drift\n"
+        "from stat_guard.scheduled.engine import run_model_drift\n"
         f"result = run_model_drift({demo.db_path!r}, 'pricing', 'imports-1')\n"
         "assert result.verdict in {'warning', 'drift'}, result.verdict\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in {'numpy', 'scipy', "

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tasks.duckdb_drift import DriftRunConfig, DuckDBBusyError, run_model_drift
+from stat_guard.scheduled.engine import DriftRunConfig, DuckDBBusyError, run_model_drift
 
 HOLDER = """
 import sys, time, duckdb

@@ -7,7 +7,7 @@ import datetime as dt
 import numpy as np
 import pytest
 
-from tasks.duckdb_drift import DriftRunConfig, WindowConfig, run_model_drift
+from stat_guard.scheduled.engine import DriftRunConfig, WindowConfig, run_model_drift
 
 START = dt.datetime(2025, 1, 1)
 SIZE = 10_000
@@ -87,8 +87,8 @@ def test_ranked_values_are_exact_order_statistics_through_the_sampling_rounds(
     each answer must equal numpy's order statistic."""
     import duckdb
 
-    from tasks import duckdb_windows
-    from tasks.duckdb_access import Session
+    from stat_guard.scheduled import windows as duckdb_windows
+    from stat_guard.scheduled.connection import Session
 
     monkeypatch.setattr(duckdb_windows, "GUESS_SAMPLE_ROWS", 200)
     monkeypatch.setattr(duckdb_windows, "EXACT_SELECTION_ROWS", 300)
@@ -125,7 +125,7 @@ def test_ranked_values_are_exact_order_statistics_through_the_sampling_rounds(
 def test_inverted_cdf_rank_matches_duckdb_quantile_disc():
     import duckdb
 
-    from tasks.duckdb_windows import inverted_cdf_rank
+    from stat_guard.scheduled.windows import inverted_cdf_rank
 
     connection = duckdb.connect()
     for rows in (1, 2, 7, 10, 99, 1000, 12_345):

@@ -14,7 +14,7 @@ from typing import Any
 import duckdb
 import redis
 
-from tasks.demo_data import DemoSummary, generate_demo_data
+from demo.duckdb_data import DemoSummary, generate_demo_data
 from tests.fleet.conftest import CONFIG, CONFIG_DIR
 
 _DEMO_CACHE: dict[int, tuple[Path, DemoSummary]] = {}

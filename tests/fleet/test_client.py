@@ -8,8 +8,8 @@ from typing import Any
 
 import redis
 
-from tasks.client import DriftSignalClient, cooldown_key
 from tests.fleet.conftest import CONFIG
+from workers.client import DriftSignalClient, cooldown_key
 from workers.redis_client import redis_client
 
 

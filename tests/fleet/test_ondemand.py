@@ -16,13 +16,13 @@ import pytest
 import redis
 from psycopg import sql
 
-from tasks.client import DriftSignalClient, cooldown_key
 from tests.fleet.conftest import CONFIG, CONFIG_PATH, Fleet
 from tests.fleet.private_postgres import PrivatePostgres, private_postgres
 from tests.fleet.support import stream_records
 from tests.http_server import verdict_service
 from tests.local import wait_for
 from workers.celery_app import app
+from workers.client import DriftSignalClient, cooldown_key
 from workers.redis_client import redis_client
 from workers.routing import REFRESH_BASELINES, RUN_ONDEMAND_ANALYSIS
 

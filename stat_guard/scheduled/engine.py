@@ -16,25 +16,38 @@ import re
 import time
 from typing import Any
 
-from tasks.duckdb_access import DuckDBBusyError, PhaseTimer, Session, open_duckdb, quote_ident
-from tasks.duckdb_aggregates import (
+from stat_guard.scheduled.aggregates import (
     CATEGORICAL,
     NUMERIC,
     FeatureSpec,
     SourceAggregates,
     aggregate_source,
 )
-from tasks.duckdb_config import DEFAULT_CONFIG, DriftRunConfig, WindowConfig
-from tasks.duckdb_results import (
+from stat_guard.scheduled.config import DEFAULT_CONFIG, DriftRunConfig, WindowConfig
+from stat_guard.scheduled.connection import (
+    DuckDBBusyError,
+    PhaseTimer,
+    Session,
+    open_duckdb,
+    quote_ident,
+)
+from stat_guard.scheduled.results import (
     FeatureDrift,
     ModelDrift,
     ModelDriftResult,
     Performance,
 )
-from tasks.duckdb_schema import RESERVED_FEATURE_NAMES, apply_schema, table_columns
-from tasks.duckdb_scoring import apply_verdicts, error_feature, model_verdict, score_feature
-from tasks.duckdb_windows import CURRENT, HISTORICAL, Source, WindowBounds, WindowPlan, plan_windows
-from tasks.duckdb_writes import flag, write_run
+from stat_guard.scheduled.schema import RESERVED_FEATURE_NAMES, apply_schema, table_columns
+from stat_guard.scheduled.scoring import apply_verdicts, error_feature, model_verdict, score_feature
+from stat_guard.scheduled.windows import (
+    CURRENT,
+    HISTORICAL,
+    Source,
+    WindowBounds,
+    WindowPlan,
+    plan_windows,
+)
+from stat_guard.scheduled.writes import flag, write_run
 
 __all__ = [
     "DEFAULT_CONFIG",

@@ -28,8 +28,8 @@ from typing import Any
 
 import duckdb
 
-from tasks.duckdb_access import Session, is_lock_conflict
-from tasks.duckdb_windows import CURRENT, HISTORICAL, Source, WindowPlan
+from stat_guard.scheduled.connection import Session, is_lock_conflict
+from stat_guard.scheduled.windows import CURRENT, HISTORICAL, Source, WindowPlan
 
 NUMERIC = "numeric"
 # Edges only need to cut the windows into nearly equal-mass bins: the counts that the

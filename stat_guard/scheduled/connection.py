@@ -15,7 +15,7 @@ from typing import Any
 
 import duckdb
 
-from tasks.duckdb_config import DriftRunConfig
+from stat_guard.scheduled.config import DriftRunConfig
 
 _LOCK_MESSAGES = ("could not set lock", "conflicting lock")
 

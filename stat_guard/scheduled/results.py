@@ -8,7 +8,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from tasks.duckdb_windows import WindowBounds
+from stat_guard.scheduled.windows import WindowBounds
 
 RECORD_LIMIT_BYTES = 60_000  # Redis Stream entries stay small; see ModelDriftResult.to_record
 

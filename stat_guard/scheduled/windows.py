@@ -18,8 +18,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from tasks.duckdb_access import Session
-from tasks.duckdb_config import WindowConfig
+from stat_guard.scheduled.config import WindowConfig
+from stat_guard.scheduled.connection import Session
 
 HISTORICAL = "historical"
 CURRENT = "current"

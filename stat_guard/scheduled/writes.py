@@ -10,16 +10,16 @@ import datetime as dt
 import math
 from typing import Any
 
-from tasks.duckdb_access import Session
-from tasks.duckdb_results import FeatureDrift, ModelDriftResult
-from tasks.duckdb_schema import (
+from stat_guard.scheduled.connection import Session
+from stat_guard.scheduled.results import FeatureDrift, ModelDriftResult
+from stat_guard.scheduled.schema import (
     DRIFT_RUNS_COLUMNS,
     MODEL_ROW,
     PREDICTION_ROW,
     RESERVED_FEATURE_NAMES,
     apply_schema,
 )
-from tasks.duckdb_windows import WindowBounds
+from stat_guard.scheduled.windows import WindowBounds
 
 _COLUMN_NAMES = [name for name, _ in DRIFT_RUNS_COLUMNS]
 _INSERT = (f"INSERT INTO drift_runs ({', '.join(_COLUMN_NAMES)}) "

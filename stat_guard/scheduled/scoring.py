@@ -11,10 +11,10 @@ import math
 from collections.abc import Mapping
 
 from stat_guard import counts as st
+from stat_guard.scheduled.aggregates import CATEGORICAL, FeatureAggregate, WindowCounts
+from stat_guard.scheduled.results import FeatureDrift
+from stat_guard.scheduled.windows import CURRENT, HISTORICAL
 from stat_guard.verdict import Thresholds, Verdict, decide, worst
-from tasks.duckdb_aggregates import CATEGORICAL, FeatureAggregate, WindowCounts
-from tasks.duckdb_results import FeatureDrift
-from tasks.duckdb_windows import CURRENT, HISTORICAL
 
 ERROR = "error"
 OTHER_CATEGORY = "(other)"

@@ -23,6 +23,7 @@ import redis
 from stat_guard.signal import ThreeSigmaSignal
 from workers.config import FleetConfig, get_config
 from workers.redis_client import redis_client
+from workers.routing import RUN_ONDEMAND_ANALYSIS
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +35,8 @@ def cooldown_key(fleet: FleetConfig, source: str) -> str:
 
 
 class DriftSignalClient:
-    """A 3σ signal over one source's values that enqueues ``run_ondemand_analysis``."""
+    """A 3σ signal over one source's values that enqueues the on-demand analysis
+    (``stat_guard.run_ondemand_analysis``, by name: the caller needs no task code)."""
 
     def __init__(self, source: str | None = None, time_column: str | None = None,
                  value_columns: Sequence[str] | None = None, window: str | None = None,
@@ -92,6 +94,6 @@ class DriftSignalClient:
 
 
 def _enqueue_task(kwargs: dict[str, Any]) -> Any:
-    from tasks.ondemand import run_ondemand_analysis
+    from workers.celery_app import app  # reads the configuration: only when first needed
 
-    return run_ondemand_analysis.apply_async(kwargs=kwargs)
+    return app.send_task(RUN_ONDEMAND_ANALYSIS, kwargs=kwargs)

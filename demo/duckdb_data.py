@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 
 import duckdb
 
-from tasks.duckdb_access import Session
-from tasks.duckdb_schema import apply_schema
+from stat_guard.scheduled.connection import Session
+from stat_guard.scheduled.schema import apply_schema
 
 DRIFT_START = 0.95  # the injected drift covers the most recent 5% of rows
 DAYS = 90

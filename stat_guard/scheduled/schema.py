@@ -6,7 +6,7 @@ Feature tables belong to the platform (one wide table per model, named in
 
 from __future__ import annotations
 
-from tasks.duckdb_access import Session
+from stat_guard.scheduled.connection import Session
 
 # drift_runs rows that are not features; a feature may not use these names.
 PREDICTION_ROW = "__prediction__"

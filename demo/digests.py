@@ -1,8 +1,8 @@
 """A small drift comparison on generated data: baseline vs current window per feature.
 
-``make demo`` runs it. Each feature is summarised into t-digests, shipped through the
-wire format as one envelope (as the PostgreSQL extension does), analysed, and compared
-with the exact raw-sample statistics.
+``make demo-core`` runs it (``python -m demo.digests``). Each feature is summarised into
+t-digests, shipped through the wire format as one envelope (as the PostgreSQL extension
+does), analysed, and compared with the exact raw-sample statistics.
 """
 
 from __future__ import annotations
