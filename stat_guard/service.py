@@ -13,6 +13,8 @@ Settings come from the environment once, when the app is built (Azure app settin
 | ``STAT_GUARD_PSI_WARNING`` / ``_PSI_DRIFT`` | 0.1 / 0.25 | verdict thresholds |
 | ``STAT_GUARD_KS_PVALUE`` / ``_KS_STATISTIC`` | 0.05 / 0.1 | KS rule |
 | ``STAT_GUARD_MIN_COUNT`` | 30 | fewer values: insufficient_data |
+
+The threshold defaults are ``stat_guard.verdict.DEFAULT_THRESHOLDS``.
 """
 
 from __future__ import annotations
@@ -62,12 +64,13 @@ class ServiceSettings:
         max_body = number("STAT_GUARD_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES, int)
         if max_body < 1024:
             raise ValueError("STAT_GUARD_MAX_BODY_BYTES must be at least 1024")
+        defaults = DEFAULT_THRESHOLDS
         thresholds = Thresholds(
-            psi_warning=number("STAT_GUARD_PSI_WARNING", 0.1),
-            psi_drift=number("STAT_GUARD_PSI_DRIFT", 0.25),
-            ks_pvalue=number("STAT_GUARD_KS_PVALUE", 0.05),
-            ks_statistic=number("STAT_GUARD_KS_STATISTIC", 0.1),
-            min_count=number("STAT_GUARD_MIN_COUNT", 30, int),
+            psi_warning=number("STAT_GUARD_PSI_WARNING", defaults.psi_warning),
+            psi_drift=number("STAT_GUARD_PSI_DRIFT", defaults.psi_drift),
+            ks_pvalue=number("STAT_GUARD_KS_PVALUE", defaults.ks_pvalue),
+            ks_statistic=number("STAT_GUARD_KS_STATISTIC", defaults.ks_statistic),
+            min_count=number("STAT_GUARD_MIN_COUNT", defaults.min_count, int),
         )
         return cls(function_key=environ.get("STAT_GUARD_FUNCTION_KEY") or None,
                    max_body_bytes=max_body, thresholds=thresholds)

@@ -18,43 +18,20 @@ import redis
 from celery import Task
 
 from stat_guard.scheduled.engine import (
-    DriftRunConfig,
     DuckDBBusyError,
     ModelNotFoundError,
-    WindowConfig,
     ensure_schema,
     flag_model,
     production_models,
     run_model_drift,
 )
 from workers.celery_app import app, config
-from workers.config import FleetConfig
 from workers.locks import ModelLock
 from workers.redis_client import redis_client
 from workers.routing import FLAG_MODEL, RUN_MODEL_DRIFT, SCHEDULE_DRIFT_RUNS
 from workers.stream import already_published, publish_once
 
 logger = logging.getLogger(__name__)
-
-
-def engine_config(fleet: FleetConfig | None = None) -> DriftRunConfig:
-    """The drift engine's settings from the fleet configuration (DuckDB threads and memory
-    are capped here: the drift worker must never starve the machine)."""
-    fleet = fleet or config
-    windows = fleet.windows
-    return DriftRunConfig(
-        windows=WindowConfig(current_fraction=windows.current_fraction,
-                             historical_start=windows.historical_start,
-                             historical_end=windows.historical_end,
-                             max_rows_per_window=windows.max_rows_per_window,
-                             seed=windows.seed),
-        psi_bins=fleet.drift.psi_bins, ks_bins=fleet.drift.ks_bins,
-        max_categories=fleet.drift.max_categories, thresholds=fleet.thresholds,
-        duckdb_threads=fleet.duckdb.threads, duckdb_memory_limit=fleet.duckdb.memory_limit,
-        duckdb_memory_limit_max=fleet.duckdb.memory_limit_max,
-        lock_attempts=fleet.duckdb.lock_attempts,
-        lock_base_delay_s=fleet.duckdb.lock_base_delay_s,
-        lock_max_delay_s=fleet.duckdb.lock_max_delay_s)
 
 
 def schedule_slot(now: datetime, interval_s: float) -> datetime:
@@ -86,7 +63,7 @@ def start_service_c(now: datetime | None = None) -> list[str]:
     _schema_ready(db_path)
     slot = schedule_slot(now or datetime.now(UTC), config.schedule.drift_interval_s)
     run_ids = []
-    for model in production_models(db_path, engine_config()):
+    for model in production_models(db_path, config.drift_run_config()):
         run_id = drift_run_id(model, slot)
         # Not started within one interval: the next slot's run supersedes it.
         run_model_drift_task.apply_async(args=(model, run_id),
@@ -150,7 +127,8 @@ def run_model_drift_task(self: Task, model: str, run_id: str, busy_retries: int 
         if config.testing.drift_delay_s:
             time.sleep(config.testing.drift_delay_s)
         try:
-            result = run_model_drift(config.duckdb.path, model, run_id, config=engine_config())
+            result = run_model_drift(config.duckdb.path, model, run_id,
+                                     config=config.drift_run_config())
         except ModelNotFoundError as exc:  # removed since it was enqueued: nothing to do
             logger.warning("drift run %s skipped: %s", run_id, exc)
             return {"status": "skipped_unknown_model", "run_id": run_id}
@@ -179,7 +157,7 @@ def flag_model_task(self: Task, model: str, run_id: str, verdict: str) -> dict[s
     idempotent per run id). It runs on the drift worker, the one process that opens the
     DuckDB file, so a reaction never waits for a drift run's lock."""
     try:
-        flag_model(config.duckdb.path, model, run_id, verdict, config=engine_config())
+        flag_model(config.duckdb.path, model, run_id, verdict, config=config.drift_run_config())
     except DuckDBBusyError as exc:
         raise self.retry(exc=exc, countdown=_busy_countdown(self.request.retries)) from exc
     logger.info("model %s flagged by run %s (%s)", model, run_id, verdict)

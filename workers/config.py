@@ -18,16 +18,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from stat_guard.scheduled.config import DEFAULT_CONFIG as ENGINE_DEFAULTS
+from stat_guard.scheduled.config import ConfigError, DriftRunConfig, WindowConfig
 from stat_guard.verdict import Thresholds
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG_PATH = ROOT / "Global_Configs" / "App.yaml"
 CONFIG_PATH_VARIABLE = "STAT_GUARD_CONFIG"
 ENV_PREFIX = "STAT_GUARD_"
-
-
-class ConfigError(ValueError):
-    """The configuration file or an override is malformed or inconsistent."""
 
 
 @dataclass(frozen=True)
@@ -75,37 +73,19 @@ class RedisConfig:
 @dataclass(frozen=True)
 class DuckDBConfig:
     path: str = "data/stat_guard.duckdb"
-    threads: int = 1
-    memory_limit: str = "16MB"
-    memory_limit_max: str = "128MB"
-    lock_attempts: int = 8
-    lock_base_delay_s: float = 0.2
-    lock_max_delay_s: float = 5.0
-
-
-@dataclass(frozen=True)
-class WindowsConfig:
-    current_fraction: float = 0.05
-    historical_start: float = 0.5
-    historical_end: float = 0.7
-    max_rows_per_window: int = 500_000
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if not 0 < self.current_fraction < 1:
-            raise ConfigError("windows.current_fraction must be in (0, 1)")
-        if not 0 <= self.historical_start < self.historical_end <= 1 - self.current_fraction:
-            raise ConfigError("windows need 0 <= historical_start < historical_end "
-                              "<= 1 - current_fraction")
-        if self.max_rows_per_window < 1:
-            raise ConfigError("windows.max_rows_per_window must be positive")
+    threads: int = ENGINE_DEFAULTS.duckdb_threads
+    memory_limit: str = ENGINE_DEFAULTS.duckdb_memory_limit
+    memory_limit_max: str = ENGINE_DEFAULTS.duckdb_memory_limit_max
+    lock_attempts: int = ENGINE_DEFAULTS.lock_attempts
+    lock_base_delay_s: float = ENGINE_DEFAULTS.lock_base_delay_s
+    lock_max_delay_s: float = ENGINE_DEFAULTS.lock_max_delay_s
 
 
 @dataclass(frozen=True)
 class DriftConfig:
-    psi_bins: int = 10
-    ks_bins: int = 1000
-    max_categories: int = 200  # beyond it the rarest categories are pooled into one
+    psi_bins: int = ENGINE_DEFAULTS.psi_bins
+    ks_bins: int = ENGINE_DEFAULTS.ks_bins
+    max_categories: int = ENGINE_DEFAULTS.max_categories  # the rarest beyond it are pooled
     nice: int = 19  # OS niceness of the drift worker's pool processes
     sched_idle: bool = True  # ... and Linux's SCHED_IDLE scheduling class
     busy_max_retries: int = 6  # DuckDB file stayed locked: retries of the task
@@ -238,7 +218,7 @@ class FleetConfig:
     postgres: PostgresConfig = field(default_factory=PostgresConfig)
     redis: RedisConfig = field(default_factory=RedisConfig)
     duckdb: DuckDBConfig = field(default_factory=DuckDBConfig)
-    windows: WindowsConfig = field(default_factory=WindowsConfig)
+    windows: WindowConfig = field(default_factory=WindowConfig)
     drift: DriftConfig = field(default_factory=DriftConfig)
     thresholds: Thresholds = field(default_factory=Thresholds)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
@@ -253,6 +233,7 @@ class FleetConfig:
     source_path: str = ""  # the file read, or "" for built-in defaults
 
     def __post_init__(self) -> None:
+        self.drift_run_config()  # the engine's own checks of its settings
         # A run whose pool process died keeps its lock until the TTL; the redelivered run
         # must be willing to wait that long.
         waited = self.drift.lock_retry_countdown_s * self.drift.lock_max_retries
@@ -266,6 +247,19 @@ class FleetConfig:
             raise ConfigError("retry countdowns (drift.busy_retry_max_s, "
                               "drift.lock_retry_countdown_s, ondemand.busy_retry_s) must be "
                               "below limits.visibility_timeout_s")
+
+
+    def drift_run_config(self) -> DriftRunConfig:
+        """The engine's settings for one drift run (DuckDB threads and memory are capped
+        here: the drift worker must never starve the machine)."""
+        duckdb = self.duckdb
+        return DriftRunConfig(
+            windows=self.windows, psi_bins=self.drift.psi_bins, ks_bins=self.drift.ks_bins,
+            max_categories=self.drift.max_categories, thresholds=self.thresholds,
+            duckdb_threads=duckdb.threads, duckdb_memory_limit=duckdb.memory_limit,
+            duckdb_memory_limit_max=duckdb.memory_limit_max,
+            lock_attempts=duckdb.lock_attempts, lock_base_delay_s=duckdb.lock_base_delay_s,
+            lock_max_delay_s=duckdb.lock_max_delay_s)
 
 
 def load_config(path: str | os.PathLike[str] | None = None,

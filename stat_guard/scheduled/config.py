@@ -1,4 +1,8 @@
-"""Settings of a scheduled drift run over DuckDB: which rows form each window, bins, limits."""
+"""Settings of a scheduled drift run over DuckDB: which rows form each window, bins, limits.
+
+The one definition of each setting, its default and its checks; the fleet's configuration
+(workers/config.py) takes its ``windows`` section and its drift and DuckDB defaults from here.
+"""
 
 from __future__ import annotations
 
@@ -7,31 +11,35 @@ from dataclasses import dataclass, field
 from stat_guard.verdict import DEFAULT_THRESHOLDS, Thresholds
 
 
+class ConfigError(ValueError):
+    """Settings that are malformed or inconsistent (the fleet's configuration raises it too)."""
+
+
 @dataclass(frozen=True)
 class WindowConfig:
     """The owner's window selection, as fractions of a table's rows ordered by time.
 
     Current window: the most recent ``current_fraction`` of rows. Historical window: the
-    rows from ``historical_start`` to ``historical_end`` of the way through. A window with
-    more than ``max_rows_per_window`` rows is sampled reproducibly by a hash of each row's
-    key and ``seed`` (see docs/scheduled-drift.md).
+    rows from ``historical_start`` to ``historical_end`` of the way through, ending before
+    the current window starts. A window with more than ``max_rows_per_window`` rows is
+    sampled reproducibly by a hash of each row's key and ``seed`` (see
+    docs/scheduled-drift.md). The fleet's ``windows`` section is this type.
     """
 
     current_fraction: float = 0.05
-    historical_start: float = 0.50
-    historical_end: float = 0.70
+    historical_start: float = 0.5
+    historical_end: float = 0.7
     max_rows_per_window: int = 500_000
     seed: int = 0
 
     def __post_init__(self) -> None:
         if not 0 < self.current_fraction < 1:
-            raise ValueError("current_fraction must be in (0, 1)")
-        if not 0 <= self.historical_start < self.historical_end <= 1:
-            raise ValueError("need 0 <= historical_start < historical_end <= 1")
-        if self.historical_end > 1 - self.current_fraction:
-            raise ValueError("the historical window must end before the current window starts")
+            raise ConfigError("windows.current_fraction must be in (0, 1)")
+        if not 0 <= self.historical_start < self.historical_end <= 1 - self.current_fraction:
+            raise ConfigError("windows need 0 <= historical_start < historical_end "
+                              "<= 1 - current_fraction")
         if self.max_rows_per_window < 1:
-            raise ValueError("max_rows_per_window must be >= 1")
+            raise ConfigError("windows.max_rows_per_window must be positive")
 
 
 @dataclass(frozen=True)
@@ -55,13 +63,13 @@ class DriftRunConfig:
 
     def __post_init__(self) -> None:
         if self.psi_bins < 2 or self.ks_bins < 2:
-            raise ValueError("psi_bins and ks_bins must be >= 2")
+            raise ConfigError("psi_bins and ks_bins must be >= 2")
         if self.max_categories < 2:
-            raise ValueError("max_categories must be >= 2")
+            raise ConfigError("max_categories must be >= 2")
         if self.duckdb_threads < 1 or self.lock_attempts < 1:
-            raise ValueError("duckdb_threads and lock_attempts must be >= 1")
+            raise ConfigError("duckdb_threads and lock_attempts must be >= 1")
         if self.lock_base_delay_s < 0 or self.lock_max_delay_s < self.lock_base_delay_s:
-            raise ValueError("need 0 <= lock_base_delay_s <= lock_max_delay_s")
+            raise ConfigError("need 0 <= lock_base_delay_s <= lock_max_delay_s")
 
 
 DEFAULT_CONFIG = DriftRunConfig()
