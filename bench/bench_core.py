@@ -16,7 +16,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from stat_guard.analysis import analyze_envelope
+from stat_guard.envelope_verdict import analyze_envelope
 from stat_guard.tdigest import DEFAULT_COMPRESSION, TDigest
 from stat_guard.wire import ColumnDigests, Envelope, decode_envelope, encode_envelope
 

@@ -94,7 +94,7 @@ def run_naive(db_path: str) -> dict:
     import numpy as np
     from scipy import stats as ss
 
-    from stat_guard import stats as st
+    from stat_guard import counts
 
     connection = duckdb.connect(db_path, read_only=True)
     try:
@@ -115,7 +115,7 @@ def run_naive(db_path: str) -> dict:
         edges = np.quantile(b, np.arange(1, 10) / 10, method="inverted_cdf")
         counts_b = np.histogram(b, np.concatenate(([-np.inf], edges, [np.inf])))[0]
         counts_c = np.histogram(c, np.concatenate(([-np.inf], edges, [np.inf])))[0]
-        psi = st.psi_from_counts(counts_b, counts_c)
+        psi = counts.psi_from_counts(counts_b, counts_c)
         if psi >= 0.1 or (ks.pvalue < 0.05 and ks.statistic > 0.1):
             found.append(name)
     return {"bytes_fetched": int(fetched), "found": found,

@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from stat_guard.analysis import analyze_envelope, compare_samples, evaluate
+from stat_guard.envelope_verdict import analyze_envelope, compare_samples, evaluate
 from stat_guard.tdigest import TDigest
 from stat_guard.wire import ColumnDigests, Envelope, encode_envelope
 

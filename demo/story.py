@@ -20,7 +20,6 @@ otherwise.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import socket
@@ -33,6 +32,8 @@ from contextlib import ExitStack, closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from stat_guard.result_record import ResultRecord
 
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / ".demo"
@@ -231,9 +232,9 @@ class Ingest(threading.Thread):
 # ---- the story ---------------------------------------------------------------------
 
 
-def records(client, source: str | None = None) -> list[dict[str, str]]:
-    rows = [fields for _, fields in client.xrange(STREAM)]
-    return [r for r in rows if source is None or r.get("source") == source]
+def records(client, source: str | None = None) -> list[ResultRecord]:
+    rows = [ResultRecord.from_fields(fields) for _, fields in client.xrange(STREAM)]
+    return [r for r in rows if source is None or r.source == source]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -362,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
                 wait_for("the false alarm's analysis", lambda: records(client, "ondemand"), 90,
                          fleet)
                 detail(f"the false alarm's analysis answered "
-                       f"{records(client, 'ondemand')[-1].get('verdict')}")
+                       f"{records(client, 'ondemand')[-1].verdict}")
                 client.delete(*client.keys(f"{PREFIX}:*cooldown*") or ["-"])
                 signal_client._quiet_until = 0.0
             before = len(records(client, "ondemand"))
@@ -373,14 +374,14 @@ def main(argv: list[str] | None = None) -> int:
                    f"{ONDEMAND_WINDOW} enqueued (in {ONDEMAND_DELAY_S} s)")
             ondemand = wait_for("the on-demand verdict on the stream",
                                 lambda: records(client, "ondemand")[before:], 90, fleet)[-1]
-            detail(f"perform_drift_analysis answered: verdict {ondemand.get('verdict')}")
+            detail(f"perform_drift_analysis answered: verdict {ondemand.verdict}")
             ingest.stop.set()
 
             say("4/5 beat starts the scheduled drift run over DuckDB (every 20 s here)")
             fleet.start("beat", [*celery, "-A", "beat_schedule", "beat", "-l", "info", "-s",
                                  str(WORK / "celerybeat-schedule")])
             wait_for("scheduled results for every production model",
-                     lambda: len({r["model"] for r in records(client, "scheduled")}) >= 3,
+                     lambda: len({r.model for r in records(client, "scheduled")}) >= 3,
                      240, fleet)
             wait_for("an alert for every drift result", lambda: _alerted(client), 90, fleet)
             # The flag is written by a task on the drift queue, maybe behind a drift run:
@@ -417,8 +418,8 @@ def _counter(client, kind: str) -> int:
 
 def _drifted(client) -> list[tuple[str, str]]:
     """(source, model) of every latest result whose verdict is drift."""
-    latest = {(r["source"], r["model"]): r for r in records(client)}
-    return [key for key, record in latest.items() if record.get("verdict") == "drift"]
+    latest = {(r.source, r.model): r for r in records(client)}
+    return [key for key, record in latest.items() if record.verdict == "drift"]
 
 
 def _alerted(client) -> bool:
@@ -447,25 +448,22 @@ def _summary(client, flagged: list[str], ports: dict[str, int],
               f"{'KS p':>9} {'verdict':<18}")
     print(header)
     print("-" * len(header))
-    latest: dict[tuple[str, str], dict[str, str]] = {}
+    latest: dict[tuple[str, str], ResultRecord] = {}
     for record in records(client):
-        latest[(record["source"], record["model"])] = record
+        latest[(record.source, record.model)] = record
     for (source, model), record in sorted(latest.items()):
-        features = json.loads(record.get("features") or "{}")
-        for name, figures in sorted(features.items()):
-            figures = figures or {}
+        for name, figures in sorted(record.features.items()):
 
-            def number(key: str, fmt: str, figures: dict = figures) -> str:
-                value = figures.get(key)
-                return format(value, fmt) if isinstance(value, (int, float)) else "-"
+            def number(value: float | None, fmt: str) -> str:
+                return "-" if value is None else format(value, fmt)
 
-            verdict = figures.get("verdict") or "-"
+            verdict = figures.verdict or "-"
             marker = "  <- drift" if verdict == "drift" else ""
-            print(f"{source:<10} {model:<16} {name:<18} {number('psi', '8.4f')} "
-                  f"{number('ks_statistic', '7.4f')} {number('ks_pvalue', '9.2e')} "
-                  f"{verdict:<18}{marker}")
+            print(f"{source:<10} {model:<16} {name:<18} {number(figures.psi, '8.4f')} "
+                  f"{number(figures.ks_statistic, '7.4f')} "
+                  f"{number(figures.ks_pvalue, '9.2e')} {verdict:<18}{marker}")
         print(f"{'':<10} {model:<16} {'= model verdict':<18} {'':>8} {'':>7} {'':>9} "
-              f"{record.get('verdict')}")
+              f"{record.verdict}")
     counters = {key.rsplit(':', 1)[-1]: client.get(key)
                 for key in client.keys(f"{PREFIX}:reactions:*") if client.type(key) == "string"}
     print(f"\nreactions: {counters}")

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from stat_guard import __version__
-from stat_guard.analysis import analyze_envelope
+from stat_guard.envelope_verdict import analyze_envelope
 from stat_guard.verdict import DEFAULT_THRESHOLDS, Thresholds
 from stat_guard.wire import WireFormatError
 

@@ -2,6 +2,8 @@
 
 PSI < 0.1 is ok, 0.1–0.25 a warning, > 0.25 drift. KS raises a warning only when
 p < 0.05 and the statistic > 0.1, because at large sample sizes KS flags tiny deviations.
+A model's verdict is its features' worst, its drift score their largest PSI
+(:func:`model_verdict`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ class Verdict(StrEnum):
 
 
 _SEVERITY = {Verdict.INSUFFICIENT_DATA: 0, Verdict.OK: 1, Verdict.WARNING: 2, Verdict.DRIFT: 3}
+_VERDICTS = frozenset(v.value for v in Verdict)
+# A feature (or a whole run) that could not be scored. Not a Verdict: no rule decides it.
+ERROR = "error"
 
 
 @dataclass(frozen=True)
@@ -85,3 +90,28 @@ def decide(psi: float, ks_statistic: float, ks_pvalue: float, n_baseline: int, n
 def worst(verdicts: Iterable[Verdict]) -> Verdict:
     """The most severe verdict; an empty list is insufficient data."""
     return max(verdicts, key=lambda v: v.severity, default=Verdict.INSUFFICIENT_DATA)
+
+
+@dataclass(frozen=True)
+class ModelVerdict:
+    verdict: str  # a Verdict's value, or ERROR
+    drift_score: float  # NaN when no feature has one
+
+
+def model_verdict(features: Iterable[tuple[str, float | None]]) -> ModelVerdict:
+    """The model-level rule over its features' (verdict, PSI) pairs.
+
+    The verdict is the worst among the scored features; the drift score the largest
+    finite PSI among them, features with insufficient data left out. A feature whose
+    verdict is not a :class:`Verdict` (``error``: it could not be scored) counts for
+    neither; when every feature is like that the model's verdict is ``error``, and with
+    no features at all ``insufficient_data``.
+    """
+    judged = list(features)
+    scored = [(Verdict(verdict), psi) for verdict, psi in judged if verdict in _VERDICTS]
+    if not scored:
+        return ModelVerdict(ERROR if judged else Verdict.INSUFFICIENT_DATA.value, math.nan)
+    psis = [psi for verdict, psi in scored if verdict != Verdict.INSUFFICIENT_DATA
+            and psi is not None and math.isfinite(psi)]
+    return ModelVerdict(worst(verdict for verdict, _ in scored).value,
+                        max(psis, default=math.nan))

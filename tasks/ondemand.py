@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -15,6 +14,13 @@ from typing import Any
 import psycopg
 from celery import Task
 
+from stat_guard.result_record import (
+    ONDEMAND,
+    FeatureFigures,
+    OnDemandDetails,
+    ResultRecord,
+)
+from stat_guard.verdict import model_verdict
 from workers.celery_app import app, config
 from workers.postgres import discard_connection, pg_connection
 from workers.redis_client import redis_client
@@ -23,15 +29,9 @@ from workers.stream import already_published, publish_once
 
 logger = logging.getLogger(__name__)
 
-ONDEMAND_SOURCE = "ondemand"
 # Worth another try a little later: the extension is busy, the call timed out or the
 # function could not be reached. Anything else (permissions, bad columns) will not heal.
 _RETRYABLE_SQLSTATES = {"53400", "57014"}
-# Verdict column field -> the per-feature key of a scheduled run's record.
-_FEATURE_FIELDS = {"psi": "psi", "ks_statistic": "ks_statistic", "ks_pvalue": "ks_pvalue",
-                   "kl_divergence": "kl", "js_distance": "js",
-                   "wasserstein_normalized": "wasserstein", "verdict": "verdict",
-                   "error": "error"}
 
 
 class AnalysisUnavailable(RuntimeError):
@@ -71,29 +71,23 @@ def analyse(window: str, source: str | None = None, time_column: str | None = No
 
 
 def ondemand_record(verdict: dict[str, Any], model: str, started_at: datetime,
-                    finished_at: datetime) -> dict[str, str]:
-    """The stream record of an analysis: same fields as a scheduled run's."""
+                    finished_at: datetime) -> ResultRecord:
+    """The stream record of an analysis; the drift score by the model-level rule."""
     columns = verdict.get("columns") or {}
-    features = {name: {ours: column.get(theirs) for theirs, ours in _FEATURE_FIELDS.items()}
+    features = {name: FeatureFigures.from_verdict_column(column)
                 for name, column in columns.items() if isinstance(column, dict)}
-    scores = [float(column["psi"]) for column in features.values()
-              if isinstance(column.get("psi"), int | float) and math.isfinite(column["psi"])]
+    overall = model_verdict((f.verdict, f.psi) for f in features.values())
     analysis = verdict.get("analysis") or {}
-    return {
-        "run_id": str(verdict["request_id"]),
-        "model": model,
-        "source": ONDEMAND_SOURCE,
-        "verdict": str(verdict.get("verdict", "insufficient_data")),
-        "drift_score": repr(max(scores)) if scores else "nan",
-        "features": json.dumps(features, sort_keys=True),
-        "started_at": started_at.isoformat(),
-        "finished_at": finished_at.isoformat(),
-        "duration_s": f"{(finished_at - started_at).total_seconds():.6f}",
-        "table": str(analysis.get("source", "")),
-        "window_start": str(analysis.get("window_start", "")),
-        "window_end": str(analysis.get("window_end", "")),
-        "rows": str(analysis.get("rows", "")),
-    }
+    rows = analysis.get("rows")
+    return ResultRecord(
+        run_id=str(verdict["request_id"]), model=model, source=ONDEMAND,
+        verdict=str(verdict.get("verdict", "insufficient_data")),
+        drift_score=overall.drift_score, features=features, started_at=started_at,
+        finished_at=finished_at, duration_s=(finished_at - started_at).total_seconds(),
+        details=OnDemandDetails(table=str(analysis.get("source", "")),
+                                window_start=str(analysis.get("window_start", "")),
+                                window_end=str(analysis.get("window_end", "")),
+                                rows=int(rows) if isinstance(rows, int | float) else None))
 
 
 @app.task(bind=True, name=RUN_ONDEMAND_ANALYSIS, max_retries=None,
@@ -135,9 +129,8 @@ def run_ondemand_analysis(self: Task, window: str | None = None, source: str | N
                              finished_at)
     published = publish_once(client, config.redis, config.stream, record,
                              dedupe_key=dedupe_key)
-    logger.info("on-demand analysis %s of %s: %s in %.1f ms (entry %s)", record["run_id"],
-                record["model"], record["verdict"], analysis_ms,
-                published.entry_id)
-    return {"status": "published", "run_id": record["run_id"], "model": record["model"],
-            "verdict": record["verdict"], "entry_id": published.entry_id,
+    logger.info("on-demand analysis %s of %s: %s in %.1f ms (entry %s)", record.run_id,
+                record.model, record.verdict, analysis_ms, published.entry_id)
+    return {"status": "published", "run_id": record.run_id, "model": record.model,
+            "verdict": record.verdict, "entry_id": published.entry_id,
             "analysis_ms": round(analysis_ms, 3)}

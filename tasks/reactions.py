@@ -16,11 +16,14 @@ import socket
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import redis
 
+from stat_guard.result_record import SCHEDULED, ResultRecord, number_text
+from stat_guard.verdict import ERROR as UNSCORED
 from stat_guard.verdict import Verdict
 from workers import reaction_keys
 from workers.celery_app import app, config
@@ -122,11 +125,11 @@ def drain(client: redis.Redis, name: str, time_budget_s: float | None = None) ->
 
 def _handle(client: redis.Redis, consumer: StreamConsumer, entry: StreamEntry,
             summary: DrainSummary) -> None:
-    record = entry.fields
-    run_id, verdict = record.get("run_id"), record.get("verdict")
+    record = ResultRecord.from_fields(entry.fields)
+    run_id, verdict = record.run_id, record.verdict
     if not run_id or not verdict:
         logger.error("stream entry %s has no run id or verdict; dropped: %s", entry.entry_id,
-                     record)
+                     entry.fields)
         _count(client, MALFORMED, summary)
         consumer.ack(entry.entry_id)
         return
@@ -151,7 +154,7 @@ def _handle(client: redis.Redis, consumer: StreamConsumer, entry: StreamEntry,
             logger.info("run %s is being handled by %s; left pending", run_id, state)
             return
     try:
-        kinds = react(client, record)
+        kinds = react(client, record, entry.fields)
     except Exception as exc:  # any failure: keep the entry pending, try again later
         client.delete(marker)
         deliveries = consumer.deliveries(entry.entry_id)
@@ -171,47 +174,48 @@ def _handle(client: redis.Redis, consumer: StreamConsumer, entry: StreamEntry,
     for kind in kinds:
         summary.add(kind if finished else DUPLICATE)
     consumer.ack(entry.entry_id)
-    logger.info("reacted to run %s (%s %s, %s): %s", run_id, record.get("source"),
-                record.get("model"), verdict, ", ".join(kinds))
+    logger.info("reacted to run %s (%s %s, %s): %s", run_id, record.source, record.model,
+                verdict, ", ".join(kinds))
 
 
-def react(client: redis.Redis, record: dict[str, str]) -> list[str]:
-    """Apply the reaction policy to one record; the kinds of reaction done."""
-    verdict = record["verdict"]
-    source = record.get("source", "")
-    client.hset(latest_key(source or "unknown"), record.get("model", ""),
-                json.dumps(record, sort_keys=True))
+def react(client: redis.Redis, record: ResultRecord, fields: Mapping[str, str]) -> list[str]:
+    """Apply the reaction policy to one record (``fields``: as it came off the stream, kept
+    as it is for the exporter and the warning list); the kinds of reaction done."""
+    verdict = record.verdict
+    source = record.source
+    document = json.dumps(dict(fields), sort_keys=True)
+    client.hset(latest_key(source or "unknown"), record.model, document)
     if verdict == Verdict.DRIFT:
         kinds = []
-        if source == "scheduled" or config.reactions.flag_ondemand:
+        if source == SCHEDULED or config.reactions.flag_ondemand:
             # Flag first: it is idempotent per run id, an alert is not, so a failure here
             # retries without having alerted. The flag itself is written by the drift
             # worker (DuckDB's one writer), never here.
-            app.send_task(FLAG_MODEL, args=(record["model"], record["run_id"], verdict))
+            app.send_task(FLAG_MODEL, args=(record.model, record.run_id, verdict))
             kinds.append(FLAG)
         send_alert(record)
         kinds.append(ALERT)
         return kinds
     if verdict == Verdict.WARNING:
         with client.pipeline(transaction=True) as pipe:
-            pipe.lpush(warnings_key(), json.dumps(record, sort_keys=True))
+            pipe.lpush(warnings_key(), document)
             pipe.ltrim(warnings_key(), 0, config.reactions.warnings_maxlen - 1)
             pipe.execute()
-        logger.warning("drift warning for %s %s (run %s, score %s)", source,
-                       record.get("model"), record["run_id"], record.get("drift_score"))
+        logger.warning("drift warning for %s %s (run %s, score %s)", source, record.model,
+                       record.run_id, number_text(record.drift_score))
         return [WARNING]
-    if verdict == "error":
-        logger.error("run %s of %s %s scored nothing: %s", record["run_id"], source,
-                     record.get("model"), record.get("features", "")[:500])
+    if verdict == UNSCORED:
+        logger.error("run %s of %s %s scored nothing: %s", record.run_id, source,
+                     record.model, fields.get("features", "")[:500])
         return [ERROR]
     return [NONE]
 
 
-def send_alert(record: dict[str, str]) -> None:
+def send_alert(record: ResultRecord) -> None:
     """POST the drift alert to the configured webhook (or only log it if none)."""
     settings = config.reactions
-    logger.warning("DRIFT for %s %s (run %s, score %s)", record.get("source"),
-                   record.get("model"), record["run_id"], record.get("drift_score"))
+    logger.warning("DRIFT for %s %s (run %s, score %s)", record.source, record.model,
+                   record.run_id, number_text(record.drift_score))
     if not settings.webhook_url:
         return
     body = json.dumps(alert_payload(record, settings.webhook_format)).encode()
@@ -224,34 +228,23 @@ def send_alert(record: dict[str, str]) -> None:
         raise RuntimeError(f"webhook {settings.webhook_url} failed: {exc}") from exc
 
 
-def alert_payload(record: dict[str, str], webhook_format: str) -> Any:
+def alert_payload(record: ResultRecord, webhook_format: str) -> Any:
     """Alertmanager's ``POST /api/v2/alerts`` body (a list of alerts) or Slack's
     ``{"text": ...}``."""
-    drifted = _drifted_features(record.get("features", ""))
-    summary = (f"Drift in {record.get('model')} ({record.get('source')} run "
-               f"{record['run_id']}): score {record.get('drift_score')}"
+    drifted = sorted(name for name, figures in record.features.items()
+                     if figures.verdict == Verdict.DRIFT)
+    score = number_text(record.drift_score)
+    summary = (f"Drift in {record.model} ({record.source} run {record.run_id}): score {score}"
                + (f"; features {', '.join(drifted)}" if drifted else ""))
     if webhook_format == "slack":
         return {"text": summary}
     return [{
         "labels": {"alertname": "StatGuardDrift", "severity": "critical",
-                   "model": record.get("model", ""), "source": record.get("source", "")},
-        "annotations": {"summary": summary, "run_id": record["run_id"],
-                        "drift_score": record.get("drift_score", ""),
+                   "model": record.model, "source": record.source},
+        "annotations": {"summary": summary, "run_id": record.run_id, "drift_score": score,
                         "features": ",".join(drifted)},
-        "startsAt": record.get("finished_at", ""),
+        "startsAt": record.finished_at.isoformat() if record.finished_at else "",
     }]
-
-
-def _drifted_features(features_json: str) -> list[str]:
-    try:
-        features = json.loads(features_json) if features_json else {}
-    except ValueError:
-        return []
-    if not isinstance(features, dict):
-        return []
-    return sorted(name for name, stats in features.items()
-                  if isinstance(stats, dict) and stats.get("verdict") == Verdict.DRIFT)
 
 
 def _count(client: redis.Redis, kind: str, summary: DrainSummary) -> None:

@@ -136,7 +136,8 @@ def run_model_drift_task(self: Task, model: str, run_id: str, busy_retries: int 
             raise retry_later(exc, "DuckDB busy") from exc
         # DuckDB holds the scores now; the stream entry follows, once per run id.
         try:
-            published = publish_once(client, config.redis, config.stream, result.to_record())
+            published = publish_once(client, config.redis, config.stream,
+                                     result.stream_record())
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             raise retry_later(exc, "Redis unreachable for the publish") from exc
     finally:

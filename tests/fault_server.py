@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from stat_guard.analysis import analyze_envelope
+from stat_guard.envelope_verdict import analyze_envelope
 from stat_guard.wire import WireFormatError
 from tests.http_server import verdict_service  # the real service, re-exported for tests
 

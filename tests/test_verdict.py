@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from stat_guard.analysis import analyze_envelope, compare_samples, evaluate
+from stat_guard.envelope_verdict import analyze_envelope, compare_samples, evaluate
 from stat_guard.signal import ThreeSigmaSignal
 from stat_guard.tdigest import TDigest
 from stat_guard.verdict import Thresholds, Verdict, decide, worst

@@ -17,7 +17,6 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 import redis
@@ -31,6 +30,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from stat_guard.result_record import ONDEMAND, SOURCES, ResultRecord
 from stat_guard.verdict import Verdict
 from workers.config import FleetConfig
 from workers.reaction_keys import COUNTER_KINDS, counter_key, latest_key
@@ -40,11 +40,10 @@ logger = logging.getLogger(__name__)
 PREFIX = "stat_guard"
 DEFAULT_PORT = 9808
 DEFAULT_SCAN_LIMIT = 2000  # newest stream entries read per scrape for the latest results
-SOURCES = ("scheduled", "ondemand")
 VERDICTS = tuple(str(v) for v in Verdict)
 # Upper bounds of the on-demand latency histogram: the analysis answers in ~200 ms.
 ONDEMAND_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
-# Per-feature figures: (field of the record's features JSON, metric suffix, help).
+# Per-feature figures: (attribute of the record's FeatureFigures, metric suffix, help).
 FEATURE_STATISTICS = (
     ("psi", "feature_psi", "Population stability index of the feature's latest run."),
     ("ks_statistic", "feature_ks_statistic", "Kolmogorov–Smirnov statistic (0..1)."),
@@ -59,19 +58,6 @@ _PRIORITY_SEPARATOR = "\x06\x16"
 _PRIORITY_STEPS = (3, 6, 9)
 _FORWARD_PAGE = 500
 _FORWARD_MAX_PAGES = 20
-
-
-@dataclass(frozen=True)
-class LatestResult:
-    """The newest record of one (model, source)."""
-
-    model: str
-    source: str
-    verdict: str
-    drift_score: float | None
-    finished_at: float | None  # seconds since the epoch
-    duration_s: float | None
-    features: dict[str, dict[str, Any]]
 
 
 @dataclass
@@ -145,10 +131,10 @@ class ResultsCollector(Collector):
 
     # ---- reading ------------------------------------------------------------------------
 
-    def _latest_results(self) -> dict[tuple[str, str], LatestResult]:
+    def _latest_results(self) -> dict[tuple[str, str], ResultRecord]:
         """Newest record per (model, source): the newest ``scan_limit`` stream entries, then
         the reaction task's ``latest:<source>`` hashes for models not among them."""
-        latest: dict[tuple[str, str], LatestResult] = {}
+        latest: dict[tuple[str, str], ResultRecord] = {}
         stream = self._config.stream.name
         upper = "+"
         remaining = self._scan_limit
@@ -187,16 +173,16 @@ class ResultsCollector(Collector):
                                        max="+", count=_FORWARD_PAGE)
             for entry_id, fields in page:
                 self._cursor = _text(entry_id)
-                record = {_text(k): _text(v) for k, v in fields.items()}
-                if record.get("source") == "ondemand":
-                    self._tally.observe(record.get("verdict") or "unknown",
-                                        _number(record.get("duration_s")))
+                record = ResultRecord.from_fields(fields)
+                if record.source == ONDEMAND:
+                    self._tally.observe(record.verdict or "unknown", record.duration_s)
             if len(page) < _FORWARD_PAGE:
                 return
 
     # ---- metric families ----------------------------------------------------------------
 
-    def _latest_families(self, latest: Mapping[tuple[str, str], LatestResult]) -> list[Metric]:
+    def _latest_families(self, latest: Mapping[tuple[str, str], ResultRecord]
+                         ) -> list[Metric]:
         model_labels = ["model", "source"]
         feature_labels = ["model", "source", "feature"]
         statistics = {name: GaugeMetricFamily(f"{PREFIX}_{suffix}", text, labels=feature_labels)
@@ -227,18 +213,18 @@ class ResultsCollector(Collector):
                 model_verdict.add_metric([model, source, verdict],
                                          1.0 if verdict == result.verdict else 0.0)
             _add_finite(score, [model, source], result.drift_score)
-            _add_finite(last_success, [model, source], result.finished_at)
+            _add_finite(last_success, [model, source],
+                        result.finished_at.timestamp() if result.finished_at else None)
             _add_finite(duration, [model, source], result.duration_s)
             for feature, figures in sorted(result.features.items()):
                 labels = [model, source, feature]
                 for name, family in statistics.items():
-                    _add_finite(family, labels, _number(figures.get(name)))
-                verdict_value = figures.get("verdict")
-                if isinstance(verdict_value, str) and verdict_value:
-                    for verdict in _verdict_states(verdict_value):
+                    _add_finite(family, labels, getattr(figures, name))
+                if figures.verdict:
+                    for verdict in _verdict_states(figures.verdict):
                         feature_verdict.add_metric([*labels, verdict],
-                                                   1.0 if verdict == verdict_value else 0.0)
-                feature_error.add_metric(labels, 1.0 if figures.get("error") else 0.0)
+                                                   1.0 if verdict == figures.verdict else 0.0)
+                feature_error.add_metric(labels, 1.0 if figures.error else 0.0)
         return [*statistics.values(), feature_verdict, feature_error, score, model_verdict,
                 last_success, duration]
 
@@ -293,44 +279,17 @@ class ResultsCollector(Collector):
 # ---- records ----------------------------------------------------------------------------
 
 
-def parse_record(fields: Mapping[Any, Any]) -> LatestResult | None:
-    """A stream record (or the reaction task's stored copy) as a :class:`LatestResult`;
-    None without a model, source or verdict."""
-    record = {_text(k): _text(v) for k, v in fields.items()}
-    model, source, verdict = record.get("model"), record.get("source"), record.get("verdict")
-    if not model or not source or not verdict:
+def parse_record(fields: Mapping[Any, Any]) -> ResultRecord | None:
+    """A stream record (or the reaction task's stored copy); None without a model, source
+    or verdict, which every metric needs."""
+    record = ResultRecord.from_fields(fields)
+    if not record.model or not record.source or not record.verdict:
         return None
-    return LatestResult(model=model, source=source, verdict=verdict,
-                        drift_score=_number(record.get("drift_score")),
-                        finished_at=_timestamp(record.get("finished_at")),
-                        duration_s=_number(record.get("duration_s")),
-                        features=_features(record.get("features")))
-
-
-def _features(text: str | None) -> dict[str, dict[str, Any]]:
-    if not text:
-        return {}
-    try:
-        document = json.loads(text)
-    except ValueError:  # a truncated record's JSON may be cut short
-        return {}
-    if not isinstance(document, dict):
-        return {}
-    return {str(name): figures for name, figures in document.items()
-            if isinstance(figures, dict)}
+    return record
 
 
 def _verdict_states(actual: str) -> tuple[str, ...]:
     return VERDICTS if actual in VERDICTS else (*VERDICTS, actual)
-
-
-def _timestamp(text: str | None) -> float | None:
-    if not text:
-        return None
-    try:
-        return datetime.fromisoformat(text).timestamp()
-    except ValueError:
-        return None
 
 
 def _number(value: Any) -> float | None:

@@ -1,25 +1,22 @@
 """The result stream: producers ``XADD`` (capped, once per run id), the reaction task reads
 through a consumer group, acknowledges after acting and reclaims what a dead consumer left.
 
-Record fields are strings: run_id, model, source ("scheduled" or "ondemand"), verdict,
-drift_score, features (JSON), started_at, finished_at, duration_s (docs/fleet.md).
+Each entry is a :class:`stat_guard.result_record.ResultRecord` (docs/fleet.md).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import redis
 
+from stat_guard.result_record import ResultRecord
 from workers.config import RedisConfig, StreamConfig
 
 logger = logging.getLogger(__name__)
-
-RECORD_FIELDS = ("run_id", "model", "source", "verdict", "drift_score", "features",
-                 "started_at", "finished_at", "duration_s")
 
 # Publish at most once per key, atomically: the marker and the entry appear together or
 # not at all, so a redelivered task can never add a second entry for the same run.
@@ -46,16 +43,15 @@ def published_key(redis_config: RedisConfig, dedupe_key: str) -> str:
 
 
 def publish_once(client: redis.Redis, redis_config: RedisConfig, stream: StreamConfig,
-                 record: Mapping[str, str], dedupe_key: str | None = None) -> Published:
+                 record: ResultRecord, dedupe_key: str | None = None) -> Published:
     """``XADD`` ``record`` to the stream (``MAXLEN ~ stream.maxlen``) unless ``dedupe_key``
     (default: its run id) was published before; either way return the entry id."""
-    missing = [name for name in RECORD_FIELDS if name not in record]
-    if missing:
-        raise ValueError(f"stream record lacks {missing}")
-    dedupe_key = dedupe_key or record["run_id"]
+    if not record.run_id:
+        raise ValueError("a stream record needs a run id")
+    dedupe_key = dedupe_key or record.run_id
     flat: list[str] = []
-    for name, value in record.items():
-        flat += [str(name), str(value)]
+    for name, value in record.to_fields().items():
+        flat += [name, value]
     added, entry_id = client.eval(
         _PUBLISH_ONCE, 2, stream.name, published_key(redis_config, dedupe_key),
         int(stream.maxlen), int(stream.published_ttl_s), *flat)

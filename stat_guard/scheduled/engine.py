@@ -38,7 +38,7 @@ from stat_guard.scheduled.results import (
     Performance,
 )
 from stat_guard.scheduled.schema import RESERVED_FEATURE_NAMES, apply_schema, table_columns
-from stat_guard.scheduled.scoring import apply_verdicts, error_feature, model_verdict, score_feature
+from stat_guard.scheduled.scoring import apply_verdicts, error_feature, score_feature
 from stat_guard.scheduled.windows import (
     CURRENT,
     HISTORICAL,
@@ -48,6 +48,7 @@ from stat_guard.scheduled.windows import (
     plan_windows,
 )
 from stat_guard.scheduled.writes import flag, write_run
+from stat_guard.verdict import model_verdict
 
 __all__ = [
     "DEFAULT_CONFIG",
@@ -126,10 +127,10 @@ def run_model_drift(db_path: str, model: str, run_id: str,
     everything = list(judged.values())
     if model_drift.prediction is not None:
         everything.append(model_drift.prediction)
-    verdict, drift_score = model_verdict(everything)
+    overall = model_verdict((f.verdict, f.psi) for f in everything)
     bounds = [f.ks_error_bound for f in everything if math.isfinite(f.ks_error_bound)]
     result = ModelDriftResult(
-        run_id=run_id, model=model, verdict=verdict, drift_score=drift_score,
+        run_id=run_id, model=model, verdict=overall.verdict, drift_score=overall.drift_score,
         features=judged, model_drift=model_drift,
         historical_window=feature_plan.historical, current_window=feature_plan.current,
         errors={name: f.error for name, f in judged.items() if f.error},

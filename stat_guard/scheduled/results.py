@@ -1,16 +1,20 @@
-"""What a scheduled drift run found, and its flat record for the Redis Stream."""
+"""What a scheduled drift run found, and its record for the Redis Stream."""
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from stat_guard.result_record import (
+    SCHEDULED,
+    FeatureFigures,
+    ResultRecord,
+    ScheduledDetails,
+    figure,
+)
 from stat_guard.scheduled.windows import WindowBounds
-
-RECORD_LIMIT_BYTES = 60_000  # Redis Stream entries stay small; see ModelDriftResult.to_record
 
 
 @dataclass(frozen=True)
@@ -47,11 +51,12 @@ class FeatureDrift:
     chi2_pvalue: float = math.nan
     unseen_categories: tuple[str, ...] = ()
 
-    def compact(self) -> dict[str, Any]:
-        return {"psi": _number(self.psi), "ks_statistic": _number(self.ks_statistic),
-                "ks_pvalue": _number(self.ks_pvalue), "kl": _number(self.kl),
-                "js": _number(self.js), "wasserstein": _number(self.wasserstein_normalized),
-                "verdict": self.verdict, "error": self.error}
+    def figures(self) -> FeatureFigures:
+        """The figures the stream record carries."""
+        return FeatureFigures(verdict=self.verdict, psi=self.psi,
+                              ks_statistic=self.ks_statistic, ks_pvalue=self.ks_pvalue,
+                              kl=self.kl, js=self.js, wasserstein=self.wasserstein_normalized,
+                              error=self.error)
 
 
 @dataclass(frozen=True)
@@ -103,57 +108,25 @@ class ModelDriftResult:
     ks_error_bound: float = math.nan  # largest binned-KS error bound of the run
     settings: dict[str, Any] = field(default_factory=dict)
 
-    def to_record(self) -> dict[str, str]:
-        """Flat str → str fields for a Redis Stream XADD, under about 60 kB.
-
-        When the per-feature JSON would not fit, features judged ``ok`` keep only their
-        verdict and ``features_truncated`` is "1".
-        """
-        features = {name: f.compact() for name, f in self.features.items()}
-        encoded = _json(features)
-        truncated = len(encoded) > RECORD_LIMIT_BYTES
-        if truncated:
-            features = {name: (value if value["verdict"] != "ok" else {"verdict": "ok"})
-                        for name, value in features.items()}
-            encoded = _json(features)[:RECORD_LIMIT_BYTES]
+    def stream_record(self) -> ResultRecord:
+        """The run's record for the Redis Stream."""
         prediction = self.model_drift.prediction
         performance = self.model_drift.performance
         model_drift = {
-            "prediction": prediction.compact() if prediction else None,
+            "prediction": prediction.figures().to_json() if prediction else None,
             "performance": None if performance is None else {
-                "metric": performance.metric, "historical": _number(performance.historical),
-                "current": _number(performance.current)},
+                "metric": performance.metric, "historical": figure(performance.historical),
+                "current": figure(performance.current)},
             "error": self.model_drift.error,
         }
-        return {
-            "run_id": self.run_id,
-            "model": self.model,
-            "source": "scheduled",
-            "verdict": self.verdict,
-            "drift_score": _text(self.drift_score),
-            "features": encoded,
-            "features_truncated": "1" if truncated else "0",
-            "model_drift": _json(model_drift),
-            "error_count": str(len(self.errors)),
-            "historical_rows": str(self.historical_window.sampled_rows),
-            "current_rows": str(self.current_window.sampled_rows),
-            "started_at": self.started_at.isoformat(),
-            "finished_at": self.finished_at.isoformat(),
-            "duration_s": f"{self.duration_s:.3f}",
-            "read_lock_s": f"{self.read_lock_s:.3f}",
-            "write_lock_s": f"{self.write_lock_s:.3f}",
-        }
-
-
-def _number(value: float | None) -> float | None:
-    if value is None or not math.isfinite(value):
-        return None
-    return float(f"{value:.6g}")
-
-
-def _text(value: float) -> str:
-    return "nan" if not math.isfinite(value) else f"{value:.6g}"
-
-
-def _json(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), allow_nan=False)
+        return ResultRecord(
+            run_id=self.run_id, model=self.model, source=SCHEDULED, verdict=self.verdict,
+            drift_score=self.drift_score,
+            features={name: f.figures() for name, f in self.features.items()},
+            started_at=self.started_at, finished_at=self.finished_at,
+            duration_s=self.duration_s,
+            details=ScheduledDetails(
+                model_drift=model_drift, error_count=len(self.errors),
+                historical_rows=self.historical_window.sampled_rows,
+                current_rows=self.current_window.sampled_rows,
+                read_lock_s=self.read_lock_s, write_lock_s=self.write_lock_s))

@@ -1,7 +1,8 @@
 """From the aggregates DuckDB returned to per-feature statistics and verdicts.
 
-Pure Python over counts: every formula comes from ``stat_guard.stats`` and every rule from
-``stat_guard.verdict``, the same code the Azure Function uses.
+Pure Python over counts: every formula comes from ``stat_guard.counts`` (which
+``stat_guard.stats`` builds on for the verdict service) and every rule from
+``stat_guard.verdict``.
 """
 
 from __future__ import annotations
@@ -10,13 +11,12 @@ import dataclasses
 import math
 from collections.abc import Mapping
 
-from stat_guard import counts as st
+from stat_guard import counts
 from stat_guard.scheduled.aggregates import CATEGORICAL, FeatureAggregate, WindowCounts
 from stat_guard.scheduled.results import FeatureDrift
 from stat_guard.scheduled.windows import CURRENT, HISTORICAL
-from stat_guard.verdict import Thresholds, Verdict, decide, worst
+from stat_guard.verdict import ERROR, Thresholds, Verdict, decide
 
-ERROR = "error"
 OTHER_CATEGORY = "(other)"
 
 
@@ -41,9 +41,9 @@ def score_feature(aggregate: FeatureAggregate, max_categories: int) -> FeatureDr
 
 def _missing_notes(historical: WindowCounts, current: WindowCounts) -> tuple[str, ...]:
     notes = []
-    for label, counts in (("historical", historical), ("current", current)):
-        if counts.nulls or counts.nonfinite:
-            notes.append(f"{label}: {counts.nulls} NULL and {counts.nonfinite} NaN/Inf "
+    for label, window in (("historical", historical), ("current", current)):
+        if window.nulls or window.nonfinite:
+            notes.append(f"{label}: {window.nulls} NULL and {window.nonfinite} NaN/Inf "
                          "values left out")
     return tuple(notes)
 
@@ -54,17 +54,17 @@ def _score_numeric(base: FeatureDrift, aggregate: FeatureAggregate, historical: 
         return base
     n_b, n_c = historical.values, current.values
     edges = aggregate.psi_edges
-    psi = st.psi_from_bins(edges, historical.psi_counts, current.psi_counts, n_b, n_c)
+    psi = counts.psi_from_bins(edges, historical.psi_counts, current.psi_counts, n_b, n_c)
     both = n_b > 0 and n_c > 0
-    kl = st.kl_from_counts(historical.psi_counts, current.psi_counts) if both else math.nan
-    js = st.js_distance_from_counts(historical.psi_counts, current.psi_counts)
-    ks = st.ks_from_binned_counts(historical.fine_counts, current.fine_counts,
+    kl = counts.kl_from_counts(historical.psi_counts, current.psi_counts) if both else math.nan
+    js = counts.js_distance_from_counts(historical.psi_counts, current.psi_counts)
+    ks = counts.ks_from_binned_counts(historical.fine_counts, current.fine_counts,
                                   aggregate.fine_edges, historical.fine_at_edges,
                                   current.fine_at_edges)
     fine = aggregate.fine_edges
     low = min(v for v in (historical.minimum, current.minimum, fine[0]) if not math.isnan(v))
     high = max(v for v in (historical.maximum, current.maximum, fine[-1]) if not math.isnan(v))
-    wasserstein = st.wasserstein_from_binned_counts(
+    wasserstein = counts.wasserstein_from_binned_counts(
         [low, *fine, high], historical.fine_counts, current.fine_counts,
         aggregate.stddev, aggregate.iqr)
     return dataclasses.replace(
@@ -84,9 +84,9 @@ def pool_categories(historical: Mapping[str, int], current: Mapping[str, int],
     ranked = sorted(names, key=lambda c: (-(historical.get(c, 0) + current.get(c, 0)), c))
     kept = set(ranked[:max_categories - 1])
 
-    def pooled(counts: Mapping[str, int]) -> dict[str, int]:
-        out = {c: n for c, n in counts.items() if c in kept}
-        out[OTHER_CATEGORY] = sum(n for c, n in counts.items() if c not in kept)
+    def pooled(category_counts: Mapping[str, int]) -> dict[str, int]:
+        out = {c: n for c, n in category_counts.items() if c in kept}
+        out[OTHER_CATEGORY] = sum(n for c, n in category_counts.items() if c not in kept)
         return out
 
     return pooled(historical), pooled(current)
@@ -96,14 +96,14 @@ def _score_categorical(base: FeatureDrift, historical: WindowCounts, current: Wi
                        max_categories: int) -> FeatureDrift:
     expected, actual = pool_categories(historical.categories, current.categories,
                                        max_categories)
-    result = st.categorical_drift(expected, actual)
+    result = counts.categorical_drift(expected, actual)
     return dataclasses.replace(
         base, psi=result.psi, js=result.js_distance, chi2=result.chi2,
         chi2_pvalue=result.chi2_pvalue, unseen_categories=result.unseen_in_baseline,
-        kl=st.kl_from_counts(list(expected.get(c, 0) for c in result.categories),
+        kl=counts.kl_from_counts(list(expected.get(c, 0) for c in result.categories),
                              list(actual.get(c, 0) for c in result.categories))
         if result.n_baseline and result.n_current else math.nan,
-        psi_critical=st.psi_critical_value(result.n_baseline, result.n_current,
+        psi_critical=counts.psi_critical_value(result.n_baseline, result.n_current,
                                            len(result.categories)))
 
 
@@ -113,7 +113,7 @@ def apply_verdicts(features: Mapping[str, FeatureDrift],
     scored = [name for name, f in features.items() if f.verdict != ERROR]
     pvalues = [features[n].chi2_pvalue if features[n].kind == CATEGORICAL
                else features[n].ks_pvalue for n in scored]
-    adjusted = dict(zip(scored, st.benjamini_hochberg(pvalues), strict=True))
+    adjusted = dict(zip(scored, counts.benjamini_hochberg(pvalues), strict=True))
     decided = {}
     for name, feature in features.items():
         if feature.verdict == ERROR:
@@ -138,14 +138,3 @@ def _constant_in_both(feature: FeatureDrift) -> bool:
     """One historical edge and nothing moved: there is no distribution to compare."""
     return (feature.kind != CATEGORICAL and len(feature.psi_bin_edges) == 1
             and feature.ks_statistic == 0.0 and feature.wasserstein == 0.0)
-
-
-def model_verdict(judged: list[FeatureDrift]) -> tuple[str, float]:
-    """The worst verdict and the largest PSI among scored features and predictions."""
-    scored = [f for f in judged if f.verdict != ERROR]
-    if not scored:
-        return (ERROR if judged else Verdict.INSUFFICIENT_DATA.value), math.nan
-    verdict = worst(Verdict(f.verdict) for f in scored).value
-    psis = [f.psi for f in scored
-            if f.verdict != Verdict.INSUFFICIENT_DATA.value and math.isfinite(f.psi)]
-    return verdict, max(psis, default=math.nan)

@@ -104,7 +104,7 @@ def test_retrying_a_run_id_rewrites_and_a_new_run_id_adds(demo):
 
 def test_record_is_flat_small_and_complete(demo):
     result = run_model_drift(demo.db_path, "fraud_scoring", "record-1")
-    record = result.to_record()
+    record = result.stream_record().to_fields()
     assert all(isinstance(k, str) and isinstance(v, str) for k, v in record.items())
     assert record["source"] == "scheduled" and record["run_id"] == "record-1"
     assert len(json.dumps(record)) < 64_000

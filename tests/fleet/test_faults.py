@@ -10,12 +10,14 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import redis
 from celery import Celery
 
+from stat_guard.result_record import FeatureFigures, ResultRecord
 from tasks.reactions import counter_key, marker_key
 from tests.fleet.conftest import CONFIG, Fleet, redis_for
 from tests.fleet.support import (
@@ -73,11 +75,12 @@ def test_drift_worker_killed_mid_run_is_redelivered_without_duplicates(
     assert len(records_by_run(redis_db)[run_id]) == 1
 
 
-def _record(run_id: str, verdict: str) -> dict[str, str]:
-    return {"run_id": run_id, "model": f"model-{run_id}", "source": "scheduled",
-            "verdict": verdict, "drift_score": "0.5", "features": json.dumps(
-                {"x": {"verdict": verdict}}), "started_at": "2026-11-22T10:00:00+00:00",
-            "finished_at": "2026-11-22T10:00:01+00:00", "duration_s": "1.0"}
+def _record(run_id: str, verdict: str) -> ResultRecord:
+    started = datetime(2026, 11, 22, 10, 0, 0, tzinfo=UTC)
+    return ResultRecord(run_id=run_id, model=f"model-{run_id}", source="scheduled",
+                        verdict=verdict, drift_score=0.5,
+                        features={"x": FeatureFigures(verdict=verdict)}, started_at=started,
+                        finished_at=started + timedelta(seconds=1), duration_s=1.0)
 
 
 def test_killed_reaction_consumer_entries_are_reclaimed_and_acted_on_once(
@@ -108,7 +111,7 @@ def test_killed_reaction_consumer_entries_are_reclaimed_and_acted_on_once(
             time.sleep(0.5)
         # Duplicate deliveries of the same results change nothing.
         for run_id, verdict in verdicts.items():
-            redis_db.xadd(CONFIG.stream.name, _record(run_id, verdict))
+            redis_db.xadd(CONFIG.stream.name, _record(run_id, verdict).to_fields())
         app.send_task(CONSUME_REACTIONS).get(timeout=20)
 
         drift = sorted(r for r, v in verdicts.items() if v == "drift")

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from datetime import UTC, datetime, timedelta
 
 import redis
 
+from stat_guard.result_record import ResultRecord
 from tests.fleet.conftest import CONFIG
 from workers.locks import ModelLock
 from workers.stream import (
@@ -16,10 +18,11 @@ from workers.stream import (
 )
 
 
-def _record(run_id: str, verdict: str = "ok") -> dict[str, str]:
-    return {"run_id": run_id, "model": "m", "source": "scheduled", "verdict": verdict,
-            "drift_score": "0.01", "features": "{}", "started_at": "t0",
-            "finished_at": "t1", "duration_s": "1.0"}
+def _record(run_id: str, verdict: str = "ok") -> ResultRecord:
+    finished = datetime(2026, 11, 22, 10, 0, 1, tzinfo=UTC)
+    return ResultRecord(run_id=run_id, model="m", source="scheduled", verdict=verdict,
+                        drift_score=0.01, started_at=finished - timedelta(seconds=1),
+                        finished_at=finished, duration_s=1.0)
 
 
 def test_model_lock_excludes_a_second_run_and_releases_only_its_own(

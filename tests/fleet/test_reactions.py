@@ -6,24 +6,26 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import redis
 
 import tasks.reactions as reactions
+from stat_guard.result_record import FeatureFigures, ResultRecord
 from tasks.scheduled import drift_run_id, schedule_slot
 from tests.fleet.conftest import CONFIG
 from tests.fleet.support import WebhookReceiver, pending_count
 from workers.stream import publish_once
 
 
-def _record(run_id: str, verdict: str, source: str = "ondemand") -> dict[str, str]:
-    return {"run_id": run_id, "model": "events", "source": source, "verdict": verdict,
-            "drift_score": "0.41", "features": json.dumps(
-                {"amount": {"verdict": "drift"}, "latency": {"verdict": "ok"}}),
-            "started_at": "2026-11-22T10:00:00+00:00",
-            "finished_at": "2026-11-22T10:00:00.2+00:00", "duration_s": "0.2"}
+def _record(run_id: str, verdict: str, source: str = "ondemand") -> ResultRecord:
+    started = datetime(2026, 11, 22, 10, 0, 0, tzinfo=UTC)
+    return ResultRecord(run_id=run_id, model="events", source=source, verdict=verdict,
+                        drift_score=0.41, features={"amount": FeatureFigures(verdict="drift"),
+                                                    "latency": FeatureFigures(verdict="ok")},
+                        started_at=started, finished_at=started + timedelta(seconds=0.2),
+                        duration_s=0.2)
 
 
 @pytest.fixture

@@ -1,15 +1,15 @@
-"""Stream records as the fleet writes them, published with the fleet's own helper, and a
-scrape parsed into {(sample name, labels): value}."""
+"""Stream records as the fleet writes them (the fleet's ResultRecord, published with its own
+helper), and a scrape parsed into {(sample name, labels): value}."""
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
+from stat_guard.result_record import FeatureFigures, ResultRecord
 from tests.observability.conftest import CONFIG, http_get
 from workers.stream import publish_once
 
@@ -19,23 +19,24 @@ Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
 def feature(psi: float, ks_statistic: float, ks_pvalue: float, kl: float, js: float,
-            wasserstein: float, verdict: str, error: str | None = None) -> dict[str, Any]:
-    return {"psi": psi, "ks_statistic": ks_statistic, "ks_pvalue": ks_pvalue, "kl": kl,
-            "js": js, "wasserstein": wasserstein, "verdict": verdict, "error": error}
+            wasserstein: float, verdict: str, error: str | None = None) -> FeatureFigures:
+    return FeatureFigures(verdict=verdict, psi=psi, ks_statistic=ks_statistic,
+                          ks_pvalue=ks_pvalue, kl=kl, js=js, wasserstein=wasserstein,
+                          error=error)
 
 
 def record(run_id: str, model: str, source: str, verdict: str, drift_score: str,
-           features: dict[str, dict[str, Any]], finished_at: datetime = FINISHED,
-           duration_s: float = 12.5) -> dict[str, str]:
+           features: dict[str, FeatureFigures | dict[str, Any]],
+           finished_at: datetime = FINISHED, duration_s: float = 12.5) -> ResultRecord:
     started_at = finished_at - timedelta(seconds=duration_s)
-    return {"run_id": run_id, "model": model, "source": source, "verdict": verdict,
-            "drift_score": drift_score,
-            "features": json.dumps(features, separators=(",", ":")),
-            "started_at": started_at.isoformat(), "finished_at": finished_at.isoformat(),
-            "duration_s": f"{duration_s:.6f}"}
+    figures = {name: value if isinstance(value, FeatureFigures)
+               else FeatureFigures.from_json(value) for name, value in features.items()}
+    return ResultRecord(run_id=run_id, model=model, source=source, verdict=verdict,
+                        drift_score=float(drift_score), features=figures,
+                        started_at=started_at, finished_at=finished_at, duration_s=duration_s)
 
 
-def publish(client: redis.Redis, entry: dict[str, str]) -> str:
+def publish(client: redis.Redis, entry: ResultRecord) -> str:
     return publish_once(client, CONFIG.redis, CONFIG.stream, entry).entry_id
 
 

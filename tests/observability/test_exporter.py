@@ -143,7 +143,8 @@ def test_models_beyond_the_scan_come_from_the_reaction_task_hashes(
     old = record("old@1", "old_model", "scheduled", "warning", "0.2",
                  {"x": feature(0.2, 0.1, 0.2, 0.1, 0.1, 0.1, "warning")})
     publish(redis_db, old)
-    redis_db.hset(CONFIG.redis.key("latest", "scheduled"), "old_model", json.dumps(old))
+    redis_db.hset(CONFIG.redis.key("latest", "scheduled"), "old_model",
+                  json.dumps(old.to_fields()))
     url = processes.exporter(scan_limit=2)
     for i in range(3):
         publish(redis_db, record(f"new@{i}", f"model_{i}", "scheduled", "ok", "0.01", {}))

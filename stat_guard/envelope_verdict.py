@@ -1,7 +1,10 @@
-"""From two windows to a verdict: every statistic per feature, then the model's verdict.
+"""From a request envelope of digests to the verdict JSON (docs/wire-format.md §4): every
+statistic per feature, the verdict rules, then the model's verdict.
 
-Used by the Azure Function (digests from an envelope) and by the Celery tasks (raw
-samples or binned counts), so both apply the same formulas and rules.
+The verdict service (stat_guard/service.py, which the Azure Function wraps) answers with
+:func:`analyze_envelope`; ``compare_samples`` applies the same statistics to raw samples
+(the digest demo and the tests). The scheduled DuckDB engine takes the same formulas from
+``stat_guard.counts`` and the same rules from ``stat_guard.verdict``.
 """
 
 from __future__ import annotations
@@ -14,8 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from stat_guard import __version__
-from stat_guard import stats as st
+from stat_guard import __version__, stats
 from stat_guard.tdigest import TDigest
 from stat_guard.verdict import (
     DEFAULT_THRESHOLDS,
@@ -23,7 +25,7 @@ from stat_guard.verdict import (
     Thresholds,
     Verdict,
     decide,
-    worst,
+    model_verdict,
 )
 from stat_guard.wire import decode_envelope
 
@@ -32,11 +34,11 @@ from stat_guard.wire import decode_envelope
 class NumericComparison:
     """Every statistic between a baseline and a current window of one numeric feature."""
 
-    ks: st.KSResult
-    psi: st.PSIResult
-    kl: st.BinnedResult
-    js: st.BinnedResult
-    wasserstein: st.WassersteinResult
+    ks: stats.KSResult
+    psi: stats.PSIResult
+    kl: stats.BinnedResult
+    js: stats.BinnedResult
+    wasserstein: stats.WassersteinResult
 
 
 @dataclass(frozen=True)
@@ -53,25 +55,25 @@ class ModelReport:
     features: dict[str, FeatureReport]
 
 
-def compare_digests(baseline: TDigest, current: TDigest, bins: int = st.DEFAULT_PSI_BINS,
-                    epsilon: float = st.DEFAULT_EPSILON) -> NumericComparison:
+def compare_digests(baseline: TDigest, current: TDigest, bins: int = stats.DEFAULT_PSI_BINS,
+                    epsilon: float = stats.DEFAULT_EPSILON) -> NumericComparison:
     return NumericComparison(
-        ks=st.ks_digests(baseline, current),
-        psi=st.psi_digests(baseline, current, bins, epsilon),
-        kl=st.kl_digests(baseline, current, bins, epsilon),
-        js=st.js_digests(baseline, current, bins),
-        wasserstein=st.wasserstein_digests(baseline, current),
+        ks=stats.ks_digests(baseline, current),
+        psi=stats.psi_digests(baseline, current, bins, epsilon),
+        kl=stats.kl_digests(baseline, current, bins, epsilon),
+        js=stats.js_digests(baseline, current, bins),
+        wasserstein=stats.wasserstein_digests(baseline, current),
     )
 
 
-def compare_samples(baseline: np.ndarray, current: np.ndarray, bins: int = st.DEFAULT_PSI_BINS,
-                    epsilon: float = st.DEFAULT_EPSILON) -> NumericComparison:
+def compare_samples(baseline: np.ndarray, current: np.ndarray, bins: int = stats.DEFAULT_PSI_BINS,
+                    epsilon: float = stats.DEFAULT_EPSILON) -> NumericComparison:
     return NumericComparison(
-        ks=st.ks_samples(baseline, current),
-        psi=st.psi_samples(baseline, current, bins, epsilon),
-        kl=st.kl_samples(baseline, current, bins, epsilon),
-        js=st.js_samples(baseline, current, bins),
-        wasserstein=st.wasserstein_samples(baseline, current),
+        ks=stats.ks_samples(baseline, current),
+        psi=stats.psi_samples(baseline, current, bins, epsilon),
+        kl=stats.kl_samples(baseline, current, bins, epsilon),
+        js=stats.js_samples(baseline, current, bins),
+        wasserstein=stats.wasserstein_samples(baseline, current),
     )
 
 
@@ -79,7 +81,7 @@ def evaluate(comparisons: Mapping[str, NumericComparison],
              thresholds: Thresholds = DEFAULT_THRESHOLDS) -> ModelReport:
     """Apply the verdict rules to each feature, with a BH correction of the KS p-values."""
     names = list(comparisons)
-    adjusted = st.benjamini_hochberg([comparisons[n].ks.pvalue for n in names])
+    adjusted = stats.benjamini_hochberg([comparisons[n].ks.pvalue for n in names])
     features = {}
     for name, p_adjusted in zip(names, adjusted, strict=True):
         c = comparisons[name]
@@ -87,7 +89,9 @@ def evaluate(comparisons: Mapping[str, NumericComparison],
         decision = decide(c.psi.statistic, c.ks.statistic, pvalue, c.ks.n_baseline,
                           c.ks.n_current, thresholds)
         features[name] = FeatureReport(name, c, decision, p_adjusted)
-    return ModelReport(worst(f.decision.verdict for f in features.values()), features)
+    overall = model_verdict((f.decision.verdict.value, f.comparison.psi.statistic)
+                            for f in features.values())
+    return ModelReport(Verdict(overall.verdict), features)
 
 
 def json_number(value: float) -> float | None:
