@@ -16,12 +16,21 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import accumulate
 
-from stat_guard.distributions import chi2_ppf, chi2_sf, kolmogorov_sf
+from stat_guard.distributions import (
+    chi2_ppf,
+    chi2_sf,
+    kolmogorov_sf,
+    ks_2samp_exact_cells,
+    ks_2samp_exact_sf,
+)
 
 DEFAULT_PSI_BINS = 10
 DEFAULT_EPSILON = 1e-3
 DEFAULT_ALPHA = 0.05
+# The KS p-value is exact up to this effective sample size n·m/(n + m) ...
 KS_FINITE_N_LIMIT = 2000
+# ... when the exact computation visits at most this many lattice points (about 0.5 s).
+KS_EXACT_MAX_CELLS = 2_000_000
 
 Numbers = Sequence[float]
 
@@ -187,20 +196,21 @@ def psi_critical_value(n_baseline: int, n_current: int, bins: int,
 
 
 def ks_pvalue(statistic: float, n_baseline: int, n_current: int) -> float:
-    """Two-sided p-value from the effective sample size en = n·m/(n + m).
+    """Two-sided p-value of a two-sample KS statistic, treating the values as continuous
+    (ties are not corrected for).
 
-    Up to en = 2000 this is scipy's ``ks_2samp(method="asymp")`` (the finite-n Kolmogorov
-    distribution); above, where that costs up to 100 ms, the limiting distribution with
-    Stephens' correction √en + 0.12 + 0.11/√en, within 0.5% of it for p >= 1e-3.
+    For small samples (effective size en = n·m/(n + m) up to ``KS_FINITE_N_LIMIT`` and an
+    exact computation within ``KS_EXACT_MAX_CELLS``) the exact null distribution
+    (``distributions.ks_2samp_exact_sf``, as scipy's ``ks_2samp(method="exact")``); above,
+    the limiting Kolmogorov distribution with Stephens' correction
+    √en + 0.12 + 0.11/√en, within 0.5% of the finite-n distribution for p >= 1e-3.
     """
     if n_baseline <= 0 or n_current <= 0 or math.isnan(statistic):
         return math.nan
     effective_n = n_baseline * n_current / (n_baseline + n_current)
-    rounded = max(float(round(effective_n)), 1.0)
-    if rounded <= KS_FINITE_N_LIMIT:
-        from scipy import stats as scipy_stats  # only for small samples: a costly import
-
-        pvalue = float(scipy_stats.kstwo.sf(statistic, rounded))
+    if (effective_n <= KS_FINITE_N_LIMIT
+            and ks_2samp_exact_cells(statistic, n_baseline, n_current) <= KS_EXACT_MAX_CELLS):
+        pvalue = ks_2samp_exact_sf(statistic, n_baseline, n_current)
     else:
         root = math.sqrt(effective_n)
         pvalue = kolmogorov_sf((root + 0.12 + 0.11 / root) * statistic)

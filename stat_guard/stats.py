@@ -18,6 +18,7 @@ from stat_guard.counts import (
     DEFAULT_ALPHA,
     DEFAULT_EPSILON,
     DEFAULT_PSI_BINS,
+    KS_EXACT_MAX_CELLS,
     KS_FINITE_N_LIMIT,
     BinnedResult,
     CategoricalResult,
@@ -42,7 +43,8 @@ from stat_guard.counts import (
 from stat_guard.tdigest import TDigest
 
 __all__ = [
-    "DEFAULT_ALPHA", "DEFAULT_EPSILON", "DEFAULT_PSI_BINS", "KS_FINITE_N_LIMIT",
+    "DEFAULT_ALPHA", "DEFAULT_EPSILON", "DEFAULT_PSI_BINS", "KS_EXACT_MAX_CELLS",
+    "KS_FINITE_N_LIMIT",
     "BinnedResult", "CategoricalResult", "KSResult", "PSIResult", "WassersteinResult",
     "benjamini_hochberg", "bin_counts", "categorical_drift", "digest_bin_edges",
     "digest_bin_masses", "js_digests", "js_distance_from_counts", "js_samples", "kl_digests",
