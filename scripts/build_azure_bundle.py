@@ -1,6 +1,6 @@
 """Build the deployable Azure Function zip: function_app.py, host.json, requirements.txt
-and the core library ``stat_guard`` beside them (what `func azure functionapp publish`
-or a zip deploy expects at the root).
+and the core library ``stat_guard`` (without its DuckDB engine) beside them (what
+`func azure functionapp publish` or a zip deploy expects at the root).
 """
 
 from __future__ import annotations
@@ -11,9 +11,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 AZURE_FILES = ["function_app.py", "host.json", "requirements.txt", ".funcignore"]
-# The bundle serves digests; the demo and the HTTP server entry point are not needed there
-# but are small and keep imports identical, so the whole package ships.
+# The bundle serves digests. The core library ships whole (the local HTTP entry point is
+# not needed there but small, and keeps imports identical) except the scheduled drift
+# engine: it needs DuckDB and runs in the worker fleet only.
 PACKAGE = "stat_guard"
+LEFT_OUT = (Path(PACKAGE) / "scheduled",)
 
 
 def build(output: Path) -> Path:
@@ -22,7 +24,9 @@ def build(output: Path) -> Path:
         for name in AZURE_FILES:
             _add(bundle, ROOT / "azure" / name, name)
         for path in sorted((ROOT / PACKAGE).rglob("*.py")):
-            _add(bundle, path, str(path.relative_to(ROOT)))
+            relative = path.relative_to(ROOT)
+            if not any(relative.is_relative_to(folder) for folder in LEFT_OUT):
+                _add(bundle, path, str(relative))
     return output
 
 

@@ -13,7 +13,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-DEFAULT_COMPRESSION = 200
+# The extension's compression defaults, #define'd in its headers (pg_extension/src/*.h;
+# tests/core/test_shared_constants.py keeps the two sides equal).
+AGGREGATE_DEFAULT_COMPRESSION = 100  # tdigest_agg(value) without a compression argument
+ANALYSIS_DEFAULT_COMPRESSION = 200  # pg_stat_guard.compression: perform_drift_analysis
+# A digest built here compares like the ones an analysis sends.
+DEFAULT_COMPRESSION = ANALYSIS_DEFAULT_COMPRESSION
 MIN_COMPRESSION = 10
 MAX_COMPRESSION = 10000
 MAX_CENTROIDS = 65536

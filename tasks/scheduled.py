@@ -1,5 +1,6 @@
-"""Scheduled drift over DuckDB (the owner's "Service C"): enumerate the production models
-and run one drift task per model on the low-priority ``drift`` queue.
+"""The scheduled drift tasks: enumerate the production models and run one drift task per
+model on the low-priority ``drift`` queue; the engine (``stat_guard.scheduled``) does the
+work.
 
 A run takes the model's Redis lock, lets the engine read DuckDB, compute and write its
 scores (idempotent by run id), then publishes the result to the stream once per run id.
@@ -56,7 +57,7 @@ def _schema_ready(db_path: str) -> bool:
     return True
 
 
-def start_service_c(now: datetime | None = None) -> list[str]:
+def enqueue_drift_runs(now: datetime | None = None) -> list[str]:
     """Enqueue one drift run per production model for the slot ``now`` falls in; returns
     the run ids. Reads DuckDB, so it runs where DuckDB is opened: in the drift worker."""
     db_path = config.duckdb.path
@@ -79,7 +80,7 @@ def start_service_c(now: datetime | None = None) -> list[str]:
 def schedule_drift_runs(self: Task) -> dict[str, Any]:
     """Beat's hourly entry: enqueue the runs of every production model."""
     try:
-        run_ids = start_service_c()
+        run_ids = enqueue_drift_runs()
     except DuckDBBusyError as exc:
         raise self.retry(exc=exc, countdown=_busy_countdown(self.request.retries)) from exc
     return {"run_ids": run_ids}

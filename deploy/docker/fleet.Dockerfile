@@ -10,15 +10,15 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
-# The project's packages (stat_guard, workers, tasks) and their dependencies.
-COPY pyproject.toml README.md ./
+# The project's packages (stat_guard, workers, tasks, demo), beat's schedule module
+# (celery -A beat_schedule beat) and their dependencies.
+COPY pyproject.toml README.md beat_schedule.py ./
 COPY stat_guard/ stat_guard/
 COPY workers/ workers/
 COPY tasks/ tasks/
+COPY demo/ demo/
 RUN pip install .
 
-# Beat loads the schedule module from the working directory (celery -A beat_schedule beat).
-COPY beat_schedule.py ./
 COPY Global_Configs/App.example.yaml Global_Configs/App.example.yaml
 
 RUN useradd --system --uid 10001 --home-dir /app --no-create-home stat_guard \

@@ -1,7 +1,9 @@
 """Short-lived DuckDB connections: lock retries with backoff, phase timing, bytes fetched.
 
 DuckDB allows one writing process per file, and read-only handles block that writer, so
-a run opens the file only for the SQL it needs and closes it at once (DESIGN.md).
+a run opens the file only for the SQL it needs and closes it at once; another process
+waiting for the file then waits seconds, not a whole run (docs/scheduled-drift.md, "DuckDB
+access and locking").
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ import pytest
 from psycopg import sql
 
 from stat_guard.wire import decode_envelope
-from tests.analysis.conftest import analyze, attempt, backend_pid
+from tests.perform_drift_analysis.conftest import analyze, attempt, backend_pid
 
 BIG_ROWS = 400_000
 FORCE_PARALLEL = ("SET parallel_setup_cost = 0", "SET parallel_tuple_cost = 0",

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from tests.analysis.conftest import (
+from tests.fault_server import FaultServer, refused_port, unanswered_port
+from tests.perform_drift_analysis.conftest import (
     TEST_KEY,
     analyze,
     attempt,
@@ -18,7 +19,6 @@ from tests.analysis.conftest import (
     call_in_thread,
     connect,
 )
-from tests.fault_server import FaultServer, refused_port, unanswered_port
 
 TIMEOUT_MS = 500
 CONNECT_TIMEOUT_MS = 300

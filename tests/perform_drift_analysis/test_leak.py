@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.analysis.conftest import analysis_sql, backend_pid
+from tests.perform_drift_analysis.conftest import analysis_sql, backend_pid
 
 CALLS = 10_000
 WARMUP = 1_000

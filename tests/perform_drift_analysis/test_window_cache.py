@@ -13,7 +13,7 @@ import pytest
 from psycopg import sql
 
 from stat_guard.wire import decode_envelope, encode_digest
-from tests.analysis.conftest import analyze
+from tests.perform_drift_analysis.conftest import analyze
 
 CACHE = {"pg_stat_guard.window_cache_bucket": "10", "pg_stat_guard.window_cache_settle": "30"}
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.analysis.conftest import SEEN_MESSAGES, TEST_KEY
+from tests.perform_drift_analysis.conftest import SEEN_MESSAGES, TEST_KEY
 
 
 def test_postmaster_never_restarted(admin, server_health):

@@ -17,7 +17,8 @@ import pytest
 from psycopg import sql
 
 from stat_guard.wire import decode_envelope, encode_digest
-from tests.analysis.conftest import (
+from tests.fault_server import FaultServer
+from tests.perform_drift_analysis.conftest import (
     TEST_KEY,
     analyze,
     attempt,
@@ -25,8 +26,7 @@ from tests.analysis.conftest import (
     connect,
     record_error,
 )
-from tests.analysis.test_faults import FAULTS, MAX_RESPONSE, _apply
-from tests.fault_server import FaultServer
+from tests.perform_drift_analysis.test_faults import FAULTS, MAX_RESPONSE, _apply
 from tests.servers import PostgresCluster
 
 

@@ -130,3 +130,16 @@ def test_two_sided_signal_also_fires_below():
     for v in np.random.default_rng(25).normal(0, 1, 200):
         signal.update(float(v))
     assert signal.update(signal.mean - 10 * signal.std) is True
+
+
+def test_model_verdict_is_the_worst_and_the_largest_psi_with_enough_data():
+    from stat_guard.verdict import ERROR, model_verdict
+
+    overall = model_verdict([("ok", 0.02), ("warning", 0.15), ("insufficient_data", 0.9),
+                             (ERROR, math.nan)])
+    assert (overall.verdict, overall.drift_score) == ("warning", 0.15)
+    assert model_verdict([(ERROR, 0.5), (ERROR, math.nan)]).verdict == ERROR
+    empty = model_verdict([])
+    assert empty.verdict == "insufficient_data" and math.isnan(empty.drift_score)
+    few = model_verdict([("insufficient_data", 0.4)])
+    assert few.verdict == "insufficient_data" and math.isnan(few.drift_score)

@@ -9,7 +9,7 @@ import time
 
 from psycopg import sql
 
-from tests.analysis.conftest import call_in_thread, connect
+from tests.perform_drift_analysis.conftest import call_in_thread, connect
 
 HTTP_WAIT = 3.0
 

@@ -10,7 +10,8 @@ import pytest
 from psycopg import sql
 
 from stat_guard.wire import decode_envelope
-from tests.analysis.conftest import (
+from tests.fault_server import FaultServer, refused_port, self_signed_tls
+from tests.perform_drift_analysis.conftest import (
     SEEN_MESSAGES,
     TEST_KEY,
     analyze,
@@ -19,7 +20,6 @@ from tests.analysis.conftest import (
     record_error,
     run_sql_error,
 )
-from tests.fault_server import FaultServer, refused_port, self_signed_tls
 
 LOAD_LIBRARY = "SELECT tdigest_count(tdigest_agg(x)) FROM (VALUES (1.0::float8)) v(x)"
 SECRET_SETTINGS = ("pg_stat_guard.function_url", "pg_stat_guard.function_key")

@@ -9,7 +9,7 @@ import pytest
 from psycopg import sql
 
 from stat_guard.wire import decode_envelope
-from tests.analysis.conftest import (
+from tests.perform_drift_analysis.conftest import (
     CURRENT_ROWS,
     HIST_ROWS,
     TEST_KEY,

@@ -9,7 +9,7 @@ import time
 import pytest
 from psycopg import sql
 
-from tests.analysis.conftest import analyze, attempt, call_in_thread, connect
+from tests.perform_drift_analysis.conftest import analyze, attempt, call_in_thread, connect
 
 
 @pytest.fixture(scope="module")

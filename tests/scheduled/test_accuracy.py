@@ -8,7 +8,7 @@ from scipy import stats as ss
 
 from stat_guard import stats as st
 from stat_guard.scheduled.engine import DriftRunConfig, run_model_drift
-from tests.drift.conftest import window_values
+from tests.scheduled.conftest import window_values
 
 NUMERIC = {"fraud_scoring": ["amount", "account_age_days", "txn_count_24h", "merchant_risk"],
            "pricing": ["demand_index", "bedrooms", "lot_size"]}

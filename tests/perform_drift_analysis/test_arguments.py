@@ -7,7 +7,7 @@ import pytest
 from psycopg import sql
 
 from stat_guard.wire import decode_envelope
-from tests.analysis.conftest import CURRENT_ROWS, analyze, attempt
+from tests.perform_drift_analysis.conftest import CURRENT_ROWS, analyze, attempt
 
 MAX_COLUMNS = 256
 

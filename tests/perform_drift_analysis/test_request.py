@@ -10,7 +10,7 @@ import pytest
 from psycopg import sql
 
 from stat_guard.wire import decode_envelope, encode_digest
-from tests.analysis.conftest import CURRENT_ROWS, HIST_ROWS, TEST_KEY, analyze
+from tests.perform_drift_analysis.conftest import CURRENT_ROWS, HIST_ROWS, TEST_KEY, analyze
 
 
 @pytest.fixture(scope="module")

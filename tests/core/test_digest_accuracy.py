@@ -69,6 +69,6 @@ def test_digest_ks_and_psi_track_the_exact_values(kind):
                 assert psi_error <= 0.05 * exact_psi, (kind, n, shift, exact_psi, psi_error)
     _RESULTS[kind] = {"max_ks_error": worst_ks, "max_psi_error_psi_le_0_5": worst_psi_abs,
                       "max_psi_relative_error_above": worst_psi_rel}
-    out = Path(__file__).resolve().parents[1] / ".artifacts"
+    out = Path(__file__).resolve().parents[2] / ".artifacts"
     out.mkdir(exist_ok=True)
     (out / "accuracy.json").write_text(json.dumps(_RESULTS, indent=1))
