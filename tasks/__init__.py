@@ -1,1 +1,2 @@
-"""Celery tasks: scheduled drift over DuckDB, on-demand PostgreSQL analyses, reactions."""
+"""The Celery tasks: scheduled drift over DuckDB, on-demand PostgreSQL analyses, baseline
+refreshes, reactions. Only Celery's discovery imports them (``workers.celery_app``)."""
