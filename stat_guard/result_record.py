@@ -60,11 +60,11 @@ class FeatureFigures:
     def from_json(cls, document: Mapping[str, Any]) -> FeatureFigures:
         verdict, error = document.get("verdict"), document.get("error")
         return cls(verdict=verdict if isinstance(verdict, str) else "",
-                   psi=_number(document.get("psi")),
-                   ks_statistic=_number(document.get("ks_statistic")),
-                   ks_pvalue=_number(document.get("ks_pvalue")),
-                   kl=_number(document.get("kl")), js=_number(document.get("js")),
-                   wasserstein=_number(document.get("wasserstein")),
+                   psi=parse_number(document.get("psi")),
+                   ks_statistic=parse_number(document.get("ks_statistic")),
+                   ks_pvalue=parse_number(document.get("ks_pvalue")),
+                   kl=parse_number(document.get("kl")), js=parse_number(document.get("js")),
+                   wasserstein=parse_number(document.get("wasserstein")),
                    error=str(error) if error else None)
 
 
@@ -93,8 +93,8 @@ class ScheduledDetails:
                    error_count=_integer(fields.get("error_count")) or 0,
                    historical_rows=_integer(fields.get("historical_rows")) or 0,
                    current_rows=_integer(fields.get("current_rows")) or 0,
-                   read_lock_s=_number(fields.get("read_lock_s")) or 0.0,
-                   write_lock_s=_number(fields.get("write_lock_s")) or 0.0)
+                   read_lock_s=parse_number(fields.get("read_lock_s")) or 0.0,
+                   write_lock_s=parse_number(fields.get("write_lock_s")) or 0.0)
 
 
 @dataclass(frozen=True)
@@ -179,11 +179,11 @@ class ResultRecord:
             details = OnDemandDetails.from_fields(text)
         return cls(run_id=text.get("run_id", ""), model=text.get("model", ""), source=source,
                    verdict=text.get("verdict", ""),
-                   drift_score=_number(text.get("drift_score")),
+                   drift_score=parse_number(text.get("drift_score")),
                    features=_features(text.get("features")),
                    started_at=_timestamp(text.get("started_at")),
                    finished_at=_timestamp(text.get("finished_at")),
-                   duration_s=_number(text.get("duration_s")), details=details,
+                   duration_s=parse_number(text.get("duration_s")), details=details,
                    features_truncated=text.get("features_truncated") == "1")
 
 
@@ -234,7 +234,9 @@ def _timestamp(text: str | None) -> datetime | None:
         return None
 
 
-def _number(value: Any) -> float | None:
+def parse_number(value: Any) -> float | None:
+    """A number from a stream field (or a Redis counter); None when missing, malformed or
+    not finite."""
     if value is None or isinstance(value, bool):
         return None
     try:
@@ -245,7 +247,7 @@ def _number(value: Any) -> float | None:
 
 
 def _integer(value: Any) -> int | None:
-    number = _number(value)
+    number = parse_number(value)
     return None if number is None else int(number)
 
 

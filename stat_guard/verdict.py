@@ -35,10 +35,10 @@ ERROR = "error"
 class Thresholds:
     """Configurable rule thresholds; the defaults are the owner's."""
 
-    psi_warning: float = 0.1
-    psi_drift: float = 0.25
-    ks_pvalue: float = 0.05
-    ks_statistic: float = 0.1
+    psi_warning: float = 0.1  # PSI at or above: warning
+    psi_drift: float = 0.25  # PSI above: drift
+    ks_pvalue: float = 0.05  # KS warns when its p-value is below this ...
+    ks_statistic: float = 0.1  # ... and its statistic above this
     min_count: int = 30  # fewer finite values than this in either window: insufficient_data
     ks_use_adjusted_pvalue: bool = False  # use the Benjamini–Hochberg p-value in the KS rule
 

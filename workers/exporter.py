@@ -30,7 +30,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from stat_guard.result_record import ONDEMAND, SOURCES, ResultRecord
+from stat_guard.result_record import ONDEMAND, SOURCES, ResultRecord, parse_number
 from stat_guard.verdict import Verdict
 from workers.config import FleetConfig
 from workers.reaction_keys import COUNTER_KINDS, counter_key, latest_key
@@ -235,7 +235,7 @@ class ResultsCollector(Collector):
         for kind, key, value in zip(self._counter_kinds, keys, values, strict=True):
             families.append(CounterMetricFamily(
                 f"{PREFIX}_reactions_{kind}", f"Reactions of kind '{kind}' (Redis counter {key}).",
-                value=_number(value) or 0.0))
+                value=parse_number(value) or 0.0))
         return families
 
     def _queue_families(self) -> list[Metric]:
@@ -290,16 +290,6 @@ def parse_record(fields: Mapping[Any, Any]) -> ResultRecord | None:
 
 def _verdict_states(actual: str) -> tuple[str, ...]:
     return VERDICTS if actual in VERDICTS else (*VERDICTS, actual)
-
-
-def _number(value: Any) -> float | None:
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
 
 
 def _text(value: Any) -> str:

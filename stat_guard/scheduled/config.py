@@ -26,10 +26,10 @@ class WindowConfig:
     docs/scheduled-drift.md). The fleet's ``windows`` section is this type.
     """
 
-    current_fraction: float = 0.05
-    historical_start: float = 0.5
-    historical_end: float = 0.7
-    max_rows_per_window: int = 500_000
+    current_fraction: float = 0.05  # the newest 5% of rows by time
+    historical_start: float = 0.5  # the historical window from 50% ...
+    historical_end: float = 0.7  # ... to 70% of the way through
+    max_rows_per_window: int = 500_000  # above: a hash(key, seed) sample of this size
     seed: int = 0
 
     def __post_init__(self) -> None:
