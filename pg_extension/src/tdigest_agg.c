@@ -260,7 +260,7 @@ psg_tdigest_agg_trans(PG_FUNCTION_ARGS)
 	if (likely(!PG_ARGISNULL(0)))
 		st = (TdAggState *) PG_GETARG_POINTER(0);
 	else
-		st = state_create(agg_context(fcinfo, "tdigest_agg"), PSG_DEFAULT_COMPRESSION);
+		st = state_create(agg_context(fcinfo, "tdigest_agg"), PSG_AGG_DEFAULT_COMPRESSION);
 	return agg_add_value(fcinfo, st);
 }
 
@@ -364,7 +364,7 @@ psg_tdigest_agg_final(PG_FUNCTION_ARGS)
 	if (st == NULL)
 	{
 		memset(&d, 0, sizeof(d));
-		td_summary_init(&d.s, PSG_DEFAULT_COMPRESSION);
+		td_summary_init(&d.s, PSG_AGG_DEFAULT_COMPRESSION);
 		PG_RETURN_POINTER(psg_digest_to_varlena(&d));
 	}
 	d = state_as_digest(st);
