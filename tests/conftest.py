@@ -15,7 +15,8 @@ import pytest
 
 from tests.servers import stop_suite_servers, suite_servers
 
-GOLDEN_DIR = Path(__file__).resolve().parent / "golden"
+# The wire-format vectors live with the extension, whose pg_regress suite reads them too.
+GOLDEN_DIR = Path(__file__).resolve().parents[1] / "pg_extension" / "test" / "golden"
 LAST_TEST = "test_the_run_left_the_local_servers_as_they_were"
 
 # Before any other conftest or test module reads PGHOST, PSG_TEST_DSN or the Redis port.

@@ -12,8 +12,23 @@
 #error "pg_stat_guard needs PostgreSQL 13 or later"
 #endif
 
-/* Compression used by tdigest_agg(value); chosen by bench/bench_extension.py. */
-#define PSG_DEFAULT_COMPRESSION 100
+/*
+ * The version, default_version of pg_stat_guard.control: the Makefile passes it
+ * in, so the control file is its only source.
+ */
+#ifndef PSG_EXTENSION_VERSION
+#error "PSG_EXTENSION_VERSION is defined by the Makefile (from pg_stat_guard.control)"
+#endif
+
+/* Writer and version: the envelope's "client" and the HTTP User-Agent. */
+#define PSG_CLIENT_NAME "pg_stat_guard/" PSG_EXTENSION_VERSION
+
+/*
+ * Compression of tdigest_agg(value), as its SQL comment says; chosen by
+ * bench/bench_extension.py.  (The analysis has a default of its own,
+ * PSG_ANALYSIS_DEFAULT_COMPRESSION in guc.h.)
+ */
+#define PSG_AGG_DEFAULT_COMPRESSION 100
 
 /*
  * The tdigest type is a varlena whose payload IS the wire-format v1 digest,

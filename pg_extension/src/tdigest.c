@@ -1,6 +1,8 @@
 /*
- * tdigest.c — merging t-digest (k2 scale function normalised by n), the
- * PSGD wire format, and the CDF/quantile rules of docs/wire-format.md.
+ * tdigest.c — the merging t-digest (k2 scale function normalised by n):
+ * sorting value keys, merging sorted inputs into centroids, and building a
+ * digest from single values.  tdigest_wire.c holds the PSGD wire format and
+ * tdigest_cdf.c the CDF/quantile rules of docs/wire-format.md.
  *
  * No PostgreSQL calls and no allocation: see tdigest.h.
  */
@@ -9,8 +11,6 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
-
-#define TD_SIGN_BIT UINT64_C(0x8000000000000000)
 
 void
 td_summary_init(TdSummary *s, int compression)
@@ -473,592 +473,91 @@ td_merge_centroids(int compression, uint64_t total,
 }
 
 /* ---------------------------------------------------------------------
- * Validation and wire format
- * ---------------------------------------------------------------------
- */
-
-static bool
-is_positive_zero(double d)
-{
-	return d == 0.0 && !signbit(d);
-}
-
-static bool
-is_negative_zero(double d)
-{
-	return d == 0.0 && signbit(d);
-}
-
-bool
-td_validate(const TdDigest *d, char *err, size_t errlen)
-{
-	const TdSummary *s = &d->s;
-	uint64_t	total = 0;
-
-	if (s->compression < TD_MIN_COMPRESSION || s->compression > TD_MAX_COMPRESSION)
-	{
-		snprintf(err, errlen, "compression %d is outside [%d, %d]",
-				 s->compression, TD_MIN_COMPRESSION, TD_MAX_COMPRESSION);
-		return false;
-	}
-	if (d->n_centroids > TD_MAX_CENTROIDS)
-	{
-		snprintf(err, errlen, "%u centroids exceed the limit of %d",
-				 (unsigned) d->n_centroids, TD_MAX_CENTROIDS);
-		return false;
-	}
-	if (isnan(s->sum))
-	{
-		snprintf(err, errlen, "sum is NaN");
-		return false;
-	}
-	if (isnan(s->sum_sq) || s->sum_sq < 0.0)
-	{
-		snprintf(err, errlen, "sum_sq must be a number >= 0");
-		return false;
-	}
-
-	if (s->count == 0)
-	{
-		if (d->n_centroids != 0)
-		{
-			snprintf(err, errlen, "empty digest (count 0) has %u centroids",
-					 (unsigned) d->n_centroids);
-			return false;
-		}
-		if (!is_positive_zero(s->min) || !is_positive_zero(s->max) ||
-			!is_positive_zero(s->sum) || !is_positive_zero(s->sum_sq))
-		{
-			snprintf(err, errlen, "empty digest must have min, max, sum and sum_sq equal to +0.0");
-			return false;
-		}
-		return true;
-	}
-
-	if (d->n_centroids == 0)
-	{
-		snprintf(err, errlen, "digest with count %llu has no centroids",
-				 (unsigned long long) s->count);
-		return false;
-	}
-	if ((uint64_t) d->n_centroids > s->count)
-	{
-		snprintf(err, errlen, "%u centroids exceed count %llu",
-				 (unsigned) d->n_centroids, (unsigned long long) s->count);
-		return false;
-	}
-	if (!isfinite(s->min) || !isfinite(s->max))
-	{
-		snprintf(err, errlen, "min and max must be finite");
-		return false;
-	}
-	if (s->min > s->max)
-	{
-		snprintf(err, errlen, "min is greater than max");
-		return false;
-	}
-	/* One value, one byte string: -0.0 is never written, so never accepted. */
-	if (is_negative_zero(s->min) || is_negative_zero(s->max) || is_negative_zero(s->sum))
-	{
-		snprintf(err, errlen, "min, max and sum must not be -0.0 (canonical form is +0.0)");
-		return false;
-	}
-
-	for (uint32_t i = 0; i < d->n_centroids; i++)
-	{
-		double		m = d->means[i];
-
-		if (!isfinite(m))
-		{
-			snprintf(err, errlen, "centroid %u mean is not finite", (unsigned) i);
-			return false;
-		}
-		if (is_negative_zero(m))
-		{
-			snprintf(err, errlen, "centroid %u mean is -0.0 (canonical form is +0.0)", (unsigned) i);
-			return false;
-		}
-		if (m < s->min || m > s->max)
-		{
-			snprintf(err, errlen, "centroid %u mean lies outside [min, max]", (unsigned) i);
-			return false;
-		}
-		if (i > 0 && m < d->means[i - 1])
-		{
-			snprintf(err, errlen, "centroid means are not sorted (centroid %u)", (unsigned) i);
-			return false;
-		}
-		if (d->weights[i] == 0)
-		{
-			snprintf(err, errlen, "centroid %u has weight 0", (unsigned) i);
-			return false;
-		}
-		if (total + d->weights[i] < total)
-		{
-			snprintf(err, errlen, "centroid weights overflow 64 bits");
-			return false;
-		}
-		total += d->weights[i];
-	}
-	if (total != s->count)
-	{
-		snprintf(err, errlen, "centroid weights sum to %llu but count is %llu",
-				 (unsigned long long) total, (unsigned long long) s->count);
-		return false;
-	}
-	return true;
-}
-
-static inline void
-put_u16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t) v;
-	p[1] = (uint8_t) (v >> 8);
-}
-
-static inline void
-put_u32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t) (v >> (8 * i));
-}
-
-static inline void
-put_u64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t) (v >> (8 * i));
-}
-
-static inline void
-put_f64(uint8_t *p, double d)
-{
-	union
-	{
-		double		d;
-		uint64_t	u;
-	}			v;
-
-	/* Canonical: +0.0 for -0.0. */
-	v.d = d + 0.0;
-	put_u64(p, v.u);
-}
-
-static inline uint16_t
-get_u16(const uint8_t *p)
-{
-	return (uint16_t) (p[0] | (p[1] << 8));
-}
-
-static inline uint32_t
-get_u32(const uint8_t *p)
-{
-	return (uint32_t) p[0] | ((uint32_t) p[1] << 8) |
-		((uint32_t) p[2] << 16) | ((uint32_t) p[3] << 24);
-}
-
-static inline uint64_t
-get_u64(const uint8_t *p)
-{
-	uint64_t	v = 0;
-
-	for (int i = 7; i >= 0; i--)
-		v = (v << 8) | p[i];
-	return v;
-}
-
-static inline double
-get_f64(const uint8_t *p)
-{
-	union
-	{
-		double		d;
-		uint64_t	u;
-	}			v;
-
-	v.u = get_u64(p);
-	return v.d;
-}
-
-static inline size_t
-varint_size(uint64_t v)
-{
-	size_t		n = 1;
-
-	while (v >= 0x80)
-	{
-		v >>= 7;
-		n++;
-	}
-	return n;
-}
-
-size_t
-td_encoded_size(const TdDigest *d)
-{
-	size_t		size = TD_HEADER_SIZE + 8 * (size_t) d->n_centroids;
-
-	for (uint32_t i = 0; i < d->n_centroids; i++)
-		size += varint_size(d->weights[i]);
-	return size;
-}
-
-size_t
-td_encode(const TdDigest *d, uint8_t *out)
-{
-	const TdSummary *s = &d->s;
-	uint8_t    *p = out;
-	bool		empty = s->count == 0;
-
-	memcpy(p, "PSGD", 4);
-	p[4] = TD_WIRE_VERSION;
-	p[5] = 0;
-	put_u16(p + 6, (uint16_t) s->compression);
-	put_u64(p + 8, s->count);
-	put_u64(p + 16, s->null_count);
-	put_u64(p + 24, s->nan_count);
-	put_u64(p + 32, s->pos_inf_count);
-	put_u64(p + 40, s->neg_inf_count);
-	put_f64(p + 48, empty ? 0.0 : s->min);
-	put_f64(p + 56, empty ? 0.0 : s->max);
-	put_f64(p + 64, empty ? 0.0 : s->sum);
-	put_f64(p + 72, empty ? 0.0 : s->sum_sq);
-	put_u32(p + 80, d->n_centroids);
-	p += TD_HEADER_SIZE;
-	for (uint32_t i = 0; i < d->n_centroids; i++, p += 8)
-		put_f64(p, d->means[i]);
-	for (uint32_t i = 0; i < d->n_centroids; i++)
-	{
-		uint64_t	v = d->weights[i];
-
-		while (v >= 0x80)
-		{
-			*p++ = (uint8_t) (v | 0x80);
-			v >>= 7;
-		}
-		*p++ = (uint8_t) v;
-	}
-	return (size_t) (p - out);
-}
-
-bool
-td_decode_header(const uint8_t *buf, size_t len, TdSummary *s,
-				 uint32_t *n_centroids, char *err, size_t errlen)
-{
-	uint32_t	n;
-
-	if (len < TD_HEADER_SIZE)
-	{
-		snprintf(err, errlen, "digest is %zu bytes, shorter than the %d-byte header",
-				 len, TD_HEADER_SIZE);
-		return false;
-	}
-	if (memcmp(buf, "PSGD", 4) != 0)
-	{
-		snprintf(err, errlen, "digest does not start with magic \"PSGD\"");
-		return false;
-	}
-	if (buf[4] != TD_WIRE_VERSION)
-	{
-		snprintf(err, errlen, "unsupported digest version %u", (unsigned) buf[4]);
-		return false;
-	}
-	if (buf[5] != 0)
-	{
-		snprintf(err, errlen, "reserved flags byte is %u, must be 0", (unsigned) buf[5]);
-		return false;
-	}
-	s->compression = get_u16(buf + 6);
-	if (s->compression < TD_MIN_COMPRESSION || s->compression > TD_MAX_COMPRESSION)
-	{
-		snprintf(err, errlen, "compression %d is outside [%d, %d]",
-				 s->compression, TD_MIN_COMPRESSION, TD_MAX_COMPRESSION);
-		return false;
-	}
-	s->count = get_u64(buf + 8);
-	s->null_count = get_u64(buf + 16);
-	s->nan_count = get_u64(buf + 24);
-	s->pos_inf_count = get_u64(buf + 32);
-	s->neg_inf_count = get_u64(buf + 40);
-	s->min = get_f64(buf + 48);
-	s->max = get_f64(buf + 56);
-	s->sum = get_f64(buf + 64);
-	s->sum_sq = get_f64(buf + 72);
-	n = get_u32(buf + 80);
-	if (n > TD_MAX_CENTROIDS)
-	{
-		snprintf(err, errlen, "%u centroids exceed the limit of %d",
-				 (unsigned) n, TD_MAX_CENTROIDS);
-		return false;
-	}
-	if ((uint64_t) n > s->count)
-	{
-		snprintf(err, errlen, "%u centroids exceed count %llu",
-				 (unsigned) n, (unsigned long long) s->count);
-		return false;
-	}
-	/* Each centroid needs at least 9 bytes: check before anyone allocates. */
-	if (TD_HEADER_SIZE + 9 * (size_t) n > len)
-	{
-		snprintf(err, errlen, "digest of %zu bytes is too short for %u centroids",
-				 len, (unsigned) n);
-		return false;
-	}
-	*n_centroids = n;
-	return true;
-}
-
-bool
-td_decode_centroids(const uint8_t *buf, size_t len, const TdSummary *s,
-					uint32_t n_centroids, double *means, uint64_t *weights,
-					char *err, size_t errlen)
-{
-	size_t		pos = TD_HEADER_SIZE + 8 * (size_t) n_centroids;
-	TdDigest	d;
-
-	for (uint32_t i = 0; i < n_centroids; i++)
-		means[i] = get_f64(buf + TD_HEADER_SIZE + 8 * (size_t) i);
-
-	for (uint32_t i = 0; i < n_centroids; i++)
-	{
-		uint64_t	v = 0;
-		int			nbytes = 0;
-		uint8_t		byte;
-
-		do
-		{
-			if (pos >= len)
-			{
-				snprintf(err, errlen, "digest ends inside the weight of centroid %u",
-						 (unsigned) i);
-				return false;
-			}
-			if (nbytes == TD_MAX_VARINT_BYTES)
-			{
-				snprintf(err, errlen, "weight of centroid %u is longer than %d bytes",
-						 (unsigned) i, TD_MAX_VARINT_BYTES);
-				return false;
-			}
-			byte = buf[pos++];
-			if (nbytes == TD_MAX_VARINT_BYTES - 1 && byte > 1)
-			{
-				snprintf(err, errlen, "weight of centroid %u does not fit 64 bits",
-						 (unsigned) i);
-				return false;
-			}
-			v |= (uint64_t) (byte & 0x7f) << (7 * nbytes);
-			nbytes++;
-		} while (byte & 0x80);
-
-		if (nbytes > 1 && byte == 0)
-		{
-			snprintf(err, errlen, "weight of centroid %u is not minimally encoded",
-					 (unsigned) i);
-			return false;
-		}
-		weights[i] = v;
-	}
-	if (pos != len)
-	{
-		snprintf(err, errlen, "%zu trailing bytes after the last centroid weight",
-				 len - pos);
-		return false;
-	}
-
-	d.s = *s;
-	d.n_centroids = n_centroids;
-	d.means = means;
-	d.weights = weights;
-	return td_validate(&d, err, errlen);
-}
-
-/* ---------------------------------------------------------------------
- * Reading: anchors, CDF, quantiles (wire-format section 2)
+ * Building from single values
  * ---------------------------------------------------------------------
  */
 
 uint32_t
-td_build_anchors(const TdDigest *d, TdAnchor *out)
+td_merge_capacity(int compression, uint64_t inputs)
 {
-	uint32_t	na = 0;
-	uint32_t	i = 0;
-	uint64_t	before = 0;
-	bool		last_atom = false;
-	double		n = (double) d->s.count;
+	uint32_t	bound = td_centroid_bound(compression);
 
-	while (i < d->n_centroids)
-	{
-		double		m = d->means[i];
-		uint64_t	w = d->weights[i];
-		uint32_t	j = i + 1;
-		bool		atom;
-		double		c;
-
-		/* Collapse runs of equal means. */
-		while (j < d->n_centroids && d->means[j] == m)
-			w += d->weights[j++];
-		atom = (j - i >= 2) || w == 1 || m == d->s.min || m == d->s.max;
-		c = (double) before;
-
-		if (i == 0 && !atom)
-		{
-			out[na].x = d->s.min;
-			out[na].f_low = 0.0;
-			out[na].f_high = 0.0;
-			na++;
-		}
-		out[na].x = m;
-		if (atom)
-		{
-			out[na].f_low = c;
-			out[na].f_high = c + (double) w;
-		}
-		else
-		{
-			out[na].f_low = c + (double) w / 2.0;
-			out[na].f_high = out[na].f_low;
-		}
-		na++;
-		before += w;
-		last_atom = atom;
-		i = j;
-	}
-	if (!last_atom)
-	{
-		out[na].x = d->s.max;
-		out[na].f_low = n;
-		out[na].f_high = n;
-		na++;
-	}
-	return na;
+	return inputs < bound ? (uint32_t) inputs : bound;
 }
 
-/* Fraction (x - xa) / (xb - xa) without overflowing for huge magnitudes. */
-static double
-position_between(double xa, double xb, double x)
+void
+td_builder_swap(TdBuilder *b, uint32_t n_out)
 {
-	double		span = xb - xa;
+	double	   *means = b->means;
+	uint64_t   *weights = b->weights;
+	uint32_t	cap = b->cap_centroids;
 
-	if (isfinite(span))
-		return (x - xa) / span;
-	return (x / 2.0 - xa / 2.0) / (xb / 2.0 - xa / 2.0);
+	b->means = b->spare_means;
+	b->weights = b->spare_weights;
+	b->cap_centroids = b->cap_spare;
+	b->spare_means = means;
+	b->spare_weights = weights;
+	b->cap_spare = cap;
+	b->n_centroids = n_out;
 }
 
-/* xa + f * (xb - xa), clamped to [xa, xb], without overflow. */
-static double
-interpolate(double xa, double xb, double f)
+bool
+td_builder_flush(TdBuilder *b)
 {
-	double		span = xb - xa;
-	double		x;
-
-	if (isfinite(span))
-		x = xa + f * span;
-	else
-		x = 2.0 * (xa / 2.0 + f * (xb / 2.0 - xa / 2.0));
-	if (x < xa)
-		x = xa;
-	if (x > xb)
-		x = xb;
-	return x;
-}
-
-double
-td_cdf(const TdDigest *d, const TdAnchor *a, uint32_t na, double x)
-{
-	double		n = (double) d->s.count;
-	uint32_t	lo,
-				hi;
-	double		f;
-
-	if (x < d->s.min)
-		return 0.0;
-	if (x >= d->s.max)
-		return 1.0;
-
-	/* Find the last anchor with a.x <= x. */
-	if (x < a[0].x)
-		return 0.0;				/* only an atom lies ahead, with F_low = 0 */
-	lo = 0;
-	hi = na;
-	while (hi - lo > 1)
-	{
-		uint32_t	mid = lo + (hi - lo) / 2;
-
-		if (a[mid].x <= x)
-			lo = mid;
-		else
-			hi = mid;
-	}
-	if (a[lo].x == x || lo + 1 == na)
-		f = a[lo].f_high;
-	else
-	{
-		const TdAnchor *l = &a[lo];
-		const TdAnchor *r = &a[lo + 1];
-
-		f = l->f_high + (r->f_low - l->f_high) * position_between(l->x, r->x, x);
-	}
-	f /= n;
-	if (f < 0.0)
-		f = 0.0;
-	if (f > 1.0)
-		f = 1.0;
-	return f;
-}
-
-double
-td_quantile(const TdDigest *d, const TdAnchor *a, uint32_t na, double q)
-{
-	double		t;
-	uint32_t	lo,
+	uint32_t	nb = b->n_buffer;
+	uint64_t	total = b->s.count + nb;
+	double		sum = b->s.sum;
+	double		sum_sq = b->s.sum_sq;
+	double		lo,
 				hi;
 
-	if (q <= 0.0)
-		return d->s.min;
-	if (q >= 1.0)
-		return d->s.max;
-	t = q * (double) d->s.count;
+	if (nb == 0)
+		return true;
+	if (total < b->s.count)
+		return false;
 
-	/* First anchor with f_high >= t. */
-	lo = 0;
-	hi = na;
-	while (lo < hi)
+	/* Locals, not b->s: the compiler need not reload them after each add. */
+	for (uint32_t i = 0; i < nb; i++)
 	{
-		uint32_t	mid = lo + (hi - lo) / 2;
+		double		x = td_double_from_key(b->buffer[i]);
 
-		if (a[mid].f_high < t)
-			lo = mid + 1;
-		else
-			hi = mid;
+		sum += x;
+		sum_sq += x * x;
 	}
-	if (lo == na)
-		return d->s.max;
-	if (a[lo].f_low <= t || lo == 0)
-		return a[lo].x;
+	b->s.sum = sum;
+	b->s.sum_sq = sum_sq;
+
+	td_sort_keys(b->buffer, b->scratch, nb);
+	lo = td_double_from_key(b->buffer[0]);
+	hi = td_double_from_key(b->buffer[nb - 1]);
+	if (b->s.count == 0)
 	{
-		const TdAnchor *l = &a[lo - 1];
-		const TdAnchor *r = &a[lo];
-		double		gap = r->f_low - l->f_high;
-
-		if (gap <= 0.0)
-			return l->x;
-		return interpolate(l->x, r->x, (t - l->f_high) / gap);
+		b->s.min = lo;
+		b->s.max = hi;
 	}
+	else
+	{
+		b->s.min = lo < b->s.min ? lo : b->s.min;
+		b->s.max = hi > b->s.max ? hi : b->s.max;
+	}
+
+	td_builder_swap(b, td_merge_points(b->s.compression, total,
+									   b->means, b->weights, b->n_centroids,
+									   b->buffer, nb,
+									   b->spare_means, b->spare_weights, b->cap_spare));
+	b->s.count = total;
+	b->n_buffer = 0;
+	return true;
 }
 
-double
-td_centroid_mean(const TdDigest *d)
+TdDigest
+td_builder_digest(const TdBuilder *b)
 {
-	double		n = (double) d->s.count;
-	double		mean = 0.0;
+	TdDigest	d;
 
-	if (d->s.count == 0)
-		return NAN;
-	for (uint32_t i = 0; i < d->n_centroids; i++)
-		mean += d->means[i] * ((double) d->weights[i] / n);
-	if (mean < d->s.min)
-		mean = d->s.min;
-	if (mean > d->s.max)
-		mean = d->s.max;
-	return mean;
+	d.s = b->s;
+	d.n_centroids = b->n_centroids;
+	d.means = b->means;
+	d.weights = b->weights;
+	return d;
 }

@@ -1,5 +1,7 @@
 /*
- * tdigest.h — the merging t-digest and its wire format (docs/wire-format.md).
+ * tdigest.h — the merging t-digest and its wire format (docs/wire-format.md):
+ * tdigest.c (sort, merge, build), tdigest_wire.c (validate, encode, decode),
+ * tdigest_cdf.c (anchors, CDF, quantiles).
  *
  * Pure C: no PostgreSQL headers, no allocation.  Callers own every array and
  * pass capacities in, so the same code runs inside a backend (palloc'd
@@ -110,6 +112,48 @@ extern uint32_t td_merge_centroids(int compression, uint64_t total,
 								   const double *am, const uint64_t *aw, uint32_t na,
 								   const double *bm, const uint64_t *bw, uint32_t nb,
 								   double *om, uint64_t *ow, uint32_t ocap);
+
+/*
+ * A digest built from single values (the aggregate's state, the unit test's
+ * builder): the summary and centroids of the values merged so far, spare
+ * arrays the next merge writes into, and a buffer of the sort keys of values
+ * not merged yet.  The caller owns and sizes every array.
+ */
+typedef struct TdBuilder
+{
+	TdSummary	s;				/* count, min, max, sum, sum_sq exclude the
+								 * buffered values */
+	uint32_t	n_centroids;
+	uint32_t	cap_centroids;
+	double	   *means;
+	uint64_t   *weights;
+	uint32_t	cap_spare;		/* merge output, swapped with means/weights */
+	double	   *spare_means;
+	uint64_t   *spare_weights;
+	uint32_t	n_buffer;
+	uint32_t	cap_buffer;
+	uint64_t   *buffer;			/* td_key_from_double of unmerged values */
+	uint64_t   *scratch;		/* radix sort scratch, n_buffer keys at least */
+} TdBuilder;
+
+/* Capacity a merge of `inputs` centroids and points needs: never above the bound. */
+extern uint32_t td_merge_capacity(int compression, uint64_t inputs);
+
+/*
+ * Merge the buffered values into the centroids: sum and sum_sq are added up
+ * in arrival order (as a per-value sum would), the keys radix-sorted, min,
+ * max and count updated, and the merge written to the spare arrays, which
+ * then become the centroids.  The spare arrays must hold
+ * td_merge_capacity(compression, n_centroids + n_buffer) centroids.  Returns
+ * false, changing nothing, when the count would overflow 64 bits.
+ */
+extern bool td_builder_flush(TdBuilder *b);
+
+/* The spare arrays, holding n_out merged centroids, become the centroids. */
+extern void td_builder_swap(TdBuilder *b, uint32_t n_out);
+
+/* The merged values as a digest (the buffer must be empty to count them all). */
+extern TdDigest td_builder_digest(const TdBuilder *b);
 
 /*
  * Check every rule of wire-format section 1 that does not concern bytes.

@@ -5,9 +5,10 @@
  *
  * The per-row cost decides the aggregate's speed, so the transition function
  * only appends the value's sort key to a flat buffer.  When the buffer fills,
- * sum and sum_sq are added up over it (in arrival order, as a per-row sum
- * would), then it is radix-sorted and merged with the centroids in one
- * linear pass (td_merge_points).
+ * td_builder_flush (tdigest.c, the same code the unit test runs) adds sum and
+ * sum_sq up over it in arrival order, radix-sorts it and merges it with the
+ * centroids in one linear pass.  This file owns the memory: it sizes the
+ * arrays the pure code writes into.
  */
 #include "pg_stat_guard.h"
 
@@ -36,19 +37,7 @@ PG_FUNCTION_INFO_V1(psg_tdigest_agg_final);
 typedef struct TdAggState
 {
 	MemoryContext context;		/* the aggregate context owning all arrays */
-	TdSummary	s;				/* count, min, max, sum, sum_sq exclude the
-								 * buffered values */
-	uint32		n_centroids;
-	uint32		cap_centroids;
-	double	   *means;
-	uint64	   *weights;
-	uint32		cap_spare;		/* merge output, swapped with means/weights */
-	double	   *spare_means;
-	uint64	   *spare_weights;
-	uint32		n_buffer;
-	uint32		cap_buffer;
-	uint64	   *buffer;			/* td_key_from_double of unmerged values */
-	uint64	   *scratch;		/* radix sort scratch, cap_buffer keys */
+	TdBuilder	b;				/* scratch allocated at the first flush */
 } TdAggState;
 
 static void
@@ -68,149 +57,83 @@ state_create(MemoryContext context, int compression)
 	TdAggState *st = MemoryContextAllocZero(context, sizeof(TdAggState));
 
 	st->context = context;
-	td_summary_init(&st->s, compression);
-	st->cap_buffer = BUFFER_INITIAL;
-	st->buffer = MemoryContextAlloc(context, sizeof(uint64) * st->cap_buffer);
+	td_summary_init(&st->b.s, compression);
+	st->b.cap_buffer = BUFFER_INITIAL;
+	st->b.buffer = MemoryContextAlloc(context, sizeof(uint64) * st->b.cap_buffer);
 	return st;
+}
+
+static void
+count_overflow(const char *what)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+			 errmsg("tdigest %s overflows 64 bits", what)));
 }
 
 static void
 add_count(uint64 *target, uint64 amount, const char *what)
 {
 	if (*target + amount < *target)
-		ereport(ERROR,
-				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
-				 errmsg("tdigest %s overflows 64 bits", what)));
+		count_overflow(what);
 	*target += amount;
 }
 
-/* Make sure the spare (merge output) arrays hold at least `need` centroids. */
+/* Make sure the spare (merge output) arrays hold a merge of `inputs` centroids/points. */
 static void
-ensure_spare(TdAggState *st, uint32 need)
+ensure_spare(TdAggState *st, uint64 inputs)
 {
-	if (st->cap_spare >= need)
+	uint32		need = td_merge_capacity(st->b.s.compression, inputs);
+
+	if (st->b.cap_spare >= need)
 		return;
-	if (st->spare_means)
+	if (st->b.spare_means)
 	{
-		pfree(st->spare_means);
-		pfree(st->spare_weights);
+		pfree(st->b.spare_means);
+		pfree(st->b.spare_weights);
 	}
-	st->spare_means = MemoryContextAlloc(st->context, sizeof(double) * need);
-	st->spare_weights = MemoryContextAlloc(st->context, sizeof(uint64) * need);
-	st->cap_spare = need;
-}
-
-static void
-swap_centroids(TdAggState *st, uint32 n_out)
-{
-	double	   *m = st->means;
-	uint64	   *w = st->weights;
-	uint32		cap = st->cap_centroids;
-
-	st->means = st->spare_means;
-	st->weights = st->spare_weights;
-	st->cap_centroids = st->cap_spare;
-	st->spare_means = m;
-	st->spare_weights = w;
-	st->cap_spare = cap;
-	st->n_centroids = n_out;
-}
-
-/* Capacity a merge of `inputs` centroids/points needs: never above the bound. */
-static uint32
-merge_capacity(const TdAggState *st, uint64 inputs)
-{
-	uint32		bound = td_centroid_bound(st->s.compression);
-
-	return inputs < bound ? (uint32) inputs : bound;
+	st->b.spare_means = MemoryContextAlloc(st->context, sizeof(double) * need);
+	st->b.spare_weights = MemoryContextAlloc(st->context, sizeof(uint64) * need);
+	st->b.cap_spare = need;
 }
 
 /* Sort the buffered values and merge them into the centroids. */
 static void
 state_flush(TdAggState *st)
 {
-	uint32		nb = st->n_buffer;
-	double		lo,
-				hi;
-	uint64		total = st->s.count;
-	uint32		n_out;
-
-	if (nb == 0)
+	if (st->b.n_buffer == 0)
 		return;
-
-	{
-		double		sum = st->s.sum;
-		double		sum_sq = st->s.sum_sq;
-
-		for (uint32 i = 0; i < nb; i++)
-		{
-			double		x = td_double_from_key(st->buffer[i]);
-
-			sum += x;
-			sum_sq += x * x;
-		}
-		st->s.sum = sum;
-		st->s.sum_sq = sum_sq;
-	}
-
-	if (st->scratch == NULL)
-		st->scratch = MemoryContextAlloc(st->context, sizeof(uint64) * st->cap_buffer);
-	td_sort_keys(st->buffer, st->scratch, nb);
-
-	lo = td_double_from_key(st->buffer[0]);
-	hi = td_double_from_key(st->buffer[nb - 1]);
-	if (st->s.count == 0)
-	{
-		st->s.min = lo;
-		st->s.max = hi;
-	}
-	else
-	{
-		st->s.min = Min(st->s.min, lo);
-		st->s.max = Max(st->s.max, hi);
-	}
-	add_count(&total, nb, "count");
-
-	ensure_spare(st, merge_capacity(st, (uint64) st->n_centroids + nb));
-	n_out = td_merge_points(st->s.compression, total,
-							st->means, st->weights, st->n_centroids,
-							st->buffer, nb,
-							st->spare_means, st->spare_weights, st->cap_spare);
-	swap_centroids(st, n_out);
-	st->s.count = total;
-	st->n_buffer = 0;
+	if (st->b.scratch == NULL)
+		st->b.scratch = MemoryContextAlloc(st->context, sizeof(uint64) * st->b.cap_buffer);
+	ensure_spare(st, (uint64) st->b.n_centroids + st->b.n_buffer);
+	if (!td_builder_flush(&st->b))
+		count_overflow("count");
 }
 
 /* Grow the buffer while it is below its maximum, otherwise flush it. */
 static void
 state_make_room(TdAggState *st)
 {
-	if (st->cap_buffer < BUFFER_MAX)
+	if (st->b.cap_buffer < BUFFER_MAX)
 	{
-		st->cap_buffer *= 2;
-		st->buffer = repalloc(st->buffer, sizeof(uint64) * st->cap_buffer);
-		if (st->scratch)
+		st->b.cap_buffer *= 2;
+		st->b.buffer = repalloc(st->b.buffer, sizeof(uint64) * st->b.cap_buffer);
+		if (st->b.scratch)
 		{
-			pfree(st->scratch);
-			st->scratch = NULL;
+			pfree(st->b.scratch);
+			st->b.scratch = NULL;
 		}
 	}
 	else
 		state_flush(st);
 }
 
-/* The state as a digest; the buffer must be flushed. */
+/* The state as a digest, its buffer flushed first. */
 static TdDigest
-state_as_digest(const TdAggState *st)
+state_as_digest(TdAggState *st)
 {
-	TdDigest	d;
-
-	Assert(st->n_buffer == 0);
-	d.s = st->s;
-	d.n_centroids = st->n_centroids;
-	d.means = st->means;
-	d.weights = st->weights;
-	return d;
+	state_flush(st);
+	return td_builder_digest(&st->b);
 }
 
 /*
@@ -220,57 +143,72 @@ state_as_digest(const TdAggState *st)
 static void
 state_add_digest(TdAggState *st, const TdDigest *d)
 {
+	TdSummary  *s = &st->b.s;
 	uint64		total;
-	uint32		n_out;
 	double		sum;
 
 	state_flush(st);
-	total = st->s.count;
-	add_count(&st->s.null_count, d->s.null_count, "null_count");
-	add_count(&st->s.nan_count, d->s.nan_count, "nan_count");
-	add_count(&st->s.pos_inf_count, d->s.pos_inf_count, "pos_inf_count");
-	add_count(&st->s.neg_inf_count, d->s.neg_inf_count, "neg_inf_count");
-	if (d->s.compression > st->s.compression)
-		st->s.compression = d->s.compression;
+	total = s->count;
+	add_count(&s->null_count, d->s.null_count, "null_count");
+	add_count(&s->nan_count, d->s.nan_count, "nan_count");
+	add_count(&s->pos_inf_count, d->s.pos_inf_count, "pos_inf_count");
+	add_count(&s->neg_inf_count, d->s.neg_inf_count, "neg_inf_count");
+	if (d->s.compression > s->compression)
+		s->compression = d->s.compression;
 	if (d->s.count == 0)
 		return;
 
 	add_count(&total, d->s.count, "count");
 
-	sum = st->s.sum + d->s.sum;
+	sum = s->sum + d->s.sum;
 	if (isnan(sum))
 	{
 		/*
 		 * +Inf + -Inf: both sums overflowed.  Fall back to the centroid
 		 * estimate of the combined mean times the count.
 		 */
-		TdDigest	mine = state_as_digest(st);
+		TdDigest	mine = td_builder_digest(&st->b);
 		double		n = (double) total;
 
-		sum = (td_centroid_mean(&mine) * ((double) st->s.count / n) +
+		sum = (td_centroid_mean(&mine) * ((double) s->count / n) +
 			   td_centroid_mean(d) * ((double) d->s.count / n)) * n;
 	}
-	st->s.sum = sum;
-	st->s.sum_sq += d->s.sum_sq;
+	s->sum = sum;
+	s->sum_sq += d->s.sum_sq;
 
-	if (st->s.count == 0)
+	if (s->count == 0)
 	{
-		st->s.min = d->s.min;
-		st->s.max = d->s.max;
+		s->min = d->s.min;
+		s->max = d->s.max;
 	}
 	else
 	{
-		st->s.min = Min(st->s.min, d->s.min);
-		st->s.max = Max(st->s.max, d->s.max);
+		s->min = Min(s->min, d->s.min);
+		s->max = Max(s->max, d->s.max);
 	}
 
-	ensure_spare(st, merge_capacity(st, (uint64) st->n_centroids + d->n_centroids));
-	n_out = td_merge_centroids(st->s.compression, total,
-							   st->means, st->weights, st->n_centroids,
-							   d->means, d->weights, d->n_centroids,
-							   st->spare_means, st->spare_weights, st->cap_spare);
-	swap_centroids(st, n_out);
-	st->s.count = total;
+	ensure_spare(st, (uint64) st->b.n_centroids + d->n_centroids);
+	td_builder_swap(&st->b,
+					td_merge_centroids(s->compression, total,
+									   st->b.means, st->b.weights, st->b.n_centroids,
+									   d->means, d->weights, d->n_centroids,
+									   st->b.spare_means, st->b.spare_weights,
+									   st->b.cap_spare));
+	s->count = total;
+}
+
+/*
+ * Add a decoded digest to st (a new state in context when st is NULL), then
+ * free the digest's arrays.
+ */
+static TdAggState *
+state_absorb(TdAggState *st, MemoryContext context, TdDigest *d)
+{
+	if (st == NULL)
+		st = state_create(context, d->s.compression);
+	state_add_digest(st, d);
+	psg_free_digest(d);
+	return st;
 }
 
 static MemoryContext
@@ -293,24 +231,24 @@ agg_add_value(FunctionCallInfo fcinfo, TdAggState *st)
 
 	if (PG_ARGISNULL(1))
 	{
-		add_count(&st->s.null_count, 1, "null_count");
+		add_count(&st->b.s.null_count, 1, "null_count");
 		PG_RETURN_POINTER(st);
 	}
 	x = PG_GETARG_FLOAT8(1);
 	if (unlikely(!isfinite(x)))
 	{
 		if (isnan(x))
-			add_count(&st->s.nan_count, 1, "nan_count");
+			add_count(&st->b.s.nan_count, 1, "nan_count");
 		else if (x > 0)
-			add_count(&st->s.pos_inf_count, 1, "pos_inf_count");
+			add_count(&st->b.s.pos_inf_count, 1, "pos_inf_count");
 		else
-			add_count(&st->s.neg_inf_count, 1, "neg_inf_count");
+			add_count(&st->b.s.neg_inf_count, 1, "neg_inf_count");
 		PG_RETURN_POINTER(st);
 	}
-	if (unlikely(st->n_buffer == st->cap_buffer))
+	if (unlikely(st->b.n_buffer == st->b.cap_buffer))
 		state_make_room(st);
 	/* x + 0.0 turns -0.0 into +0.0, so the digest never holds a negative zero. */
-	st->buffer[st->n_buffer++] = td_key_from_double(x + 0.0);
+	st->b.buffer[st->b.n_buffer++] = td_key_from_double(x + 0.0);
 	PG_RETURN_POINTER(st);
 }
 
@@ -322,7 +260,7 @@ psg_tdigest_agg_trans(PG_FUNCTION_ARGS)
 	if (likely(!PG_ARGISNULL(0)))
 		st = (TdAggState *) PG_GETARG_POINTER(0);
 	else
-		st = state_create(agg_context(fcinfo, "tdigest_agg"), PSG_DEFAULT_COMPRESSION);
+		st = state_create(agg_context(fcinfo, "tdigest_agg"), PSG_AGG_DEFAULT_COMPRESSION);
 	return agg_add_value(fcinfo, st);
 }
 
@@ -362,11 +300,7 @@ psg_tdigest_merge_trans(PG_FUNCTION_ARGS)
 		PG_RETURN_POINTER(st);
 	}
 	psg_decode_tdigest(PG_GETARG_TDIGEST_PP(1), &d);
-	if (st == NULL)
-		st = state_create(context, d.s.compression);
-	state_add_digest(st, &d);
-	psg_free_digest(&d);
-	PG_RETURN_POINTER(st);
+	PG_RETURN_POINTER(state_absorb(st, context, &d));
 }
 
 Datum
@@ -385,9 +319,8 @@ psg_tdigest_agg_combine(PG_FUNCTION_ARGS)
 	}
 	/* The result must live in the aggregate context: copy into a new state. */
 	if (st1 == NULL)
-		st1 = state_create(context, st2->s.compression);
+		st1 = state_create(context, st2->b.s.compression);
 
-	state_flush(st2);
 	d = state_as_digest(st2);
 	state_add_digest(st1, &d);
 	PG_RETURN_POINTER(st1);
@@ -401,7 +334,6 @@ psg_tdigest_agg_serialize(PG_FUNCTION_ARGS)
 	TdDigest	d;
 
 	agg_context(fcinfo, "tdigest_agg_serialize");
-	state_flush(st);
 	d = state_as_digest(st);
 	PG_RETURN_BYTEA_P((bytea *) psg_digest_to_varlena(&d));
 }
@@ -412,15 +344,11 @@ psg_tdigest_agg_deserialize(PG_FUNCTION_ARGS)
 	bytea	   *b = PG_GETARG_BYTEA_PP(0);
 	MemoryContext context = agg_context(fcinfo, "tdigest_agg_deserialize");
 	TdDigest	d;
-	TdAggState *st;
 
 	psg_decode_bytes((const uint8 *) VARDATA_ANY(b), VARSIZE_ANY_EXHDR(b), &d,
 					 ERRCODE_INVALID_BINARY_REPRESENTATION);
-	st = state_create(context, d.s.compression);
-	state_add_digest(st, &d);
 	/* state_add_digest skips sums of an empty digest; they are zero anyway. */
-	psg_free_digest(&d);
-	PG_RETURN_POINTER(st);
+	PG_RETURN_POINTER(state_absorb(NULL, context, &d));
 }
 
 /*
@@ -436,10 +364,9 @@ psg_tdigest_agg_final(PG_FUNCTION_ARGS)
 	if (st == NULL)
 	{
 		memset(&d, 0, sizeof(d));
-		td_summary_init(&d.s, PSG_DEFAULT_COMPRESSION);
+		td_summary_init(&d.s, PSG_AGG_DEFAULT_COMPRESSION);
 		PG_RETURN_POINTER(psg_digest_to_varlena(&d));
 	}
-	state_flush(st);
 	d = state_as_digest(st);
 	PG_RETURN_POINTER(psg_digest_to_varlena(&d));
 }
@@ -463,10 +390,8 @@ psg_merge_digest_bytes(int n, const char *const *bufs, const size_t *lens, int c
 		if (lens[i] == 0)
 			continue;
 		psg_decode_bytes((const uint8 *) bufs[i], lens[i], &d, ERRCODE_DATA_CORRUPTED);
-		state_add_digest(st, &d);
-		psg_free_digest(&d);
+		st = state_absorb(st, CurrentMemoryContext, &d);
 	}
-	state_flush(st);
 	d = state_as_digest(st);
 	return psg_digest_to_varlena(&d);
 }

@@ -27,7 +27,7 @@
 #include "storage/ipc.h"
 #include "storage/pmsignal.h"
 
-#include "analysis.h"
+#include "pg_stat_guard.h"
 #include "transport.h"
 
 #ifdef PSG_NO_CURL
@@ -361,7 +361,7 @@ psg_curl_post(const PsgHttpRequest *req, PsgHttpResponse *resp)
 	curl_easy_setopt(easy_handle, CURLOPT_TIMEOUT_MS, (long) req->timeout_ms);
 	curl_easy_setopt(easy_handle, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t) req->max_response);
 	curl_easy_setopt(easy_handle, CURLOPT_TCP_KEEPALIVE, 1L);
-	curl_easy_setopt(easy_handle, CURLOPT_USERAGENT, "pg_stat_guard/" PSG_EXTENSION_VERSION);
+	curl_easy_setopt(easy_handle, CURLOPT_USERAGENT, PSG_CLIENT_NAME);
 
 	PG_TRY();
 	{

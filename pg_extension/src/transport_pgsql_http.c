@@ -41,7 +41,7 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 
-#include "analysis.h"
+#include "pg_stat_guard.h"
 #include "subxact.h"
 #include "transport.h"
 
@@ -99,7 +99,7 @@ static const HttpOption HTTP_OPTIONS[] = {
 	{"http.curlopt_tlsauth_password", RULE_UNSET, NULL},
 	{"http.curlopt_tlsauth_type", RULE_UNSET, NULL},
 	/* the request itself */
-	{"http.curlopt_useragent", RULE_SET, "pg_stat_guard/" PSG_EXTENSION_VERSION},
+	{"http.curlopt_useragent", RULE_SET, PSG_CLIENT_NAME},
 	{"http.curlopt_timeout", RULE_TIMEOUT_S, NULL},
 	{"http.curlopt_timeout_ms", RULE_TIMEOUT_MS, NULL},
 	{"http.curlopt_connecttimeout", RULE_CONNECT_S, NULL},

@@ -16,6 +16,11 @@
  * VACUUM FULL, CLUSTER and rewriting ALTER TABLEs start afresh while ANALYZE
  * and VACUUM (which invalidate the relcache entry too, every few seconds under
  * heavy ingest) keep the cache.
+ *
+ * The planning lives here too, beside the storage it must agree with: which
+ * part of a window is read as raw rows and which as settled buckets
+ * (psg_window_cache_plan), and the lookups and stores of a run of buckets for
+ * every value column.  window.c runs the SQL.
  */
 #include "postgres.h"
 
@@ -31,6 +36,13 @@
 
 #include "guc.h"
 #include "window_cache.h"
+
+/* A range longer than this many buckets is aggregated directly, not cached. */
+#define PSG_CACHE_MAX_BUCKETS 10000
+/* Fine buckets per cached block (see PsgWindowPlan). */
+#define PSG_CACHE_BLOCK 60
+
+/* ------------------------------------------------------------- storage */
 
 typedef struct BucketEntry
 {
@@ -189,4 +201,133 @@ psg_window_cache_evict_before(Oid relid, Oid relfilenode, TimestampTz before)
 			(entry->key.relfilenode != relfilenode ||
 			 entry->key.start + entry->key.width <= before))
 			drop_entry(entry);
+}
+
+/* ------------------------------------------------------------ planning */
+
+static TimestampTz
+floor_to(TimestampTz t, int64 width)
+{
+	TimestampTz q = t / width;
+
+	if (t % width != 0 && t < 0)
+		q--;
+	return q * width;
+}
+
+static TimestampTz
+ceil_to(TimestampTz t, int64 width)
+{
+	TimestampTz f = floor_to(t, width);
+
+	return f < t ? f + width : f;
+}
+
+static void
+add_run(PsgWindowPlan *plan, TimestampTz lo, TimestampTz hi, int64 width)
+{
+	if (hi > lo)
+		plan->runs[plan->nruns++] = (PsgBucketRun) {lo, (int) ((hi - lo) / width), width};
+}
+
+void
+psg_window_cache_plan(TimestampTz lo, TimestampTz hi, TimestampTz horizon, int64 width,
+					  PsgWindowPlan *plan)
+{
+	TimestampTz first = ceil_to(lo, width);
+	TimestampTz end = floor_to(Min(hi, horizon), width);
+	int64		block = width * PSG_CACHE_BLOCK;
+
+	plan->nraw = 0;
+	plan->nruns = 0;
+	if (end <= first || (end - first) / width > PSG_CACHE_MAX_BUCKETS)
+	{
+		plan->raw[plan->nraw++] = (PsgTimeRange) {lo, hi};
+		return;
+	}
+	if (lo < first)
+		plan->raw[plan->nraw++] = (PsgTimeRange) {lo, first};
+	if (end < hi)
+		plan->raw[plan->nraw++] = (PsgTimeRange) {end, hi};
+	if (ceil_to(first, block) < floor_to(end, block))
+	{
+		add_run(plan, first, ceil_to(first, block), width);
+		add_run(plan, ceil_to(first, block), floor_to(end, block), block);
+		add_run(plan, floor_to(end, block), end, width);
+	}
+	else
+		add_run(plan, first, end, width);
+}
+
+/* ----------------------------------------------------- a run's buckets */
+
+static PsgBucketKey
+set_bucket_key(const PsgBucketSet *set, int bucket, int column)
+{
+	PsgBucketKey key = set->key;
+
+	key.value_attnum = set->attnums[column];
+	key.width = set->run.width;
+	key.start = set->run.first + bucket * set->run.width;
+	return key;
+}
+
+void
+psg_window_cache_lookup(PsgBucketSet *set)
+{
+	int			n = Max(set->run.n, 1);
+	int			b,
+				c;
+
+	set->rows = palloc0(sizeof(int64) * n);
+	set->digest = palloc0(sizeof(char *) * n * set->ncolumns);
+	set->len = palloc0(sizeof(size_t) * n * set->ncolumns);
+	set->have = palloc0(sizeof(bool) * n);
+	set->missing_lo = set->missing_hi = -1;
+	for (b = 0; b < set->run.n; b++)
+	{
+		bool		all = true;
+
+		for (c = 0; c < set->ncolumns && all; c++)
+		{
+			PsgBucketKey key = set_bucket_key(set, b, c);
+
+			all = psg_window_cache_get(&key, &set->rows[b],
+									   &set->digest[b * set->ncolumns + c],
+									   &set->len[b * set->ncolumns + c]);
+		}
+		set->have[b] = all;
+		if (all)
+			continue;
+		/* Until a scan says otherwise, the bucket had no rows. */
+		set->rows[b] = 0;
+		for (c = 0; c < set->ncolumns; c++)
+			set->len[b * set->ncolumns + c] = 0;
+		if (set->missing_lo < 0)
+			set->missing_lo = b;
+		set->missing_hi = b;
+	}
+}
+
+int
+psg_window_cache_store_missing(const PsgBucketSet *set)
+{
+	int			stored = 0;
+	int			b,
+				c;
+
+	for (b = set->missing_lo; b >= 0 && b <= set->missing_hi; b++)
+	{
+		if (set->have[b])
+			continue;
+		stored++;
+		for (c = 0; c < set->ncolumns; c++)
+		{
+			PsgBucketKey key = set_bucket_key(set, b, c);
+
+			(void) psg_window_cache_put(&key, set->rows[b], set->digest[b * set->ncolumns + c],
+										set->len[b * set->ncolumns + c]);
+		}
+	}
+	return stored;
 }

@@ -10,17 +10,17 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
-from pathlib import Path
 
 import psycopg
 import pytest
 from psycopg.adapt import Dumper
 from psycopg.pq import Format
 
+from tests.conftest import GOLDEN_DIR
+
 DSN = os.environ.get("PSG_TEST_DSN") or (
     f"host={os.environ.get('PGHOST', '127.0.0.1')} port={os.environ.get('PGPORT', '5432')} "
     f"user={os.environ.get('PGUSER', 'postgres')} dbname={os.environ.get('PGDATABASE', 'test')}")
-GOLDEN_DIR = Path(__file__).resolve().parent.parent / "golden"
 
 
 class DigestBytes(bytes):
@@ -73,5 +73,5 @@ def fresh_pg() -> Iterator[psycopg.Connection]:
 def golden() -> dict:
     path = GOLDEN_DIR / "golden.json"
     if not path.exists():
-        pytest.skip("golden vectors are missing (tests/golden/golden.json)")
+        pytest.skip(f"golden vectors are missing ({path})")
     return json.loads(path.read_text())

@@ -22,7 +22,9 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from conftest import GOLDEN_DIR, DigestBytes
+
+from tests.conftest import GOLDEN_DIR
+from tests.extension.conftest import DigestBytes
 
 try:
     from stat_guard.wire import decode_digest as python_decode

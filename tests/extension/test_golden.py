@@ -5,7 +5,9 @@ from __future__ import annotations
 import math
 
 import pytest
-from conftest import GOLDEN_DIR, DigestBytes
+
+from tests.conftest import GOLDEN_DIR
+from tests.extension.conftest import DigestBytes
 
 
 def _number(value: float | str | None) -> float | None:

@@ -1,8 +1,9 @@
 """Write the golden vectors of wire format v1 (docs/wire-format.md, section 6).
 
-Run once when the format changes: ``python tests/golden/generate.py``. The tests check
-that the current writer still reproduces every committed file byte for byte, and the C
-extension's tests read the same files.
+Run once when the format changes: ``python -m tests.golden.generate``. The files are
+written to ``pg_extension/test/golden/``, beside the extension that reads them in its
+pg_regress suite; the Python tests check that the current writer still reproduces every
+committed file byte for byte.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import numpy as np
 from stat_guard.tdigest import TDigest
 from stat_guard.wire import ColumnDigests, Envelope, decode_digest, encode_digest, encode_envelope
 
-HERE = Path(__file__).resolve().parent
+OUT_DIR = Path(__file__).resolve().parents[2] / "pg_extension" / "test" / "golden"
 CDF_POINTS = [-1e308, -3.0, -1.0, -0.5, 0.0, 0.25, 1.0, 2.0, 2.5, 3.0, 5.5, 42.5, 100.0, 1e308]
 QUANTILES = [0.0, 0.001, 0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99, 0.999, 1.0]
 
@@ -139,7 +140,7 @@ def main() -> None:
     manifest: dict = {"format": "pg_stat_guard wire format v1", "digests": {}}
     for name, digest in digests.items():
         data = encode_digest(digest)
-        (HERE / f"{name}.psgd").write_bytes(data)
+        (OUT_DIR / f"{name}.psgd").write_bytes(data)
         manifest["digests"][name] = {"file": f"{name}.psgd", "size": len(data),
                                      "hex": data.hex()} | describe(digest)
     envelope = Envelope(
@@ -155,13 +156,13 @@ def main() -> None:
                  "latency ms": ColumnDigests(current=digests["empty"], baseline=digests["single"])},
     )
     envelope_bytes = encode_envelope(envelope)
-    (HERE / "envelope.psge").write_bytes(envelope_bytes)
+    (OUT_DIR / "envelope.psge").write_bytes(envelope_bytes)
     manifest["envelope"] = {"file": "envelope.psge", "size": len(envelope_bytes),
                             "metadata": envelope.metadata,
                             "columns": {"amount": {"current": "small", "baseline": "normal_1000"},
                                         "latency ms": {"current": "empty", "baseline": "single"}}}
     manifest["malformed_digests"] = malformed(encode_digest(digests["normal_20000"]))
-    (HERE / "golden.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    (OUT_DIR / "golden.json").write_text(json.dumps(manifest, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 /*
- * test_tdigest.c — unit tests of the pure digest code (src/tdigest.c),
+ * test_tdigest.c — unit tests of the pure digest code (src/tdigest.c,
+ * tdigest_wire.c, tdigest_cdf.c),
  * without PostgreSQL.  Build and run: make -C pg_extension unittest
  */
 #include "tdigest.h"
@@ -131,32 +132,24 @@ test_sort(void)
 
 /* ------------------------------------------------------------------ */
 
-/* A small digest builder mirroring the aggregate: buffer, sort, merge. */
-typedef struct Builder
-{
-	TdSummary	s;
-	double	   *means,
-			   *spare_means;
-	uint64_t   *weights,
-			   *spare_weights;
-	uint32_t	n,
-				cap;
-	uint64_t   *buffer,
-			   *scratch;
-	uint32_t	nb,
-				cap_buffer;
-} Builder;
+/*
+ * Digests built the way the aggregate builds them (td_builder_flush), in
+ * malloc'd arrays sized for the worst case.
+ */
+typedef TdBuilder Builder;
 
 static void
 builder_init(Builder *b, int compression, uint32_t cap_buffer)
 {
+	uint32_t	cap = td_centroid_bound(compression);
+
 	memset(b, 0, sizeof(*b));
 	td_summary_init(&b->s, compression);
-	b->cap = td_centroid_bound(compression);
-	b->means = malloc(b->cap * sizeof(double));
-	b->spare_means = malloc(b->cap * sizeof(double));
-	b->weights = malloc(b->cap * sizeof(uint64_t));
-	b->spare_weights = malloc(b->cap * sizeof(uint64_t));
+	b->cap_centroids = b->cap_spare = cap;
+	b->means = malloc(cap * sizeof(double));
+	b->spare_means = malloc(cap * sizeof(double));
+	b->weights = malloc(cap * sizeof(uint64_t));
+	b->spare_weights = malloc(cap * sizeof(uint64_t));
 	b->cap_buffer = cap_buffer;
 	b->buffer = malloc(cap_buffer * sizeof(uint64_t));
 	b->scratch = malloc(cap_buffer * sizeof(uint64_t));
@@ -176,58 +169,47 @@ builder_free(Builder *b)
 static void
 builder_flush(Builder *b)
 {
-	uint32_t	n_out;
-	double	   *tm;
-	uint64_t   *tw;
-
-	if (b->nb == 0)
-		return;
-	for (uint32_t i = 0; i < b->nb; i++)
+	if (!td_builder_flush(b))
 	{
-		double		x = td_double_from_key(b->buffer[i]);
-
-		b->s.sum += x;
-		b->s.sum_sq += x * x;
+		fprintf(stderr, "count overflow while building a test digest\n");
+		exit(2);
 	}
-	td_sort_keys(b->buffer, b->scratch, b->nb);
-	if (b->s.count == 0)
-		b->s.min = td_double_from_key(b->buffer[0]);
-	else
-		b->s.min = fmin(b->s.min, td_double_from_key(b->buffer[0]));
-	b->s.max = b->s.count == 0 ? td_double_from_key(b->buffer[b->nb - 1])
-		: fmax(b->s.max, td_double_from_key(b->buffer[b->nb - 1]));
-	b->s.count += b->nb;
-	n_out = td_merge_points(b->s.compression, b->s.count, b->means, b->weights, b->n,
-							b->buffer, b->nb, b->spare_means, b->spare_weights, b->cap);
-	tm = b->means;
-	b->means = b->spare_means;
-	b->spare_means = tm;
-	tw = b->weights;
-	b->weights = b->spare_weights;
-	b->spare_weights = tw;
-	b->n = n_out;
-	b->nb = 0;
 }
 
 static void
 builder_add(Builder *b, double x)
 {
-	if (b->nb == b->cap_buffer)
+	if (b->n_buffer == b->cap_buffer)
 		builder_flush(b);
-	b->buffer[b->nb++] = td_key_from_double(x + 0.0);
+	b->buffer[b->n_buffer++] = td_key_from_double(x + 0.0);
 }
 
 static TdDigest
 builder_digest(Builder *b)
 {
-	TdDigest	d;
-
 	builder_flush(b);
-	d.s = b->s;
-	d.n_centroids = b->n;
-	d.means = b->means;
-	d.weights = b->weights;
-	return d;
+	return td_builder_digest(b);
+}
+
+/* A flush that would overflow the 64-bit count is refused and changes nothing. */
+static void
+test_flush_refuses_count_overflow(void)
+{
+	Builder		b;
+	TdSummary	before;
+
+	builder_init(&b, 100, 16);
+	for (int i = 0; i < 10; i++)
+		builder_add(&b, (double) i);
+	builder_flush(&b);
+	b.s.count = UINT64_MAX - 2;
+	for (int i = 0; i < 3; i++)
+		builder_add(&b, (double) i);
+	before = b.s;
+	CHECK(!td_builder_flush(&b), "overflowing flush refused");
+	CHECK(b.n_buffer == 3 && b.s.count == before.count && b.s.sum == before.sum,
+		  "refused flush changed the builder");
+	builder_free(&b);
 }
 
 static void
@@ -472,6 +454,7 @@ int
 main(void)
 {
 	test_heavy_ties_are_exact();
+	test_flush_refuses_count_overflow();
 	test_sort();
 	test_cdf_quantile_rules();
 	test_wire_round_trip_and_rejection();

@@ -1,9 +1,9 @@
--- The golden vectors of docs/wire-format.md section 6 (tests/golden/): the files decode
+-- The golden vectors of docs/wire-format.md section 6 (test/golden/): the files decode
 -- to the fields golden.json lists, encode back to the same bytes, give the same
 -- cdf/quantile values as the Python reader, and every malformed input is rejected.
 \set VERBOSITY terse
-\set golden `cat ../tests/golden/golden.json`
-\set files `cd ../tests/golden && for f in *.psgd; do printf '%s %s\n' "$f" "$(od -An -tx1 -v "$f" | tr -d ' \n')"; done`
+\set golden `cat test/golden/golden.json`
+\set files `cd test/golden && for f in *.psgd; do printf '%s %s\n' "$f" "$(od -An -tx1 -v "$f" | tr -d ' \n')"; done`
 
 CREATE TEMP TABLE golden AS SELECT :'golden'::jsonb AS j;
 CREATE TEMP TABLE golden_file AS

@@ -1,0 +1,36 @@
+/*
+ * envelope.h — the request body (docs/wire-format.md, section 3) and the
+ * description of the request it carries.
+ */
+#ifndef PSG_ENVELOPE_H
+#define PSG_ENVELOPE_H
+
+#include "postgres.h"
+
+#include "lib/stringinfo.h"
+
+#include "analysis.h"
+#include "json_object.h"
+
+/* Envelope limits (docs/wire-format.md, section 5). */
+#define PSG_ENVELOPE_MAX_ENTRIES 4096
+#define PSG_ENVELOPE_MAX_NAME 1024
+#define PSG_ENVELOPE_MAX_METADATA 65536
+
+/* How many fields psg_request_fields writes. */
+#define PSG_REQUEST_FIELDS 7
+
+/*
+ * The request described as JSON fields: source, time column, window,
+ * compression, request id and each column's baseline.  The envelope's
+ * metadata carries them and the result's "analysis" object repeats them, so
+ * both say the same.  Returns the number written; *baseline_kind sums up the
+ * columns' baselines.
+ */
+extern int	psg_request_fields(const PsgAnalysis *an, PsgJsonField *fields,
+							   const char **baseline_kind);
+
+/* The envelope of the analysis's digests, ready to POST. */
+extern StringInfo psg_build_envelope(const PsgAnalysis *an);
+
+#endif							/* PSG_ENVELOPE_H */
