@@ -22,6 +22,7 @@ from stat_guard.tdigest import TDigest
 from stat_guard.verdict import (
     DEFAULT_THRESHOLDS,
     Decision,
+    Evidence,
     Thresholds,
     Verdict,
     decide,
@@ -39,6 +40,15 @@ class NumericComparison:
     kl: stats.BinnedResult
     js: stats.BinnedResult
     wasserstein: stats.WassersteinResult
+    missing_baseline: int = 0  # NULL, NaN and ±Inf values, left out of the statistics
+    missing_current: int = 0
+
+    def evidence(self) -> Evidence:
+        return Evidence(n_baseline=self.ks.n_baseline, n_current=self.ks.n_current,
+                        psi=self.psi.statistic, psi_pvalue=self.psi.pvalue,
+                        ks_statistic=self.ks.statistic, ks_pvalue=self.ks.pvalue,
+                        missing_baseline=self.missing_baseline,
+                        missing_current=self.missing_current)
 
 
 @dataclass(frozen=True)
@@ -46,7 +56,7 @@ class FeatureReport:
     name: str
     comparison: NumericComparison
     decision: Decision
-    ks_pvalue_adjusted: float
+    pvalue_adjusted: float  # the feature's p-value, Benjamini–Hochberg across the model
 
 
 @dataclass(frozen=True)
@@ -63,32 +73,36 @@ def compare_digests(baseline: TDigest, current: TDigest, bins: int = stats.DEFAU
         kl=stats.kl_digests(baseline, current, bins, epsilon),
         js=stats.js_digests(baseline, current, bins),
         wasserstein=stats.wasserstein_digests(baseline, current),
+        missing_baseline=baseline.invalid_count, missing_current=current.invalid_count,
     )
 
 
 def compare_samples(baseline: np.ndarray, current: np.ndarray, bins: int = stats.DEFAULT_PSI_BINS,
                     epsilon: float = stats.DEFAULT_EPSILON) -> NumericComparison:
+    """Raw samples; NaN and ±Inf count as missing values."""
+    baseline, current = np.asarray(baseline, dtype=float), np.asarray(current, dtype=float)
     return NumericComparison(
         ks=stats.ks_samples(baseline, current),
         psi=stats.psi_samples(baseline, current, bins, epsilon),
         kl=stats.kl_samples(baseline, current, bins, epsilon),
         js=stats.js_samples(baseline, current, bins),
         wasserstein=stats.wasserstein_samples(baseline, current),
+        missing_baseline=int(np.count_nonzero(~np.isfinite(baseline))),
+        missing_current=int(np.count_nonzero(~np.isfinite(current))),
     )
 
 
 def evaluate(comparisons: Mapping[str, NumericComparison],
              thresholds: Thresholds = DEFAULT_THRESHOLDS) -> ModelReport:
-    """Apply the verdict rules to each feature, with a BH correction of the KS p-values."""
+    """Apply the verdict rules to each feature; the features' p-values are corrected
+    together (Benjamini–Hochberg), which the rules use when configured to."""
     names = list(comparisons)
-    adjusted = stats.benjamini_hochberg([comparisons[n].ks.pvalue for n in names])
+    evidence = {name: comparisons[name].evidence() for name in names}
+    adjusted = stats.benjamini_hochberg([evidence[n].pvalue() for n in names])
     features = {}
     for name, p_adjusted in zip(names, adjusted, strict=True):
-        c = comparisons[name]
-        pvalue = p_adjusted if thresholds.ks_use_adjusted_pvalue else c.ks.pvalue
-        decision = decide(c.psi.statistic, c.ks.statistic, pvalue, c.ks.n_baseline,
-                          c.ks.n_current, thresholds)
-        features[name] = FeatureReport(name, c, decision, p_adjusted)
+        decision = decide(evidence[name], thresholds, p_adjusted)
+        features[name] = FeatureReport(name, comparisons[name], decision, p_adjusted)
     overall = model_verdict((f.decision.verdict.value, f.comparison.psi.statistic)
                             for f in features.values())
     return ModelReport(Verdict(overall.verdict), features)
@@ -109,10 +123,13 @@ def feature_json(report: FeatureReport) -> dict[str, Any]:
         "reasons": list(report.decision.reasons),
         "psi": json_number(c.psi.statistic),
         "psi_critical": json_number(c.psi.critical_value),
+        "psi_pvalue": json_number(c.psi.pvalue),
         "psi_bins": [json_number(e) for e in c.psi.bin_edges],
         "ks_statistic": json_number(c.ks.statistic),
         "ks_pvalue": json_number(c.ks.pvalue),
-        "ks_pvalue_adjusted": json_number(report.ks_pvalue_adjusted),
+        "pvalue_adjusted": json_number(report.pvalue_adjusted),
+        "missing_rate_baseline": json_number(c.evidence().missing_rates[0]),
+        "missing_rate_current": json_number(c.evidence().missing_rates[1]),
         "kl_divergence": json_number(c.kl.statistic),
         "js_distance": json_number(c.js.statistic),
         "wasserstein_normalized": json_number(c.wasserstein.statistic),

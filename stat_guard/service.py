@@ -10,8 +10,11 @@ Settings come from the environment once, when the app is built (Azure app settin
 | --- | --- | --- |
 | ``STAT_GUARD_FUNCTION_KEY`` | unset | if set, requests must carry it in ``x-functions-key`` |
 | ``STAT_GUARD_MAX_BODY_BYTES`` | 16777216 | larger bodies get 413 |
-| ``STAT_GUARD_PSI_WARNING`` / ``_PSI_DRIFT`` | 0.1 / 0.25 | verdict thresholds |
-| ``STAT_GUARD_KS_PVALUE`` / ``_KS_STATISTIC`` | 0.05 / 0.1 | KS rule |
+| ``STAT_GUARD_PSI_WARNING`` / ``_PSI_DRIFT`` | 0.1 / 0.25 | PSI effect sizes |
+| ``STAT_GUARD_KS_STATISTIC`` | 0.1 | KS effect size |
+| ``STAT_GUARD_MISSING_RATE_WARNING`` / ``_DRIFT`` | 0.05 / 0.2 | missing-share change |
+| ``STAT_GUARD_SIGNIFICANCE`` | 0.05 | a feature's false-alarm budget |
+| ``STAT_GUARD_FALSE_DISCOVERY_RATE`` | false | correct the features together |
 | ``STAT_GUARD_MIN_COUNT`` | 30 | fewer values: insufficient_data |
 
 The threshold defaults are ``stat_guard.verdict.DEFAULT_THRESHOLDS``.
@@ -68,8 +71,14 @@ class ServiceSettings:
         thresholds = Thresholds(
             psi_warning=number("STAT_GUARD_PSI_WARNING", defaults.psi_warning),
             psi_drift=number("STAT_GUARD_PSI_DRIFT", defaults.psi_drift),
-            ks_pvalue=number("STAT_GUARD_KS_PVALUE", defaults.ks_pvalue),
             ks_statistic=number("STAT_GUARD_KS_STATISTIC", defaults.ks_statistic),
+            missing_rate_warning=number("STAT_GUARD_MISSING_RATE_WARNING",
+                                        defaults.missing_rate_warning),
+            missing_rate_drift=number("STAT_GUARD_MISSING_RATE_DRIFT",
+                                      defaults.missing_rate_drift),
+            significance=number("STAT_GUARD_SIGNIFICANCE", defaults.significance),
+            false_discovery_rate=environ.get("STAT_GUARD_FALSE_DISCOVERY_RATE", "").lower()
+            in ("1", "true", "yes", "on"),
             min_count=number("STAT_GUARD_MIN_COUNT", defaults.min_count, int),
         )
         return cls(function_key=environ.get("STAT_GUARD_FUNCTION_KEY") or None,

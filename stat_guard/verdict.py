@@ -1,9 +1,16 @@
-"""The owner's verdict rules: PSI is the primary trigger, KS a guarded secondary one.
+"""The verdict rules: a feature is flagged only when its change is significant for the
+sample sizes and at least the owner's effect size.
 
-PSI < 0.1 is ok, 0.1–0.25 a warning, > 0.25 drift. KS raises a warning only when
-p < 0.05 and the statistic > 0.1, because at large sample sizes KS flags tiny deviations.
-A model's verdict is its features' worst, its drift score their largest PSI
-(:func:`model_verdict`).
+Effect sizes (the owner's floors): PSI >= 0.1 is a warning and PSI > 0.25 drift; KS
+warns above a statistic of 0.1; the share of missing values (NULL, NaN, ±Inf) warns when it
+moved by 5 points and is drift at 20. Significance: each of those changes must also be
+unlikely under "same distribution" for the windows' sizes: PSI by Pearson's chi-square
+test of the same bins (or categories), KS by its p-value, the missing share by a
+two-proportion test. A feature's false-alarm budget ``significance`` (default 0.05) is
+shared by the tests that apply to it (Bonferroni), and with ``false_discovery_rate`` the
+features of a model are corrected together (Benjamini–Hochberg). The measured false-alarm
+and detection rates are in docs/statistics.md. A model's verdict is its features' worst,
+its drift score their largest PSI (:func:`model_verdict`).
 """
 
 from __future__ import annotations
@@ -12,6 +19,8 @@ import math
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from enum import StrEnum
+
+from stat_guard.counts import two_proportion_pvalue
 
 
 class Verdict(StrEnum):
@@ -33,25 +42,78 @@ ERROR = "error"
 
 @dataclass(frozen=True)
 class Thresholds:
-    """Configurable rule thresholds; the defaults are the owner's."""
+    """Configurable rule thresholds; the effect-size defaults are the owner's."""
 
-    psi_warning: float = 0.1  # PSI at or above: warning
-    psi_drift: float = 0.25  # PSI above: drift
-    ks_pvalue: float = 0.05  # KS warns when its p-value is below this ...
-    ks_statistic: float = 0.1  # ... and its statistic above this
+    psi_warning: float = 0.1  # PSI at or above (and significant): warning
+    psi_drift: float = 0.25  # PSI above (and significant): drift
+    ks_statistic: float = 0.1  # KS statistic above (and significant): warning
+    missing_rate_warning: float = 0.05  # missing share moved by at least this: warning
+    missing_rate_drift: float = 0.2  # ... by at least this: drift
+    significance: float = 0.05  # a feature's false-alarm budget, shared by its tests
+    false_discovery_rate: bool = False  # correct a model's features together (BH)
     min_count: int = 30  # fewer finite values than this in either window: insufficient_data
-    ks_use_adjusted_pvalue: bool = False  # use the Benjamini–Hochberg p-value in the KS rule
 
     def __post_init__(self) -> None:
         if not 0 <= self.psi_warning <= self.psi_drift:
             raise ValueError("need 0 <= psi_warning <= psi_drift")
-        if not 0 < self.ks_pvalue < 1 or not 0 <= self.ks_statistic <= 1:
-            raise ValueError("ks_pvalue must be in (0, 1) and ks_statistic in [0, 1]")
+        if not 0 <= self.ks_statistic <= 1:
+            raise ValueError("ks_statistic must be in [0, 1]")
+        if not 0 <= self.missing_rate_warning <= self.missing_rate_drift <= 1:
+            raise ValueError("need 0 <= missing_rate_warning <= missing_rate_drift <= 1")
+        if not 0 < self.significance < 1:
+            raise ValueError("significance must be in (0, 1)")
         if self.min_count < 1:
             raise ValueError("min_count must be >= 1")
 
     def as_dict(self) -> dict[str, float | int | bool]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What the rules look at for one feature; both paths build it from their figures.
+
+    ``n_*`` count the finite values (numeric) or the non-missing categories; ``missing_*``
+    the NULL, NaN and ±Inf values left out. ``psi_pvalue`` is the chi-square test of the
+    bins (or categories) PSI was computed over.
+    """
+
+    n_baseline: int
+    n_current: int
+    psi: float = math.nan
+    psi_pvalue: float = math.nan
+    ks_statistic: float = math.nan
+    ks_pvalue: float = math.nan
+    missing_baseline: int = 0
+    missing_current: int = 0
+
+    @property
+    def missing_rates(self) -> tuple[float, float]:
+        return (_share(self.missing_baseline, self.n_baseline + self.missing_baseline),
+                _share(self.missing_current, self.n_current + self.missing_current))
+
+    def missing_pvalue(self) -> float:
+        return two_proportion_pvalue(self.missing_baseline, self.n_baseline
+                                     + self.missing_baseline, self.missing_current,
+                                     self.n_current + self.missing_current)
+
+    def tests(self) -> int:
+        """How many tests share the feature's false-alarm budget."""
+        return (1 + (not math.isnan(self.ks_pvalue))
+                + (self.missing_baseline + self.missing_current > 0))
+
+    def pvalue(self) -> float:
+        """The feature's Bonferroni-combined p-value (its smallest test's, times the tests);
+        what a false-discovery-rate correction across features takes."""
+        tests = [self.psi_pvalue, self.ks_pvalue]
+        if self.missing_baseline + self.missing_current > 0:
+            tests.append(self.missing_pvalue())
+        finite = [p for p in tests if not math.isnan(p)]
+        return min(1.0, min(finite) * self.tests()) if finite else math.nan
+
+
+def _share(part: int, whole: int) -> float:
+    return part / whole if whole > 0 else math.nan
 
 
 @dataclass(frozen=True)
@@ -63,27 +125,48 @@ class Decision:
 DEFAULT_THRESHOLDS = Thresholds()
 
 
-def decide(psi: float, ks_statistic: float, ks_pvalue: float, n_baseline: int, n_current: int,
-           thresholds: Thresholds = DEFAULT_THRESHOLDS) -> Decision:
-    """One feature's verdict from its PSI and KS figures."""
-    if min(n_baseline, n_current) < thresholds.min_count:
-        return Decision(Verdict.INSUFFICIENT_DATA, (
-            f"fewer than {thresholds.min_count} finite values "
-            f"(baseline {n_baseline}, current {n_current})",))
+def decide(evidence: Evidence, thresholds: Thresholds = DEFAULT_THRESHOLDS,
+           feature_pvalue_adjusted: float = math.nan) -> Decision:
+    """One feature's verdict. ``feature_pvalue_adjusted``: the feature's p-value after the
+    Benjamini–Hochberg correction across the model's features; used when
+    ``thresholds.false_discovery_rate`` is on (a test then counts only if that is
+    significant too)."""
+    level = thresholds.significance / evidence.tests()
+    if thresholds.false_discovery_rate and not (
+            feature_pvalue_adjusted < thresholds.significance):
+        level = 0.0  # nothing of this feature survives the correction
+
+    def significant(pvalue: float) -> bool:
+        return not math.isnan(pvalue) and pvalue < level
+
     verdict = Verdict.OK
     reasons: list[str] = []
-    if not math.isnan(psi):
-        if psi > thresholds.psi_drift:
-            verdict = Verdict.DRIFT
-            reasons.append(f"psi {psi:.4g} > {thresholds.psi_drift:g}")
-        elif psi >= thresholds.psi_warning:
-            verdict = Verdict.WARNING
-            reasons.append(f"psi {psi:.4g} >= {thresholds.psi_warning:g}")
-    if (not math.isnan(ks_pvalue) and ks_pvalue < thresholds.ks_pvalue
-            and ks_statistic > thresholds.ks_statistic):
-        reasons.append(f"ks {ks_statistic:.4g} > {thresholds.ks_statistic:g} "
-                       f"with p {ks_pvalue:.3g} < {thresholds.ks_pvalue:g}")
+    e, t = evidence, thresholds
+    missing_b, missing_c = e.missing_rates
+    if (e.missing_baseline + e.missing_current > 0 and not math.isnan(missing_b)
+            and not math.isnan(missing_c)):
+        moved = abs(missing_c - missing_b)
+        pvalue = e.missing_pvalue()
+        if moved >= t.missing_rate_warning and significant(pvalue):
+            verdict = Verdict.DRIFT if moved >= t.missing_rate_drift else Verdict.WARNING
+            reasons.append(f"missing share {missing_b:.1%} -> {missing_c:.1%} "
+                           f"(p {pvalue:.2g})")
+    if min(e.n_baseline, e.n_current) < t.min_count:
+        reasons.append(f"fewer than {t.min_count} finite values "
+                       f"(baseline {e.n_baseline}, current {e.n_current})")
+        return Decision(verdict if verdict != Verdict.OK else Verdict.INSUFFICIENT_DATA,
+                        tuple(reasons))
+    if not math.isnan(e.psi) and significant(e.psi_pvalue):
+        if e.psi > t.psi_drift:
+            verdict = worst([verdict, Verdict.DRIFT])
+            reasons.append(f"psi {e.psi:.4g} > {t.psi_drift:g} (p {e.psi_pvalue:.2g})")
+        elif e.psi >= t.psi_warning:
+            verdict = worst([verdict, Verdict.WARNING])
+            reasons.append(f"psi {e.psi:.4g} >= {t.psi_warning:g} (p {e.psi_pvalue:.2g})")
+    if e.ks_statistic > t.ks_statistic and significant(e.ks_pvalue):
         verdict = worst([verdict, Verdict.WARNING])
+        reasons.append(f"ks {e.ks_statistic:.4g} > {t.ks_statistic:g} "
+                       f"(p {e.ks_pvalue:.2g})")
     return Decision(verdict, tuple(reasons))
 
 

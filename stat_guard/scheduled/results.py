@@ -37,6 +37,7 @@ class FeatureDrift:
     missing_current: int = 0
     psi: float = math.nan
     psi_critical: float = math.nan
+    psi_pvalue: float = math.nan  # chi-square test of the PSI bins (or categories)
     psi_bin_edges: tuple[float, ...] = ()
     kl: float = math.nan
     js: float = math.nan
@@ -49,7 +50,9 @@ class FeatureDrift:
     pvalue_adjusted: float = math.nan  # BH across the model's features (KS or chi-square)
     chi2: float = math.nan
     chi2_pvalue: float = math.nan
-    unseen_categories: tuple[str, ...] = ()
+    unseen_categories: tuple[str, ...] = ()  # the most frequent of them, at most 20
+    unseen_share: float = math.nan  # current share in categories the historical lacks
+    distinct_categories: int = 0  # both windows together; above max_categories, pooled
 
     def figures(self) -> FeatureFigures:
         """The figures the stream record carries."""

@@ -64,6 +64,7 @@ DRIFT_RUNS_COLUMNS: tuple[tuple[str, str], ...] = (
     ("missing_current", "BIGINT"),
     ("psi", "DOUBLE"),
     ("psi_critical", "DOUBLE"),
+    ("psi_pvalue", "DOUBLE"),  # chi-square test of the PSI bins (or categories)
     ("psi_bin_edges", "DOUBLE[]"),
     ("kl", "DOUBLE"),
     ("js", "DOUBLE"),
@@ -75,7 +76,9 @@ DRIFT_RUNS_COLUMNS: tuple[tuple[str, str], ...] = (
     ("pvalue_adjusted", "DOUBLE"),  # Benjamini–Hochberg across the model's features
     ("chi2", "DOUBLE"),
     ("chi2_pvalue", "DOUBLE"),
-    ("unseen_categories", "VARCHAR[]"),
+    ("unseen_categories", "VARCHAR[]"),  # the most frequent of them, at most 20
+    ("unseen_share", "DOUBLE"),  # current share in categories the historical window lacks
+    ("distinct_categories", "BIGINT"),  # in both windows together
     ("performance_metric", "VARCHAR"),  # accuracy or mae, on the prediction row
     ("performance_historical", "DOUBLE"),
     ("performance_current", "DOUBLE"),
@@ -86,7 +89,8 @@ DRIFT_RUNS_COLUMNS: tuple[tuple[str, str], ...] = (
 
 
 def schema_statements() -> list[str]:
-    """Idempotent DDL: creates missing tables, adds missing metadata columns."""
+    """Idempotent DDL: creates missing tables, adds missing columns (files written by an
+    earlier version get the new ones)."""
     metadata_columns = ",\n    ".join(f"{n} {t}" for n, t in MODEL_METADATA_COLUMNS)
     runs_columns = ",\n    ".join(f"{n} {t}" for n, t in DRIFT_RUNS_COLUMNS)
     statements = [
@@ -98,6 +102,8 @@ def schema_statements() -> list[str]:
     ]
     statements += [f"ALTER TABLE model_metadata ADD COLUMN IF NOT EXISTS {n} {t}"
                    for n, t in MODEL_METADATA_COLUMNS]
+    statements += [f"ALTER TABLE drift_runs ADD COLUMN IF NOT EXISTS {n} {t}"
+                   for n, t in DRIFT_RUNS_COLUMNS if "NOT NULL" not in t]
     return statements
 
 

@@ -15,9 +15,11 @@ from stat_guard import counts
 from stat_guard.scheduled.aggregates import CATEGORICAL, FeatureAggregate, WindowCounts
 from stat_guard.scheduled.results import FeatureDrift
 from stat_guard.scheduled.windows import CURRENT, HISTORICAL
-from stat_guard.verdict import ERROR, Thresholds, Verdict, decide
+from stat_guard.verdict import ERROR, Evidence, Thresholds, Verdict, decide
 
-OTHER_CATEGORY = "(other)"
+OTHER_CATEGORY = "(other)"  # historical categories beyond the kept ones
+UNSEEN_CATEGORY = "(unseen)"  # current categories the historical window never had
+MAX_UNSEEN_LISTED = 20
 
 
 def error_feature(name: str, kind: str, message: str) -> FeatureDrift:
@@ -68,7 +70,8 @@ def _score_numeric(base: FeatureDrift, aggregate: FeatureAggregate, historical: 
         [low, *fine, high], historical.fine_counts, current.fine_counts,
         aggregate.stddev, aggregate.iqr)
     return dataclasses.replace(
-        base, psi=psi.statistic, psi_critical=psi.critical_value, psi_bin_edges=psi.bin_edges,
+        base, psi=psi.statistic, psi_critical=psi.critical_value, psi_pvalue=psi.pvalue,
+        psi_bin_edges=psi.bin_edges,
         kl=kl, js=js, ks_statistic=ks.statistic, ks_pvalue=ks.pvalue,
         ks_error_bound=ks.error_bound if both else math.nan,
         wasserstein=wasserstein.distance, wasserstein_normalized=wasserstein.statistic,
@@ -77,19 +80,37 @@ def _score_numeric(base: FeatureDrift, aggregate: FeatureAggregate, historical: 
 
 def pool_categories(historical: Mapping[str, int], current: Mapping[str, int],
                     max_categories: int) -> tuple[dict[str, int], dict[str, int]]:
-    """Keep the most frequent categories; pool the rest into one so counts stay bounded."""
+    """Keep counts bounded without hiding what is new: beyond ``max_categories`` distinct
+    values, the most frequent historical categories are kept, the other historical ones
+    pooled into ``(other)``, and every current category the historical window never had
+    pooled into ``(unseen)`` of its own, so a wholesale change of categories still shows as
+    mass moving into a bin the baseline lacks."""
     names = set(historical) | set(current)
     if len(names) <= max_categories:
         return dict(historical), dict(current)
-    ranked = sorted(names, key=lambda c: (-(historical.get(c, 0) + current.get(c, 0)), c))
-    kept = set(ranked[:max_categories - 1])
+    ranked = sorted(historical, key=lambda c: (-historical[c], c))
+    kept = set(ranked[:max_categories - 2])
 
     def pooled(category_counts: Mapping[str, int]) -> dict[str, int]:
         out = {c: n for c, n in category_counts.items() if c in kept}
-        out[OTHER_CATEGORY] = sum(n for c, n in category_counts.items() if c not in kept)
+        out[OTHER_CATEGORY] = sum(n for c, n in category_counts.items()
+                                  if c not in kept and c in historical)
+        out[UNSEEN_CATEGORY] = sum(n for c, n in category_counts.items()
+                                   if c not in historical)
         return out
 
     return pooled(historical), pooled(current)
+
+
+def unseen_categories(historical: Mapping[str, int], current: Mapping[str, int]
+                      ) -> tuple[tuple[str, ...], float]:
+    """The current window's categories the historical window never had (the most frequent
+    first, at most MAX_UNSEEN_LISTED), and their share of the current window."""
+    unseen = sorted((c for c in current if c not in historical and current[c] > 0),
+                    key=lambda c: (-current[c], c))
+    total = sum(current.values())
+    share = sum(current[c] for c in unseen) / total if total else math.nan
+    return tuple(unseen[:MAX_UNSEEN_LISTED]), share
 
 
 def _score_categorical(base: FeatureDrift, historical: WindowCounts, current: WindowCounts,
@@ -97,9 +118,17 @@ def _score_categorical(base: FeatureDrift, historical: WindowCounts, current: Wi
     expected, actual = pool_categories(historical.categories, current.categories,
                                        max_categories)
     result = counts.categorical_drift(expected, actual)
+    unseen, unseen_share = unseen_categories(historical.categories, current.categories)
+    distinct = len(set(historical.categories) | set(current.categories))
+    notes = base.notes
+    if distinct > max_categories:
+        notes += (f"high cardinality: {distinct} distinct categories, the rarest historical "
+                  f"ones pooled into {OTHER_CATEGORY}, new ones into {UNSEEN_CATEGORY}",)
     return dataclasses.replace(
         base, psi=result.psi, js=result.js_distance, chi2=result.chi2,
-        chi2_pvalue=result.chi2_pvalue, unseen_categories=result.unseen_in_baseline,
+        chi2_pvalue=result.chi2_pvalue, psi_pvalue=result.chi2_pvalue,
+        unseen_categories=unseen, unseen_share=unseen_share, distinct_categories=distinct,
+        notes=notes,
         kl=counts.kl_from_counts(list(expected.get(c, 0) for c in result.categories),
                              list(actual.get(c, 0) for c in result.categories))
         if result.n_baseline and result.n_current else math.nan,
@@ -107,21 +136,28 @@ def _score_categorical(base: FeatureDrift, historical: WindowCounts, current: Wi
                                            len(result.categories)))
 
 
+def evidence(feature: FeatureDrift) -> Evidence:
+    """What the verdict rules look at, from a scored feature."""
+    return Evidence(n_baseline=feature.n_historical, n_current=feature.n_current,
+                    psi=feature.psi, psi_pvalue=feature.psi_pvalue,
+                    ks_statistic=feature.ks_statistic, ks_pvalue=feature.ks_pvalue,
+                    missing_baseline=feature.missing_historical,
+                    missing_current=feature.missing_current)
+
+
 def apply_verdicts(features: Mapping[str, FeatureDrift],
                    thresholds: Thresholds) -> dict[str, FeatureDrift]:
-    """BH-adjust the p-values across the scored features, then apply the owner's rules."""
+    """Correct the features' p-values together (Benjamini–Hochberg), then apply the
+    verdict rules (stat_guard.verdict)."""
     scored = [name for name, f in features.items() if f.verdict != ERROR]
-    pvalues = [features[n].chi2_pvalue if features[n].kind == CATEGORICAL
-               else features[n].ks_pvalue for n in scored]
+    pvalues = [evidence(features[n]).pvalue() for n in scored]
     adjusted = dict(zip(scored, counts.benjamini_hochberg(pvalues), strict=True))
     decided = {}
     for name, feature in features.items():
         if feature.verdict == ERROR:
             decided[name] = feature
             continue
-        pvalue = adjusted[name] if thresholds.ks_use_adjusted_pvalue else feature.ks_pvalue
-        decision = decide(feature.psi, feature.ks_statistic, pvalue, feature.n_historical,
-                          feature.n_current, thresholds)
+        decision = decide(evidence(feature), thresholds, adjusted[name])
         error = None
         if decision.verdict == Verdict.INSUFFICIENT_DATA:
             error = "; ".join(decision.reasons + feature.notes)

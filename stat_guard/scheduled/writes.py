@@ -96,13 +96,16 @@ def _feature_row(result: ModelDriftResult, f: FeatureDrift, historical: WindowBo
         "n_historical": f.n_historical, "n_current": f.n_current,
         "missing_historical": f.missing_historical, "missing_current": f.missing_current,
         "psi": _db(f.psi), "psi_critical": _db(f.psi_critical),
+        "psi_pvalue": _db(f.psi_pvalue),
         "psi_bin_edges": list(f.psi_bin_edges) or None, "kl": _db(f.kl), "js": _db(f.js),
         "wasserstein": _db(f.wasserstein),
         "wasserstein_normalized": _db(f.wasserstein_normalized),
         "ks_statistic": _db(f.ks_statistic), "ks_pvalue": _db(f.ks_pvalue),
         "ks_error_bound": _db(f.ks_error_bound), "pvalue_adjusted": _db(f.pvalue_adjusted),
         "chi2": _db(f.chi2), "chi2_pvalue": _db(f.chi2_pvalue),
-        "unseen_categories": list(f.unseen_categories) or None, "created_at": created_at,
+        "unseen_categories": list(f.unseen_categories) or None,
+        "unseen_share": _db(f.unseen_share),
+        "distinct_categories": f.distinct_categories or None, "created_at": created_at,
     }
 
 
