@@ -15,7 +15,6 @@ from stat_guard.verdict import Evidence, Thresholds, Verdict, decide, worst
 from stat_guard.wire import ColumnDigests, Envelope, encode_envelope
 from tests.conftest import GOLDEN_DIR
 
-
 SIGNIFICANT = 1e-9
 
 
