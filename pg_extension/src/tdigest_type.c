@@ -198,14 +198,15 @@ accept_char(TextParser *tp, char c)
 	return false;
 }
 
-/* A key: a quoted string of [a-z_], at most 31 characters. */
+/* A key: a quoted string of [a-z0-9_], at most 31 characters. */
 static void
 parse_key(TextParser *tp, char *key, size_t keylen)
 {
 	size_t		n = 0;
 
 	expect_char(tp, '"');
-	while ((*tp->p >= 'a' && *tp->p <= 'z') || *tp->p == '_')
+	while ((*tp->p >= 'a' && *tp->p <= 'z') || (*tp->p >= '0' && *tp->p <= '9') ||
+		   *tp->p == '_')
 	{
 		if (n + 1 >= keylen)
 			text_error(tp, "key too long");
