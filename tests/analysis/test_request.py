@@ -49,7 +49,7 @@ def test_request_is_an_octet_stream_envelope_carrying_the_key(config, fault, sou
     assert meta["request_id"] == result["request_id"] and len(meta["request_id"]) >= 8
     assert meta["source"] in (f"{source.schema}.{source.table}", source.qualified)
     assert meta["time_column"] == "created_at"
-    assert meta["compression"] == 200  # the default of pg_stat_guard.compression
+    assert meta["compression"] == 60  # the default of pg_stat_guard.compression (one default)
     assert meta["client"].startswith("pg_stat_guard/")
     assert meta["baseline"]["kind"] == "previous_window"
     start = datetime.fromisoformat(meta["window_start"])
