@@ -1,46 +1,43 @@
-"""A merging t-digest (Dunning & Ertl 2019) with the k2 scale function, built with numpy.
+"""A merging t-digest (Dunning & Ertl 2019) built with numpy, as the extension builds it.
 
-Exact count, min, max, sum and sum of squares travel with the centroids; NULL, NaN and
-infinite inputs are only counted. CDF and quantiles follow docs/wire-format.md section 2,
-the same rules the PostgreSQL extension implements in C.
+The scale function is k2 normalised by n with a cap on a centroid's mass (MASS_CAP/δ of
+all values), the C merge of pg_extension/src/tdigest.c applied to one sorted buffer. Exact
+count, min, max, mean (a double-double: ``mean`` + ``mean_residual``) and M2 (the sum of
+squared deviations from the mean) travel with the centroids, combined by Chan et al.'s
+formula; NULL, NaN and infinite inputs are only counted. Up to EXACT_FACTOR·δ values every
+value is a centroid and the moments come from correctly rounded sums, so the extension and
+this module write the same bytes for a small window. CDF and quantiles follow
+docs/wire-format.md section 2, the rules the extension implements in C.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
-# The extension's compression defaults, #define'd in its headers (pg_extension/src/*.h;
-# tests/core/test_shared_constants.py keeps the two sides equal).
-AGGREGATE_DEFAULT_COMPRESSION = 100  # tdigest_agg(value) without a compression argument
-ANALYSIS_DEFAULT_COMPRESSION = 200  # pg_stat_guard.compression: perform_drift_analysis
-# A digest built here compares like the ones an analysis sends.
-DEFAULT_COMPRESSION = ANALYSIS_DEFAULT_COMPRESSION
+# The extension's one compression default (PSG_DEFAULT_COMPRESSION in pg_extension/src/
+# pg_stat_guard.h): tdigest_agg(value) and pg_stat_guard.compression alike
+# (tests/core/test_shared_constants.py keeps the two sides equal).
+DEFAULT_COMPRESSION = 60
 MIN_COMPRESSION = 10
 MAX_COMPRESSION = 10000
 MAX_CENTROIDS = 65536
 EXACT_FACTOR = 50  # windows of up to 50·δ values keep every value as a centroid
+MASS_CAP = 0.75  # no centroid holds more than MASS_CAP/δ of the values (TD_MASS_CAP)
+
+
+def exact_limit(compression: int) -> int:
+    """Values up to which every value is a centroid of its own."""
+    return min(EXACT_FACTOR * compression, MAX_CENTROIDS)
 
 
 def _normaliser(count: float, compression: float) -> float:
     """Z(n) of the normalised k2 scale: 4 ln(n/δ) + 24, with n/δ floored at 1."""
     return 4.0 * math.log(max(count / compression, 1.0)) + 24.0
-
-
-def _k2(q: np.ndarray, compression: float, count: float) -> np.ndarray:
-    """k2 scale for q, clamped half a point inside (0, 1) so the ends stay finite."""
-    eps = 0.5 / count
-    q = np.clip(q, eps, 1.0 - eps)
-    return compression / _normaliser(count, compression) * np.log(q / (1.0 - q))
-
-
-def _k2_scalar(q: float, compression: float, count: float, norm: float) -> float:
-    eps = 0.5 / count
-    q = min(max(q, eps), 1.0 - eps)
-    return compression / norm * math.log(q / (1.0 - q))
 
 
 def _combine_mean(m1: float, w1: float, m2: float, w2: float) -> float:
@@ -60,6 +57,122 @@ def _check_compression(compression: int) -> int:
     return int(compression)
 
 
+# ---- moments: every operation as pg_extension/src/tdigest.c does it -------------------
+
+
+def ulp(x: float) -> float:
+    """Unit in the last place of |x| (2^-1074 for 0 and subnormals), as td_ulp."""
+    if x == 0.0:
+        return 5e-324
+    e = math.frexp(abs(x))[1]
+    return math.ldexp(1.0, e - 53) if e - 53 >= -1074 else 5e-324
+
+
+def _ldexp(x: float, e: int) -> float:
+    try:
+        return math.ldexp(x, e)
+    except OverflowError:
+        return math.copysign(math.inf, x)
+
+
+def _unit_exponent(m: float) -> int:
+    """e with m·2^-e in [1, 2)."""
+    return math.frexp(m)[1] - 1
+
+
+def _two_sum(a: float, b: float) -> tuple[float, float]:
+    s = a + b
+    bb = s - a
+    return s, (a - (s - bb)) + (b - bb)
+
+
+def _finish_mean(hi: float, lo: float, vmin: float, vmax: float) -> tuple[float, float]:
+    """mean, residual from hi + lo: mean in [min, max], |residual| <= ulp(mean)/2."""
+    m = hi + lo
+    r = lo - (m - hi)
+    if not (math.isfinite(m) and math.isfinite(r)):
+        m, r = hi, 0.0
+    if not m >= vmin:
+        m, r = vmin, 0.0
+    if not m <= vmax:
+        m, r = vmax, 0.0
+    if not 2.0 * abs(r) <= ulp(m):
+        r = 0.0
+    return m + 0.0, r + 0.0
+
+
+def exact_moments(values: np.ndarray, vmin: float, vmax: float) -> tuple[float, float, float]:
+    """(mean, mean_residual, m2) of finite values from correctly rounded sums (math.fsum),
+    bit for bit what td_exact_moments gives: docs/wire-format.md section 1.4."""
+    n = values.size
+    biggest = max(abs(vmin), abs(vmax))
+    if n == 0 or biggest == 0.0:
+        return 0.0, 0.0, 0.0
+    e = _unit_exponent(biggest)
+    scaled = np.ldexp(np.asarray(values, dtype=np.float64), -e)
+    listed = scaled.tolist()
+    ms = math.fsum(listed) / n
+    ms = min(max(ms, math.ldexp(vmin, -e)), math.ldexp(vmax, -e))
+    rs = math.fsum(itertools.chain(listed, itertools.repeat(-ms, n))) / n
+    hi = ms + rs
+    lo = rs - (hi - ms)
+    deviations = scaled - hi
+    ss = math.fsum((deviations * deviations).tolist()) - float(n) * (lo * lo)
+    if not ss > 0.0:
+        ss = 0.0
+    mean, residual = _finish_mean(_ldexp(hi, e), _ldexp(lo, e), vmin, vmax)
+    return mean, residual, _ldexp(ss, 2 * e) + 0.0
+
+
+def _sorted_moments(ordered: np.ndarray) -> tuple[float, float, float]:
+    """Moments of many sorted values: one shifted pass (as td_builder_flush does per
+    buffer), numpy's pairwise sums; within 1e-15 of the exact ones, not bit-equal."""
+    n = ordered.size
+    vmin, vmax = float(ordered[0]), float(ordered[-1])
+    biggest = max(abs(vmin), abs(vmax))
+    e = 0
+    if biggest > 2.0**400 or 0.0 < biggest < 2.0**-400:
+        e = max(_unit_exponent(biggest), -1022)
+    scaled = np.ldexp(ordered, -e) if e else ordered
+    shift = float(scaled[n // 2])
+    with np.errstate(over="ignore", invalid="ignore"):
+        deviations = scaled - shift
+        s1 = float(np.sum(deviations))
+        s2 = float(np.sum(deviations * deviations))
+    hi, lo = _two_sum(shift, s1 / n)
+    s2 -= s1 * (s1 / n)
+    m2 = _ldexp(_ldexp(s2, e), e) if s2 > 0.0 else 0.0
+    mean, residual = _finish_mean(_ldexp(hi, e), _ldexp(lo, e), vmin, vmax)
+    return mean, residual, m2 + 0.0
+
+
+def combine_moments(na: int, a: tuple[float, float, float], nb: int,
+                    b: tuple[float, float, float], vmin: float,
+                    vmax: float) -> tuple[float, float, float]:
+    """Chan, Golub & LeVeque: moments of two parts, the mean kept as a double-double;
+    the same operations as td_combine_moments. Never NaN; an overflowing M2 is +Inf."""
+    if nb == 0:
+        return a
+    if na == 0:
+        return (*_finish_mean(b[0], b[1], vmin, vmax), b[2])
+    mean_a, res_a, m2_a = a
+    mean_b, res_b, m2_b = b
+    n = float(na) + float(nb)
+    wb = float(nb) / n
+    d_hi, d_lo = _two_sum(mean_b, -mean_a)
+    if not math.isfinite(d_hi):
+        mean, residual = _finish_mean(mean_a * (float(na) / n) + mean_b * wb, 0.0, vmin, vmax)
+        return mean, residual, math.inf
+    delta = d_hi + (d_lo + (res_b - res_a))
+    hi, lo = _two_sum(mean_a, delta * wb)
+    lo += res_a
+    if not math.isfinite(hi):
+        hi, lo = mean_a * (float(na) / n) + mean_b * wb, 0.0
+    m2 = m2_a + m2_b + (delta * delta) * (float(na) * wb)
+    mean, residual = _finish_mean(hi, lo, vmin, vmax)
+    return mean, residual, m2
+
+
 @dataclass(frozen=True)
 class _Anchors:
     """Piecewise-linear CDF support points (docs/wire-format.md, section 2)."""
@@ -76,7 +189,8 @@ class TDigest:
 
     ``means`` (float64) and ``weights`` (uint64) are sorted by mean; ``count`` equals the
     sum of the weights. Build one with :meth:`from_values` or :meth:`merge`; read one from
-    bytes with :func:`stat_guard.wire.decode_digest`.
+    bytes with :func:`stat_guard.wire.decode_digest`. An empty digest stores
+    ``mean = 0.0`` (the wire format's value); :attr:`average` is NaN for it.
     """
 
     compression: int
@@ -85,8 +199,9 @@ class TDigest:
     count: int
     min: float = 0.0
     max: float = 0.0
-    sum: float = 0.0
-    sum_sq: float = 0.0
+    mean: float = 0.0  # exact to a rounding (NaN-free, in [min, max]); nan when empty
+    mean_residual: float = 0.0  # exact mean - mean, at most half an ulp of mean
+    m2: float = 0.0  # sum of squared deviations from the mean; +Inf when it overflows
     null_count: int = 0
     nan_count: int = 0
     pos_inf_count: int = 0
@@ -146,19 +261,24 @@ class TDigest:
             )
         ordered = np.sort(finite)
         ordered = ordered + 0.0  # -0.0 becomes +0.0: one value, one byte string
-        means, weights = _compress_sorted(ordered, compression)
-        with np.errstate(over="ignore", invalid="ignore"):
-            total = _summed(ordered, means, weights)
-            total_sq = float(np.sum(ordered * ordered))
+        vmin, vmax = float(ordered[0]), float(ordered[-1])
+        if ordered.size <= exact_limit(compression):
+            means, weights = ordered.copy(), np.ones(ordered.size, dtype=np.uint64)
+            moments = exact_moments(ordered, vmin, vmax)
+        else:
+            means, weights = _compress(ordered, np.ones(ordered.size, dtype=np.uint64),
+                                       compression)
+            moments = _sorted_moments(ordered)
         return cls(
             compression=compression,
             means=means,
             weights=weights,
             count=int(ordered.size),
-            min=float(ordered[0]),
-            max=float(ordered[-1]),
-            sum=total,
-            sum_sq=total_sq,
+            min=vmin,
+            max=vmax,
+            mean=moments[0],
+            mean_residual=moments[1],
+            m2=moments[2],
             null_count=null_count,
             nan_count=nan_count,
             pos_inf_count=pos_inf,
@@ -187,44 +307,53 @@ class TDigest:
         means = np.concatenate([d.means for d in live])
         weights = np.concatenate([d.weights for d in live])
         order = np.argsort(means, kind="stable")
-        merged_means, merged_weights = _merge_centroids(means[order], weights[order], compression)
-        with np.errstate(over="ignore", invalid="ignore"):
-            total = _summed(np.array([d.sum for d in live]), merged_means, merged_weights)
-            total_sq = float(np.sum([d.sum_sq for d in live]))
+        means, weights = means[order], weights[order]
+        count = sum(d.count for d in live)
+        vmin, vmax = min(d.min for d in live), max(d.max for d in live)
+        if count > exact_limit(compression):
+            means, weights = _compress(means, weights, compression)
+        if means.size == count:
+            moments = exact_moments(means, vmin, vmax)
+        else:
+            moments, so_far, low, high = (live[0].mean, live[0].mean_residual, live[0].m2), \
+                live[0].count, live[0].min, live[0].max
+            for d in live[1:]:
+                low, high = min(low, d.min), max(high, d.max)
+                moments = combine_moments(so_far, moments, d.count,
+                                          (d.mean, d.mean_residual, d.m2), low, high)
+                so_far += d.count
         return cls(
             compression=compression,
-            means=merged_means,
-            weights=merged_weights,
-            count=sum(d.count for d in live),
-            min=min(d.min for d in live),
-            max=max(d.max for d in live),
-            sum=total,
-            sum_sq=total_sq,
+            means=means + 0.0,
+            weights=weights.astype(np.uint64),
+            count=count,
+            min=vmin,
+            max=vmax,
+            mean=moments[0],
+            mean_residual=moments[1],
+            m2=moments[2],
             **counters,
         )
 
     # ---- exact summaries ----------------------------------------------------------
 
-    @staticmethod
-    def _centroid_mean(means: np.ndarray, weights: np.ndarray) -> float:
-        """The weighted mean of the centroids; its terms are each at most the largest
-        mean times a weight share, so no partial sum overflows."""
-        return float(np.sum(means * (weights / np.sum(weights))))
+    @property
+    def average(self) -> float:
+        """The mean, NaN for an empty digest."""
+        return self.mean if self.count else math.nan
 
     @property
-    def mean(self) -> float:
-        if self.count == 0:
-            return math.nan
-        return min(max(self.sum / self.count, self.min), self.max) if math.isfinite(self.sum) \
-            else self._centroid_mean(self.means, self.weights)
+    def sum(self) -> float:
+        """mean · count (±Infinity when that overflows; 0 for an empty digest)."""
+        return self.mean * float(self.count)
 
     @property
     def variance(self) -> float:
-        """Sample variance (n - 1) from sum and sum of squares; NaN when undefined."""
-        if self.count < 2 or not (math.isfinite(self.sum) and math.isfinite(self.sum_sq)):
+        """Sample variance m2 / (n - 1); NaN with fewer than two values or when m2
+        overflowed."""
+        if self.count < 2 or not math.isfinite(self.m2):
             return math.nan
-        n = float(self.count)
-        return max((self.sum_sq - self.sum * (self.sum / n)) / (n - 1.0), 0.0)
+        return self.m2 / (float(self.count) - 1.0)
 
     @property
     def stddev(self) -> float:
@@ -249,7 +378,7 @@ class TDigest:
             "neg_inf_count": self.neg_inf_count,
             "min": None if empty else self.min,
             "max": None if empty else self.max,
-            "mean": None if empty else finite_or_none(self.mean),
+            "mean": None if empty else self.mean,
             "stddev": finite_or_none(self.stddev),
         }
 
@@ -300,7 +429,7 @@ class TDigest:
             return NotImplemented
         scalars = ("compression", "count", "null_count", "nan_count", "pos_inf_count",
                    "neg_inf_count")
-        floats = ("min", "max", "sum", "sum_sq")
+        floats = ("min", "max", "mean", "mean_residual", "m2")
         return (
             all(getattr(self, s) == getattr(other, s) for s in scalars)
             and all(
@@ -318,107 +447,83 @@ class TDigest:
 # ---- building ---------------------------------------------------------------------
 
 
+def _compress(means: np.ndarray, weights: np.ndarray,
+              compression: int) -> tuple[np.ndarray, np.ndarray]:
+    """One greedy pass over sorted centroids (or unit-weight points), as td_merge_points
+    and td_merge_centroids do it for one input.
 
-def _summed(values: np.ndarray, means: np.ndarray, weights: np.ndarray) -> float:
-    """The sum of finite values (or of digests' sums), never NaN.
-
-    A sum may overflow to ±Infinity (the wire format allows it); a pairwise sum can meet
-    +Infinity and -Infinity in its partial sums and give NaN, which no reader accepts.
-    Then, as the extension's merge does, the centroids' mean times the count stands in:
-    finite, or ±Infinity where that overflows too.
+    - The centroid that starts after weight W grows while it stays within the k2 bound
+      (k grows by at most 1) and within W + MASS_CAP·n/δ.
+    - A run of equal means that readers take as a point mass (two or more items, or
+      points) and that holds at least 2 and an eighth of the local centroid size becomes
+      two centroids of exactly that value: discrete and rounded columns keep exact jumps.
     """
-    total = float(np.sum(values))
-    if math.isnan(total):
-        count = float(np.sum(weights))
-        total = TDigest._centroid_mean(means, weights) * count
-    return total
-
-def _compress_sorted(ordered: np.ndarray, compression: int) -> tuple[np.ndarray, np.ndarray]:
-    """Group sorted unit-weight values into centroids.
-
-    - Up to ``EXACT_FACTOR·δ`` values, every value is its own centroid: small windows
-      stay exact.
-    - Otherwise values are grouped by the k2 bin of their mid rank (every point of a
-      centroid has its mid-rank k value in [j, j + 1); the tails come out as single
-      points because one point spans more than one k unit there).
-    - A heavy run of ties (at least 2 values and an eighth of the local centroid size)
-      becomes two centroids of exactly that value, which readers treat as a point mass;
-      so discrete and heavily rounded columns keep exact CDF jumps.
-    """
-    n = ordered.size
-    if n <= EXACT_FACTOR * compression:
-        return ordered.copy(), np.ones(n, dtype=np.uint64)
-    # Where k(mid rank) crosses each integer j: the first i with k((i + ½)/n) >= j.
-    scale = compression / _normaliser(float(n), compression)
-    k_low = math.floor(scale * math.log((0.5 / n) / (1.0 - 0.5 / n)))
-    k_high = math.floor(scale * math.log((1.0 - 0.5 / n) / (0.5 / n)))
-    crossings = np.ceil(n / (1.0 + np.exp(-np.arange(k_low + 1, k_high + 1) / scale)) - 0.5)
-    k_bins = np.zeros(n, dtype=np.int64)
-    np.add.at(k_bins, np.clip(crossings.astype(np.int64), 0, n - 1)[crossings < n], 1)
-    k_bins = np.cumsum(k_bins)
-    changes = np.flatnonzero(ordered[1:] != ordered[:-1]) + 1
-    run_starts = np.concatenate(([0], changes))
-    run_lengths = np.diff(np.append(run_starts, n))
-    run_q = (run_starts + run_lengths / 2.0) / n
-    local_size = n * run_q * (1.0 - run_q) * _normaliser(float(n), compression) / compression
-    heavy_runs = (run_lengths >= 2) & (run_lengths >= local_size / 8.0)
-    run_id = np.repeat(np.arange(run_starts.size), run_lengths)
-    heavy = heavy_runs[run_id]
-    boundary = np.zeros(n, dtype=bool)
-    boundary[0] = True
-    run_change = run_id[1:] != run_id[:-1]
-    either_heavy = heavy[1:] | heavy[:-1]
-    plain = ~either_heavy & (k_bins[1:] != k_bins[:-1])
-    boundary[1:] = (either_heavy & run_change) | plain
-    heavy_starts = run_starts[heavy_runs]
-    boundary[heavy_starts + run_lengths[heavy_runs] // 2] = True
-    starts = np.flatnonzero(boundary)
-    weights = np.diff(np.append(starts, n)).astype(np.uint64)
-    magnitude = float(max(abs(ordered[0]), abs(ordered[-1])))
-    if magnitude > 1e300:  # keep partial sums of huge values finite
-        means = np.add.reduceat(ordered / magnitude, starts) / weights * magnitude
-    else:
-        means = np.add.reduceat(ordered, starts) / weights
-    # A mean lies within its group's values; clipping also keeps runs of ties exact.
-    ends = np.append(starts[1:], n) - 1
-    means = np.clip(means, ordered[starts], ordered[ends]) + 0.0
-    if means.size > MAX_CENTROIDS:
-        return _merge_centroids(means, weights, compression)
-    return means, weights
-
-
-def _merge_centroids(
-    means: np.ndarray, weights: np.ndarray, compression: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Greedy merge of sorted centroids: absorb a neighbour while the k2 span stays <= 1."""
+    m = means.size
     total = float(np.sum(weights, dtype=np.float64))
-    if total <= EXACT_FACTOR * compression:
-        return _collapse_ties(means, weights)
-    norm = _normaliser(total, compression)
+    cum = np.cumsum(weights, dtype=np.float64)
+    before_item = cum - weights
+    z = _normaliser(total, compression)
+    odds_step = math.exp(z / compression)
+    cap_w = total * (MASS_CAP / compression)
+    # Runs of equal means and the heavy ones among them.
+    changes = np.flatnonzero(means[1:] != means[:-1]) + 1
+    run_starts = np.concatenate(([0], changes))
+    run_ends = np.append(run_starts[1:], m)
+    run_w = cum[run_ends - 1] - before_item[run_starts]
+    run_q = (before_item[run_starts] + run_w / 2.0) / total
+    local = np.minimum(total * run_q * (1.0 - run_q) * z / compression, cap_w)
+    heavy = ((run_ends - run_starts) >= 2) & (run_w >= 2) & (run_w * 8.0 >= local)
+    heavy_starts, heavy_ends = run_starts[heavy], run_ends[heavy]
+    starts: list[int] = []
+    pairs: list[tuple[int, int]] = []  # (index into starts, run end) of point masses
+    pos, next_heavy = 0, 0
+    while pos < m:
+        while next_heavy < heavy_starts.size and heavy_starts[next_heavy] < pos:
+            next_heavy += 1
+        if next_heavy < heavy_starts.size and heavy_starts[next_heavy] == pos:
+            pairs.append((len(starts), int(heavy_ends[next_heavy])))
+            starts.append(pos)
+            pos = int(heavy_ends[next_heavy])
+            next_heavy += 1
+            continue
+        before = float(before_item[pos])
+        if before <= 0.0:
+            limit = 0.0
+        else:
+            odds = before / (total - before) * odds_step
+            limit = min(total * (odds / (1.0 + odds)), before + cap_w)
+        end = max(pos + 1, int(np.searchsorted(cum, limit, side="right")))
+        if next_heavy < heavy_starts.size:
+            end = min(end, int(heavy_starts[next_heavy]))
+        starts.append(pos)
+        pos = end
+    start_idx = np.asarray(starts, dtype=np.int64)
+    end_idx = np.append(start_idx[1:], m)
+    group_w = np.add.reduceat(weights.astype(np.float64), start_idx)
+    first = means[start_idx]
+    with np.errstate(over="ignore", invalid="ignore"):
+        shifted = np.add.reduceat((means - np.repeat(first, end_idx - start_idx))
+                                  * weights.astype(np.float64), start_idx)
+        group_means = first + shifted / group_w
+    bad = ~np.isfinite(group_means)
+    if np.any(bad):  # spreads past ±1e308: m1·(w1/W) + … never leaves the range
+        share = weights.astype(np.float64) / np.repeat(group_w, end_idx - start_idx)
+        group_means[bad] = np.add.reduceat(means * share, start_idx)[bad]
+    group_means = np.clip(group_means, first, means[end_idx - 1])
     out_means: list[float] = []
     out_weights: list[int] = []
-    cur_mean = float(means[0])
-    cur_weight = int(weights[0])
-    before = 0.0
-    k_left = _k2_scalar(before / total, compression, total, norm)
-    for m, w in zip(means[1:].tolist(), weights[1:].tolist(), strict=True):
-        k_right = _k2_scalar((before + cur_weight + w) / total, compression, total, norm)
-        if k_right - k_left <= 1.0 or (m == cur_mean and out_means and out_means[-1] == m):
-            cur_mean = _combine_mean(cur_mean, cur_weight, m, w)
-            cur_weight += w
+    pair_at = dict(pairs)
+    int_cum = np.concatenate(([0], np.cumsum(weights, dtype=np.uint64)))
+    for k, (a, b) in enumerate(zip(start_idx.tolist(), end_idx.tolist(), strict=True)):
+        w = int(int_cum[b]) - int(int_cum[a])
+        if k in pair_at:
+            out_means += [float(means[a]), float(means[a])]
+            out_weights += [w // 2, w - w // 2]
         else:
-            out_means.append(cur_mean)
-            out_weights.append(cur_weight)
-            before += cur_weight
-            k_left = _k2_scalar(before / total, compression, total, norm)
-            cur_mean, cur_weight = m, w
-    out_means.append(cur_mean)
-    out_weights.append(cur_weight)
-    return np.asarray(out_means, dtype=np.float64) + 0.0, np.asarray(out_weights, dtype=np.uint64)
-
-
-def _collapse_ties(means: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    return means.astype(np.float64) + 0.0, weights.astype(np.uint64)
+            out_means.append(float(group_means[k]))
+            out_weights.append(w)
+    return (np.asarray(out_means, dtype=np.float64) + 0.0,
+            np.asarray(out_weights, dtype=np.uint64))
 
 
 # ---- reading ----------------------------------------------------------------------

@@ -1,8 +1,10 @@
-"""Wire format v1 (docs/wire-format.md): digests (``PSGD``) and request envelopes (``PSGE``).
+"""The wire format (docs/wire-format.md): digests (``PSGD``) and request envelopes (``PSGE``).
 
-Writing is canonical: one digest, one byte string. Reading is strict: every malformed
-input raises :class:`WireFormatError` with a message that says what is wrong, and no
-length field can make the reader allocate more than the input itself justifies.
+Writing is canonical and writes digest version 2: one digest, one byte string. Reading is
+strict and reads digest versions 1 and 2 (a version 1 digest becomes a version 2 one, as
+the extension converts it): every malformed input raises :class:`WireFormatError` with a
+message that says what is wrong, and no length field can make the reader allocate more
+than the input itself justifies.
 """
 
 from __future__ import annotations
@@ -15,13 +17,24 @@ from typing import Any
 
 import numpy as np
 
-from stat_guard.tdigest import MAX_CENTROIDS, MAX_COMPRESSION, MIN_COMPRESSION, TDigest
+from stat_guard.tdigest import (
+    MAX_CENTROIDS,
+    MAX_COMPRESSION,
+    MIN_COMPRESSION,
+    TDigest,
+    exact_moments,
+    ulp,
+)
 
 DIGEST_MAGIC = b"PSGD"
 ENVELOPE_MAGIC = b"PSGE"
-VERSION = 1
-DIGEST_HEADER = struct.Struct("<4sBBHQQQQQddddI")
-DIGEST_HEADER_SIZE = DIGEST_HEADER.size  # 84
+DIGEST_VERSION = 2  # written; versions 1 and 2 are read
+ENVELOPE_VERSION = 1
+VERSION = ENVELOPE_VERSION
+DIGEST_HEADER = struct.Struct("<4sBBHQQQQQdddddI")
+DIGEST_HEADER_SIZE = DIGEST_HEADER.size  # 92
+DIGEST_HEADER_V1 = struct.Struct("<4sBBHQQQQQddddI")
+DIGEST_HEADER_V1_SIZE = DIGEST_HEADER_V1.size  # 84
 ENVELOPE_HEADER = struct.Struct("<4sBBHI")
 MAX_METADATA_BYTES = 65536
 MAX_ENTRIES = 4096
@@ -31,11 +44,11 @@ ROLE_BASELINE = 1
 _ROLE_NAMES = {ROLE_CURRENT: "current", ROLE_BASELINE: "baseline"}
 _U64_MAX = 2**64 - 1
 
-assert DIGEST_HEADER_SIZE == 84
+assert DIGEST_HEADER_SIZE == 92 and DIGEST_HEADER_V1_SIZE == 84
 
 
 class WireFormatError(ValueError):
-    """Raised for any input that is not valid wire format v1."""
+    """Raised for any input that is not valid wire format."""
 
 
 # ---- varints ----------------------------------------------------------------------
@@ -86,7 +99,7 @@ def encode_digest(digest: TDigest) -> bytes:
     empty = digest.count == 0
     header = DIGEST_HEADER.pack(
         DIGEST_MAGIC,
-        VERSION,
+        DIGEST_VERSION,
         0,
         digest.compression,
         digest.count,
@@ -96,8 +109,9 @@ def encode_digest(digest: TDigest) -> bytes:
         digest.neg_inf_count,
         0.0 if empty else digest.min + 0.0,
         0.0 if empty else digest.max + 0.0,
-        0.0 if empty else digest.sum + 0.0,
-        0.0 if empty else digest.sum_sq + 0.0,
+        0.0 if empty else digest.mean + 0.0,
+        0.0 if empty else digest.mean_residual + 0.0,
+        0.0 if empty else digest.m2 + 0.0,
         digest.means.size,
     )
     means = (np.ascontiguousarray(digest.means, dtype="<f8") + 0.0).tobytes()
@@ -112,18 +126,34 @@ def decode_digest(data: bytes | bytearray | memoryview) -> TDigest:
     return digest
 
 
+def _is_negative_zero(value: float) -> bool:
+    return value == 0.0 and math.copysign(1.0, value) < 0
+
+
 def _decode_digest_prefix(view: memoryview, offset: int) -> tuple[TDigest, int]:
     size = len(view) - offset
-    if size < DIGEST_HEADER_SIZE:
+    if size < DIGEST_HEADER_V1_SIZE:
         raise WireFormatError(
-            f"digest too short: {size} bytes, the header alone is {DIGEST_HEADER_SIZE}"
+            f"digest too short: {size} bytes, the header alone is {DIGEST_HEADER_V1_SIZE}"
         )
-    (magic, version, flags, compression, count, nulls, nans, pinf, ninf,
-     vmin, vmax, vsum, vsum_sq, n) = DIGEST_HEADER.unpack_from(view, offset)
+    magic = bytes(view[offset:offset + 4])
     if magic != DIGEST_MAGIC:
         raise WireFormatError(f"bad digest magic {magic!r}, expected {DIGEST_MAGIC!r}")
-    if version != VERSION:
-        raise WireFormatError(f"unsupported digest version {version}, expected {VERSION}")
+    version = view[offset + 4]
+    if version == 1:
+        header = DIGEST_HEADER_V1
+        (_, _, flags, compression, count, nulls, nans, pinf, ninf,
+         vmin, vmax, vsum, vsum_sq, n) = header.unpack_from(view, offset)
+        vmean = vres = vm2 = 0.0
+    elif version == 2:
+        header = DIGEST_HEADER
+        if size < header.size:
+            raise WireFormatError(f"digest too short: {size} bytes, the header is {header.size}")
+        (_, _, flags, compression, count, nulls, nans, pinf, ninf,
+         vmin, vmax, vmean, vres, vm2, n) = header.unpack_from(view, offset)
+        vsum = vsum_sq = 0.0
+    else:
+        raise WireFormatError(f"unsupported digest version {version}, expected 1 or 2")
     if flags != 0:
         raise WireFormatError(f"reserved digest flags must be 0, got {flags}")
     if not MIN_COMPRESSION <= compression <= MAX_COMPRESSION:
@@ -134,17 +164,30 @@ def _decode_digest_prefix(view: memoryview, offset: int) -> tuple[TDigest, int]:
         raise WireFormatError(f"{n} centroids exceed the limit of {MAX_CENTROIDS}")
     if n > count:
         raise WireFormatError(f"{n} centroids for only {count} values")
-    if DIGEST_HEADER_SIZE + 9 * n > size:
+    if header.size + 9 * n > size:
         raise WireFormatError(f"{n} centroids cannot fit in {size} bytes")
-    if math.isnan(vsum) or math.isnan(vsum_sq):
-        raise WireFormatError("sum and sum of squares must not be NaN")
-    if vsum_sq < 0:
-        raise WireFormatError("sum of squares must not be negative")
-    start = offset + DIGEST_HEADER_SIZE
+    if version == 1:
+        if math.isnan(vsum) or math.isnan(vsum_sq):
+            raise WireFormatError("sum and sum of squares must not be NaN")
+        if vsum_sq < 0:
+            raise WireFormatError("sum of squares must not be negative")
+    else:
+        if not (math.isfinite(vmean) and math.isfinite(vres)):
+            raise WireFormatError("mean and mean_residual must be finite")
+        if math.isnan(vm2) or vm2 < 0:
+            raise WireFormatError("m2 must be a number >= 0")
+        if any(_is_negative_zero(v) for v in (vmean, vres, vm2)):
+            raise WireFormatError("mean, mean_residual and m2 of -0.0 are not canonical")
+        if not 2.0 * abs(vres) <= ulp(vmean):
+            raise WireFormatError("mean_residual exceeds half an ulp of mean")
+    start = offset + header.size
     if count == 0:
         if n != 0:
             raise WireFormatError("an empty digest has no centroids")
-        for name, value in (("min", vmin), ("max", vmax), ("sum", vsum), ("sum_sq", vsum_sq)):
+        zeros = (("min", vmin), ("max", vmax), ("sum", vsum), ("sum_sq", vsum_sq)) \
+            if version == 1 else (("min", vmin), ("max", vmax), ("mean", vmean),
+                                  ("mean_residual", vres), ("m2", vm2))
+        for name, value in zeros:
             if value != 0.0 or math.copysign(1.0, value) < 0:
                 raise WireFormatError(f"an empty digest must have {name} = +0.0")
         empty = TDigest.empty(compression)
@@ -167,9 +210,12 @@ def _decode_digest_prefix(view: memoryview, offset: int) -> tuple[TDigest, int]:
         raise WireFormatError("centroid means must lie within [min, max]")
     if np.any(np.signbit(means) & (means == 0.0)):
         raise WireFormatError("a centroid mean of -0.0 is not canonical; write +0.0")
-    for name, value in (("min", vmin), ("max", vmax), ("sum", vsum)):
-        if value == 0.0 and math.copysign(1.0, value) < 0:
+    for name, value in (("min", vmin), ("max", vmax)) + ((("sum", vsum),) if version == 1
+                                                          else ()):
+        if _is_negative_zero(value):
             raise WireFormatError(f"{name} of -0.0 is not canonical; write +0.0")
+    if version == 2 and not vmin <= vmean <= vmax:
+        raise WireFormatError("mean must lie within [min, max]")
     weight_start = start + 8 * n
     raw = np.frombuffer(view, dtype=np.uint8, offset=weight_start)
     weights, used = _decode_varints(raw[: 10 * n], n)
@@ -180,10 +226,35 @@ def _decode_digest_prefix(view: memoryview, offset: int) -> tuple[TDigest, int]:
         np.sum(weights, dtype=np.uint64))
     if total != count:
         raise WireFormatError(f"centroid weights sum to {total}, but count is {count}")
+    if version == 1:
+        vmean, vres, vm2 = _moments_from_v1(means, weights, count, vmin, vmax, vsum, vsum_sq)
     digest = TDigest(compression=compression, means=means, weights=weights, count=count,
-                     min=vmin, max=vmax, sum=vsum, sum_sq=vsum_sq, null_count=nulls,
-                     nan_count=nans, pos_inf_count=pinf, neg_inf_count=ninf)
+                     min=vmin, max=vmax, mean=vmean, mean_residual=vres, m2=vm2,
+                     null_count=nulls, nan_count=nans, pos_inf_count=pinf,
+                     neg_inf_count=ninf)
     return digest, weight_start + used - offset
+
+
+def _moments_from_v1(means: np.ndarray, weights: np.ndarray, count: int, vmin: float,
+                     vmax: float, vsum: float, vsum_sq: float) -> tuple[float, float, float]:
+    """Version 1 sums to version 2 moments (docs/wire-format.md, section 1.3), the same
+    operations as the extension's td_convert_v1."""
+    if means.size == count:  # every value is a centroid: the exact moments
+        return exact_moments(means, vmin, vmax)
+    n = float(count)
+    if math.isfinite(vsum):
+        mean = min(max(vsum / n, vmin), vmax) + 0.0
+    else:
+        mean = 0.0
+        for m, w in zip(means.tolist(), weights.tolist(), strict=True):
+            mean += m * (float(w) / n)
+        mean = min(max(mean, vmin), vmax) + 0.0
+    if math.isfinite(vsum) and math.isfinite(vsum_sq):
+        m2 = vsum_sq - vsum * (vsum / n)
+        m2 = m2 if m2 > 0.0 else 0.0
+    else:
+        m2 = math.inf
+    return mean, 0.0, m2
 
 
 # ---- envelopes --------------------------------------------------------------------
@@ -213,7 +284,7 @@ def encode_envelope(envelope: Envelope) -> bytes:
         raise WireFormatError(f"metadata of {len(meta)} bytes exceeds {MAX_METADATA_BYTES}")
     if len(envelope.columns) * 2 > MAX_ENTRIES:
         raise WireFormatError(f"more than {MAX_ENTRIES // 2} columns")
-    parts = [ENVELOPE_HEADER.pack(ENVELOPE_MAGIC, VERSION, 0, 0, len(meta)), meta,
+    parts = [ENVELOPE_HEADER.pack(ENVELOPE_MAGIC, ENVELOPE_VERSION, 0, 0, len(meta)), meta,
              struct.pack("<I", 2 * len(envelope.columns))]
     for name, pair in envelope.columns.items():
         encoded_name = _check_name(name)
@@ -244,8 +315,9 @@ def decode_envelope(data: bytes | bytearray | memoryview) -> Envelope:
     magic, version, flags, reserved, meta_len = ENVELOPE_HEADER.unpack_from(view, 0)
     if magic != ENVELOPE_MAGIC:
         raise WireFormatError(f"bad envelope magic {magic!r}, expected {ENVELOPE_MAGIC!r}")
-    if version != VERSION:
-        raise WireFormatError(f"unsupported envelope version {version}, expected {VERSION}")
+    if version != ENVELOPE_VERSION:
+        raise WireFormatError(
+            f"unsupported envelope version {version}, expected {ENVELOPE_VERSION}")
     if flags != 0 or reserved != 0:
         raise WireFormatError("reserved envelope fields must be 0")
     if meta_len > MAX_METADATA_BYTES:
@@ -287,7 +359,7 @@ def decode_envelope(data: bytes | bytearray | memoryview) -> Envelope:
         offset += 5
         if role not in _ROLE_NAMES:
             raise WireFormatError(f"entry {index}: unknown role {role}")
-        if digest_len < DIGEST_HEADER_SIZE or offset + digest_len > size:
+        if digest_len < DIGEST_HEADER_V1_SIZE or offset + digest_len > size:
             raise WireFormatError(f"entry {index}: digest length {digest_len} out of range")
         try:
             digest = decode_digest(view[offset:offset + digest_len])

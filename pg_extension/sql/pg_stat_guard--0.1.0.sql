@@ -2,7 +2,7 @@
 \echo Use "CREATE EXTENSION pg_stat_guard" to load this file. \quit
 
 -- ---------------------------------------------------------------------------
--- Type: varlena whose bytes are the wire-format v1 digest (docs/wire-format.md)
+-- Type: varlena whose bytes are the wire-format digest, version 2 (docs/wire-format.md)
 -- ---------------------------------------------------------------------------
 CREATE TYPE tdigest;
 
@@ -24,7 +24,7 @@ CREATE TYPE tdigest (
     ALIGNMENT = int4,
     STORAGE = extended
 );
-COMMENT ON TYPE tdigest IS 'merging t-digest with exact count, min, max, sum, sum_sq and NULL/NaN/Inf counts';
+COMMENT ON TYPE tdigest IS 'merging t-digest with exact count, min, max, mean, M2 and NULL/NaN/Inf counts';
 
 CREATE FUNCTION tdigest_to_bytea(tdigest) RETURNS bytea
     AS 'MODULE_PATHNAME', 'psg_tdigest_to_bytea' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
@@ -94,7 +94,7 @@ CREATE AGGREGATE tdigest_agg(double precision) (
     DESERIALFUNC = tdigest_agg_deserialize,
     PARALLEL = SAFE
 );
-COMMENT ON AGGREGATE tdigest_agg(double precision) IS 't-digest of the values (compression 100)';
+COMMENT ON AGGREGATE tdigest_agg(double precision) IS 't-digest of the values (compression 60)';
 
 CREATE AGGREGATE tdigest_agg(double precision, integer) (
     SFUNC = tdigest_agg_trans,

@@ -13,7 +13,7 @@
 #include "utils/guc.h"
 
 #include "guc.h"
-#include "tdigest.h"
+#include "pg_stat_guard.h"
 
 char	   *psg_function_url = NULL;
 char	   *psg_function_key = NULL;
@@ -22,7 +22,7 @@ int			psg_timeout_ms = 5000;
 int			psg_max_response_bytes = 1024 * 1024;
 int			psg_max_window_rows = 10000000;
 int			psg_max_window_s = 86400;
-int			psg_compression = PSG_ANALYSIS_DEFAULT_COMPRESSION;
+int			psg_compression = PSG_DEFAULT_COMPRESSION;
 int			psg_max_concurrent = 4;
 int			psg_transport = PSG_TRANSPORT_AUTO;
 int			psg_on_unavailable = PSG_UNAVAILABLE_ERROR;
@@ -117,7 +117,7 @@ psg_define_gucs(void)
 							PGC_USERSET, GUC_UNIT_S, NULL, NULL, NULL);
 	DefineCustomIntVariable("pg_stat_guard.compression",
 							"Compression of the window digests.",
-							NULL, &psg_compression, PSG_ANALYSIS_DEFAULT_COMPRESSION,
+							NULL, &psg_compression, PSG_DEFAULT_COMPRESSION,
 							TD_MIN_COMPRESSION, TD_MAX_COMPRESSION,
 							PGC_USERSET, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("pg_stat_guard.max_concurrent",

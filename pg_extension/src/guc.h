@@ -4,13 +4,6 @@
 #ifndef PSG_GUC_H
 #define PSG_GUC_H
 
-/*
- * Default of pg_stat_guard.compression (window digests and captured
- * baselines): the drift statistics gain from finer tails than tdigest_agg's
- * own default, PSG_AGG_DEFAULT_COMPRESSION (docs/analysis.md).
- */
-#define PSG_ANALYSIS_DEFAULT_COMPRESSION 200
-
 typedef enum PsgTransport
 {
 	PSG_TRANSPORT_AUTO,

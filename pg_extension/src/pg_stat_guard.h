@@ -24,15 +24,19 @@
 #define PSG_CLIENT_NAME "pg_stat_guard/" PSG_EXTENSION_VERSION
 
 /*
- * Compression of tdigest_agg(value), as its SQL comment says; chosen by
- * bench/bench_extension.py.  (The analysis has a default of its own,
- * PSG_ANALYSIS_DEFAULT_COMPRESSION in guc.h.)
+ * The one default compression: tdigest_agg(value) (as its SQL comment says)
+ * and pg_stat_guard.compression (the analysis's window digests and captured
+ * baselines).  Python's stat_guard.tdigest.DEFAULT_COMPRESSION is the same
+ * number (tests/extension/test_defaults.py); chosen with the accuracy sweep
+ * of docs/statistics.md and bench/bench_extension.py.
  */
-#define PSG_AGG_DEFAULT_COMPRESSION 100
+#define PSG_DEFAULT_COMPRESSION 60
 
 /*
- * The tdigest type is a varlena whose payload IS the wire-format v1 digest,
- * always in canonical form, so send, recv and the bytea casts copy bytes.
+ * The tdigest type is a varlena whose payload IS the wire-format digest
+ * (version 2), always in canonical form, so send and the bytea cast copy
+ * bytes; recv and the cast from bytea also read version 1 and store it as
+ * version 2.
  */
 #define DatumGetTDigestPP(d)	((struct varlena *) PG_DETOAST_DATUM_PACKED(d))
 #define PG_GETARG_TDIGEST_PP(n) DatumGetTDigestPP(PG_GETARG_DATUM(n))

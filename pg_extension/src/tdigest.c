@@ -1,7 +1,8 @@
 /*
- * tdigest.c — the merging t-digest (k2 scale function normalised by n):
- * sorting value keys, merging sorted inputs into centroids, and building a
- * digest from single values.  tdigest_wire.c holds the PSGD wire format and
+ * tdigest.c — the merging t-digest (k2 scale function normalised by n, with
+ * a cap on a centroid's mass): sorting value keys, merging sorted inputs into
+ * centroids, exact moments (count, mean, M2), and building a digest from
+ * single values.  tdigest_wire.c holds the PSGD wire format and
  * tdigest_cdf.c the CDF/quantile rules of docs/wire-format.md.
  *
  * No PostgreSQL calls and no allocation: see tdigest.h.
@@ -17,10 +18,265 @@ td_summary_init(TdSummary *s, int compression)
 {
 	memset(s, 0, sizeof(*s));
 	s->compression = compression;
+	s->version = TD_WIRE_VERSION;
 	s->min = 0.0;
 	s->max = 0.0;
-	s->sum = 0.0;
-	s->sum_sq = 0.0;
+	s->mean = 0.0;
+	s->mean_residual = 0.0;
+	s->m2 = 0.0;
+}
+
+uint64_t
+td_exact_limit(int compression)
+{
+	uint64_t	limit = (uint64_t) TD_EXACT_FACTOR * (uint64_t) compression;
+
+	return limit < TD_MAX_CENTROIDS ? limit : TD_MAX_CENTROIDS;
+}
+
+/* ---------------------------------------------------------------------
+ * Moments: count, mean (a double-double) and M2
+ * ---------------------------------------------------------------------
+ */
+
+double
+td_ulp(double x)
+{
+	int			e;
+
+	if (x == 0.0)
+		return ldexp(1.0, -1074);
+	(void) frexp(fabs(x), &e);
+	/* |x| = f * 2^e with f in [0.5, 1): 53 significant bits below 2^e. */
+	return e - 53 >= -1074 ? ldexp(1.0, e - 53) : ldexp(1.0, -1074);
+}
+
+/*
+ * Correctly rounded sums: the running sum is kept exactly as non-overlapping
+ * partials (Shewchuk's expansion), rounded once at the end.  Inputs never
+ * overflow here (td_exact_moments scales them into [-2, 2]); the partials
+ * cover at most the 2,098 bit positions of binary64.
+ */
+#define EXACT_PARTIALS 2112
+
+typedef struct ExactSum
+{
+	int			n;
+	double		p[EXACT_PARTIALS];
+} ExactSum;
+
+static void
+exact_add(ExactSum *s, double x)
+{
+	int			kept = 0;
+
+	for (int j = 0; j < s->n; j++)
+	{
+		double		y = s->p[j];
+		double		hi,
+					lo;
+
+		if (fabs(x) < fabs(y))
+		{
+			double		t = x;
+
+			x = y;
+			y = t;
+		}
+		hi = x + y;
+		lo = y - (hi - x);
+		if (lo != 0.0)
+			s->p[kept++] = lo;
+		x = hi;
+	}
+	s->p[kept] = x;
+	s->n = kept + 1;
+}
+
+static double
+exact_round(const ExactSum *s)
+{
+	int			n = s->n;
+	double		hi,
+				lo = 0.0;
+
+	if (n == 0)
+		return 0.0;
+	hi = s->p[--n];
+	/* Add the partials from the top until a sum is inexact. */
+	while (n > 0)
+	{
+		double		x = hi;
+		double		y = s->p[--n];
+
+		hi = x + y;
+		lo = y - (hi - x);
+		if (lo != 0.0)
+			break;
+	}
+	/*
+	 * hi + lo is exact, |lo| at most half an ulp of hi.  When lo is exactly
+	 * half an ulp (a tie, rounded to even) and the partials left below have
+	 * the same sign, the true sum lies beyond the tie: round away.
+	 */
+	if (n > 0 && ((lo < 0.0 && s->p[n - 1] < 0.0) || (lo > 0.0 && s->p[n - 1] > 0.0)))
+	{
+		double		y = lo * 2.0;
+		double		x = hi + y;
+
+		if (x - hi == y)
+			hi = x;
+	}
+	return hi;
+}
+
+/* The exponent e with |m| * 2^-e in [1, 2). */
+static int
+unit_exponent(double m)
+{
+	int			e;
+
+	(void) frexp(m, &e);
+	return e - 1;
+}
+
+/*
+ * mean and residual from a double-double hi + lo: mean in [min, max]
+ * (residual 0 when clamped), |residual| <= ulp(mean) / 2, no -0.0.
+ */
+static void
+finish_mean(double hi, double lo, double min, double max, double *mean, double *residual)
+{
+	double		m = hi + lo;
+	double		r = lo - (m - hi);
+
+	if (!isfinite(m) || !isfinite(r))
+	{
+		m = hi;
+		r = 0.0;
+	}
+	if (!(m >= min))
+	{
+		m = min;
+		r = 0.0;
+	}
+	if (!(m <= max))
+	{
+		m = max;
+		r = 0.0;
+	}
+	if (!(2.0 * fabs(r) <= td_ulp(m)))
+		r = 0.0;
+	*mean = m + 0.0;
+	*residual = r + 0.0;
+}
+
+void
+td_exact_moments(const double *values, uint32_t n, double min, double max,
+				 double *mean, double *residual, double *m2)
+{
+	ExactSum	sum;
+	double		biggest = fmax(fabs(min), fabs(max));
+	double		ms,
+				rs,
+				hi,
+				lo,
+				ss;
+	int			e;
+
+	*mean = *residual = *m2 = 0.0;
+	if (n == 0 || biggest == 0.0)
+		return;
+	/* Scaled by a power of two into [-2, 2]: no sum below can overflow. */
+	e = unit_exponent(biggest);
+
+	sum.n = 0;
+	for (uint32_t i = 0; i < n; i++)
+		exact_add(&sum, ldexp(values[i], -e));
+	ms = exact_round(&sum) / (double) n;
+	ms = fmin(fmax(ms, ldexp(min, -e)), ldexp(max, -e));
+	/* residual: (sum - n * ms) / n, the sum taken exactly */
+	for (uint32_t i = 0; i < n; i++)
+		exact_add(&sum, -ms);
+	rs = exact_round(&sum) / (double) n;
+	hi = ms + rs;
+	lo = rs - (hi - ms);
+
+	sum.n = 0;
+	for (uint32_t i = 0; i < n; i++)
+	{
+		double		d = ldexp(values[i], -e) - hi;
+
+		exact_add(&sum, d * d);
+	}
+	/* The squares are about hi; the exact mean is hi + lo. */
+	ss = exact_round(&sum) - (double) n * (lo * lo);
+	if (!(ss > 0.0))
+		ss = 0.0;
+
+	finish_mean(ldexp(hi, e), ldexp(lo, e), min, max, mean, residual);
+	*m2 = ldexp(ss, 2 * e) + 0.0;
+}
+
+/* s + err = a + b exactly (when s is finite). */
+static inline void
+two_sum(double a, double b, double *s, double *err)
+{
+	double		sum = a + b;
+	double		bb = sum - a;
+
+	*s = sum;
+	*err = (a - (sum - bb)) + (b - bb);
+}
+
+void
+td_combine_moments(uint64_t na, double *mean, double *residual, double *m2,
+				   uint64_t nb, double mb, double rb, double m2b,
+				   double min, double max)
+{
+	double		n,
+				wb,
+				d_hi,
+				d_lo,
+				delta;
+
+	if (nb == 0)
+		return;
+	if (na == 0)
+	{
+		finish_mean(mb, rb, min, max, mean, residual);
+		*m2 = m2b;
+		return;
+	}
+	n = (double) na + (double) nb;
+	wb = (double) nb / n;
+	two_sum(mb, -*mean, &d_hi, &d_lo);
+	if (!isfinite(d_hi))
+	{
+		/* Means of opposite signs near the ends of the range: M2 overflows. */
+		double		wa = (double) na / n;
+
+		finish_mean(*mean * wa + mb * wb, 0.0, min, max, mean, residual);
+		*m2 = INFINITY;
+		return;
+	}
+	delta = d_hi + (d_lo + (rb - *residual));
+	{
+		double		shift = delta * wb;
+		double		hi,
+					lo;
+
+		two_sum(*mean, shift, &hi, &lo);
+		lo += *residual;
+		if (!isfinite(hi))
+		{
+			hi = *mean * ((double) na / n) + mb * wb;
+			lo = 0.0;
+		}
+		/* M2 terms are >= 0 or +Inf: their sum is never NaN. */
+		*m2 = *m2 + m2b + (delta * delta) * ((double) na * wb);
+		finish_mean(hi, lo, min, max, mean, residual);
+	}
 }
 
 uint32_t
@@ -38,7 +294,12 @@ td_centroid_bound(int compression)
 
 	if (b < d)
 		b = d;
-	/* Heavy runs of ties (see merge_impl) may need up to four times as many. */
+	/*
+	 * The mass cap adds at most two centroids per TD_MASS_CAP / δ of the
+	 * mass (two neighbours together exceed it).  Heavy runs of ties (see
+	 * merge_impl) may need up to four times as many.
+	 */
+	b += 2.0 * d / TD_MASS_CAP + 2.0;
 	bound = 4.0 * ceil(b * 1.02) + 16.0;
 	if (bound > TD_MAX_CENTROIDS)
 		bound = TD_MAX_CENTROIDS;
@@ -213,17 +474,54 @@ td_sort_keys(uint64_t *keys, uint64_t *scratch, size_t n)
  * ---------------------------------------------------------------------
  */
 
-/* Weight that the centroid starting after `before` may grow to (k2 bound). */
+/*
+ * Weight that the centroid starting after `before` may grow to: the k2
+ * bound (k grows by at most 1), and at most cap_w more than `before`.
+ */
 static inline double
-k2_weight_limit(double before, double n, double odds_step)
+weight_limit(double before, double n, double odds_step, double cap_w)
 {
 	double		odds;
+	double		k2_end;
 
 	/* k(0) = -inf: the first centroid (the minimum) never absorbs anything. */
 	if (before <= 0.0)
 		return 0.0;
 	odds = before / (n - before) * odds_step;
-	return n * (odds / (1.0 + odds));
+	k2_end = n * (odds / (1.0 + odds));
+	return k2_end < before + cap_w ? k2_end : before + cap_w;
+}
+
+/*
+ * Exact mode: the sorted union of both inputs, nothing merged.  out holds
+ * na + nb centroids.
+ */
+static uint32_t
+merge_exact(const double *am, const uint64_t *aw, uint32_t na,
+			const double *bm, const uint64_t *bw, const uint64_t *bkeys, uint32_t nb,
+			double *om, uint64_t *ow)
+{
+	uint32_t	ia = 0,
+				ib = 0,
+				no = 0;
+
+	while (ia < na || ib < nb)
+	{
+		double		bx = ib < nb ? (bkeys ? td_double_from_key(bkeys[ib]) : bm[ib]) : 0.0;
+
+		if (ib >= nb || (ia < na && am[ia] <= bx))
+		{
+			om[no] = am[ia];
+			ow[no++] = aw[ia++];
+		}
+		else
+		{
+			om[no] = bx + 0.0;
+			ow[no++] = bkeys ? 1 : bw[ib];
+			ib++;
+		}
+	}
+	return no;
 }
 
 /*
@@ -261,6 +559,7 @@ merge_impl(int compression, uint64_t total,
 {
 	double		n = (double) total;
 	double		ratio = n / (double) compression;
+	double		cap_w = n * (TD_MASS_CAP / (double) compression);
 	double		z;
 	double		odds_step;
 	uint32_t	ia = 0,
@@ -270,7 +569,8 @@ merge_impl(int compression, uint64_t total,
 				b_start = 0;
 	bool		have_cur = false;
 	double		before = 0.0;	/* weight of the centroids already emitted */
-	double		cur_sum = 0.0;	/* sum of mean*weight of the current group */
+	double		cur_sum = 0.0;	/* sum of (mean - cur_lo) * weight of the
+								 * current group: exact means at any offset */
 	double		cur_wd = 0.0;
 	uint64_t	cur_w = 0;
 	double		cur_lo = 0.0,
@@ -281,6 +581,8 @@ merge_impl(int compression, uint64_t total,
 
 	if (na + (uint64_t) nb == 0 || ocap == 0)
 		return 0;
+	if (total <= td_exact_limit(compression) && na + (uint64_t) nb <= ocap)
+		return merge_exact(am, aw, na, bm, bw, bkeys, nb, om, ow);
 
 	if (ratio < 1.0)
 		ratio = 1.0;
@@ -290,8 +592,8 @@ merge_impl(int compression, uint64_t total,
 
 #define EMIT_CURRENT() \
 	do { \
-		double mean_ = cur_sum / cur_wd; \
-		if (!isfinite(cur_sum)) \
+		double mean_ = cur_lo + cur_sum / cur_wd; \
+		if (!isfinite(mean_)) \
 			mean_ = group_mean_safe(am, aw, a_start, ia, bm, bw, bkeys, b_start, ib, cur_wd); \
 		if (mean_ < cur_lo) mean_ = cur_lo; \
 		if (mean_ > cur_hi) mean_ = cur_hi; \
@@ -342,17 +644,36 @@ merge_impl(int compression, uint64_t total,
 						rb = ib;
 			uint64_t	run_w = 0;
 
+			/*
+			 * Equal means are ties only where readers take them as a point
+			 * mass: two or more centroids, or a weight of 1.  One heavier
+			 * centroid whose mean a value happens to equal is a spread of
+			 * values, not a run of them.
+			 */
 			while (ra < na && am[ra] == x)
 				run_w += aw[ra++];
+			if (ra - ia == 1 && aw[ia] > 1)
+			{
+				ra = ia;
+				run_w = 0;
+			}
 			while (rb < nb && (bkeys ? td_double_from_key(bkeys[rb]) : bm[rb]) == x)
 			{
 				run_w += bkeys ? 1 : bw[rb];
 				rb++;
 			}
+			if (!bkeys && rb - ib == 1 && bw[ib] > 1)
+			{
+				rb = ib;
+				run_w -= bw[ib];
+			}
 			if ((ra - ia) + (rb - ib) >= 2)
 			{
 				double		q = (before + (have_cur ? cur_wd : 0.0) + (double) run_w / 2.0) / n;
 				double		local = n * q * (1.0 - q) * z / (double) compression;
+
+				if (local > cap_w)
+					local = cap_w;
 
 				if (run_w >= 2 && (double) run_w * 8.0 >= local && no + 3 < ocap)
 				{
@@ -381,7 +702,7 @@ merge_impl(int compression, uint64_t total,
 			(before + cur_wd + (double) w <= limit || no + 1 >= ocap))
 		{
 			/* Absorb; the last free slot absorbs everything left. */
-			cur_sum += bkeys && !take_a ? x : x * (double) w;
+			cur_sum += bkeys && !take_a ? x - cur_lo : (x - cur_lo) * (double) w;
 			cur_w += w;
 			cur_wd += (double) w;
 			cur_hi = x;
@@ -394,13 +715,13 @@ merge_impl(int compression, uint64_t total,
 				before += cur_wd;
 			}
 			have_cur = true;
-			cur_sum = bkeys && !take_a ? x : x * (double) w;
+			cur_sum = 0.0;
 			cur_w = w;
 			cur_wd = (double) w;
 			cur_lo = cur_hi = x;
 			a_start = ia;
 			b_start = ib;
-			limit = k2_weight_limit(before, n, odds_step);
+			limit = weight_limit(before, n, odds_step, cap_w);
 		}
 		if (take_a)
 			ia++;
@@ -420,6 +741,7 @@ merge_impl(int compression, uint64_t total,
 			double		next_a = ia < na ? am[ia] : INFINITY;
 			double		run_sum = 0.0;
 			double		last = cur_hi;
+			double		base = cur_lo;
 			uint32_t	start = ib;
 
 			if (no + 1 >= ocap)
@@ -436,7 +758,7 @@ merge_impl(int compression, uint64_t total,
 				if (ib + 1 < nb && bkeys[ib + 1] == bkeys[ib] &&
 					!(have_light && y == light_value))
 					break;		/* a run of ties starts: the loop above decides */
-				run_sum += y;
+				run_sum += y - base;
 				last = y;
 				ib++;
 			}
@@ -478,10 +800,12 @@ td_merge_centroids(int compression, uint64_t total,
  */
 
 uint32_t
-td_merge_capacity(int compression, uint64_t inputs)
+td_merge_capacity(int compression, uint64_t total, uint64_t inputs)
 {
 	uint32_t	bound = td_centroid_bound(compression);
 
+	if (total <= td_exact_limit(compression))
+		return (uint32_t) inputs;	/* inputs <= total <= TD_MAX_CENTROIDS */
 	return inputs < bound ? (uint32_t) inputs : bound;
 }
 
@@ -501,31 +825,65 @@ td_builder_swap(TdBuilder *b, uint32_t n_out)
 	b->n_centroids = n_out;
 }
 
+/*
+ * Mean (hi + lo) and M2 of n sorted values given as keys, in one pass over
+ * deviations from the median: M2 = Σd² − (Σd)²/n loses at most a bit, as the
+ * mean lies within a standard deviation of the median.  Values far from 1 in
+ * magnitude are scaled by a power of two first, so nothing overflows or
+ * underflows on the way.
+ */
+static void
+block_moments(const uint64_t *keys, uint32_t n, double *hi, double *lo, double *m2)
+{
+	double		first = td_double_from_key(keys[0]);
+	double		last = td_double_from_key(keys[n - 1]);
+	double		biggest = fmax(fabs(first), fabs(last));
+	double		scale = 1.0,
+				unscale = 1.0;
+	double		shift,
+				s1 = 0.0,
+				s2 = 0.0,
+				dn = (double) n;
+
+	if (biggest > 0x1p400 || (biggest > 0.0 && biggest < 0x1p-400))
+	{
+		int			e = unit_exponent(biggest);
+
+		if (e < -1022)
+			e = -1022;
+		scale = ldexp(1.0, -e);
+		unscale = ldexp(1.0, e);
+	}
+	shift = td_double_from_key(keys[n / 2]) * scale;
+	for (uint32_t i = 0; i < n; i++)
+	{
+		double		d = td_double_from_key(keys[i]) * scale - shift;
+
+		s1 += d;
+		s2 += d * d;
+	}
+	two_sum(shift, s1 / dn, hi, lo);
+	*hi *= unscale;
+	*lo *= unscale;
+	s2 -= s1 * (s1 / dn);
+	*m2 = s2 > 0.0 ? s2 * unscale * unscale : 0.0;
+}
+
 bool
 td_builder_flush(TdBuilder *b)
 {
 	uint32_t	nb = b->n_buffer;
 	uint64_t	total = b->s.count + nb;
-	double		sum = b->s.sum;
-	double		sum_sq = b->s.sum_sq;
 	double		lo,
-				hi;
+				hi,
+				block_hi,
+				block_lo,
+				block_m2;
 
 	if (nb == 0)
 		return true;
 	if (total < b->s.count)
 		return false;
-
-	/* Locals, not b->s: the compiler need not reload them after each add. */
-	for (uint32_t i = 0; i < nb; i++)
-	{
-		double		x = td_double_from_key(b->buffer[i]);
-
-		sum += x;
-		sum_sq += x * x;
-	}
-	b->s.sum = sum;
-	b->s.sum_sq = sum_sq;
 
 	td_sort_keys(b->buffer, b->scratch, nb);
 	lo = td_double_from_key(b->buffer[0]);
@@ -540,6 +898,9 @@ td_builder_flush(TdBuilder *b)
 		b->s.min = lo < b->s.min ? lo : b->s.min;
 		b->s.max = hi > b->s.max ? hi : b->s.max;
 	}
+	block_moments(b->buffer, nb, &block_hi, &block_lo, &block_m2);
+	td_combine_moments(b->s.count, &b->s.mean, &b->s.mean_residual, &b->s.m2,
+					   nb, block_hi, block_lo, block_m2, b->s.min, b->s.max);
 
 	td_builder_swap(b, td_merge_points(b->s.compression, total,
 									   b->means, b->weights, b->n_centroids,
@@ -548,6 +909,14 @@ td_builder_flush(TdBuilder *b)
 	b->s.count = total;
 	b->n_buffer = 0;
 	return true;
+}
+
+void
+td_builder_finish(TdBuilder *b)
+{
+	if (b->s.count > 0 && b->s.count == b->n_centroids)
+		td_exact_moments(b->means, b->n_centroids, b->s.min, b->s.max,
+						 &b->s.mean, &b->s.mean_residual, &b->s.m2);
 }
 
 TdDigest

@@ -17,10 +17,29 @@
 #define TD_MIN_COMPRESSION		10
 #define TD_MAX_COMPRESSION		10000
 #define TD_MAX_CENTROIDS		65536
-#define TD_HEADER_SIZE			84
 #define TD_MAX_VARINT_BYTES		10
-#define TD_WIRE_VERSION			1
 #define TD_ERRMSG_SIZE			160
+
+/* Writers write version 2; readers read versions 1 and 2. */
+#define TD_WIRE_VERSION			2
+#define TD_HEADER_SIZE			92	/* version 2 */
+#define TD_HEADER_SIZE_V1		84
+#define TD_MIN_HEADER_SIZE		TD_HEADER_SIZE_V1
+
+/*
+ * Up to EXACT_FACTOR * compression values (at most TD_MAX_CENTROIDS) every
+ * value is a centroid of its own: small windows stay exact.  Python's
+ * stat_guard.tdigest.EXACT_FACTOR is the same number.
+ */
+#define TD_EXACT_FACTOR			50
+
+/*
+ * The scale function: k2 (normalised by n) with a cap on a centroid's mass
+ * of TD_MASS_CAP / compression of all values, so central centroids stay
+ * small where KS and PSI look (docs/statistics.md).  Python's
+ * stat_guard.tdigest.MASS_CAP is the same number.
+ */
+#define TD_MASS_CAP				0.75
 
 /* Everything of a digest except its centroids. */
 typedef struct TdSummary
@@ -33,8 +52,14 @@ typedef struct TdSummary
 	uint64_t	neg_inf_count;
 	double		min;
 	double		max;
-	double		sum;
-	double		sum_sq;
+	double		mean;			/* in [min, max] */
+	double		mean_residual;	/* exact mean - mean, |.| <= ulp(mean) / 2 */
+	double		m2;				/* sum of squared deviations from the mean;
+								 * +Inf when it overflows */
+	/* Read from a version 1 digest until td_decode_centroids converts them. */
+	int			version;
+	double		v1_sum;
+	double		v1_sum_sq;
 } TdSummary;
 
 /* A digest whose centroid arrays belong to someone else. */
@@ -56,6 +81,29 @@ typedef struct TdAnchor
 
 /* Summary of an empty digest with the given compression. */
 extern void td_summary_init(TdSummary *s, int compression);
+
+/* Values up to which every value is a centroid (EXACT_FACTOR * compression). */
+extern uint64_t td_exact_limit(int compression);
+
+/* Unit in the last place of |x| (2^-1074 for 0 and subnormals). */
+extern double td_ulp(double x);
+
+/*
+ * Exact moments of values (any order, all finite, min/max their extremes):
+ * the mean as mean + residual, and M2, from correctly rounded sums, so every
+ * writer that follows docs/wire-format.md gets the same bits.
+ */
+extern void td_exact_moments(const double *values, uint32_t n, double min, double max,
+							 double *mean, double *residual, double *m2);
+
+/*
+ * Add nb values with mean mb + rb and M2 m2b to the moments of na values
+ * (Chan, Golub & LeVeque), the mean kept as a double-double; min and max are
+ * those of all values.  Never NaN: an overflowing M2 is +Inf.
+ */
+extern void td_combine_moments(uint64_t na, double *mean, double *residual, double *m2,
+							   uint64_t nb, double mb, double rb, double m2b,
+							   double min, double max);
 
 /*
  * Upper bound on the centroids td_merge_* can emit for this compression,
@@ -121,7 +169,7 @@ extern uint32_t td_merge_centroids(int compression, uint64_t total,
  */
 typedef struct TdBuilder
 {
-	TdSummary	s;				/* count, min, max, sum, sum_sq exclude the
+	TdSummary	s;				/* count, min, max and moments exclude the
 								 * buffered values */
 	uint32_t	n_centroids;
 	uint32_t	cap_centroids;
@@ -136,18 +184,30 @@ typedef struct TdBuilder
 	uint64_t   *scratch;		/* radix sort scratch, n_buffer keys at least */
 } TdBuilder;
 
-/* Capacity a merge of `inputs` centroids and points needs: never above the bound. */
-extern uint32_t td_merge_capacity(int compression, uint64_t inputs);
+/*
+ * Capacity a merge of `inputs` centroids and points of total weight `total`
+ * needs: all of them while total is within td_exact_limit, else never above
+ * the bound.
+ */
+extern uint32_t td_merge_capacity(int compression, uint64_t total, uint64_t inputs);
 
 /*
- * Merge the buffered values into the centroids: sum and sum_sq are added up
- * in arrival order (as a per-value sum would), the keys radix-sorted, min,
- * max and count updated, and the merge written to the spare arrays, which
- * then become the centroids.  The spare arrays must hold
- * td_merge_capacity(compression, n_centroids + n_buffer) centroids.  Returns
- * false, changing nothing, when the count would overflow 64 bits.
+ * Merge the buffered values into the centroids: the keys radix-sorted, the
+ * buffer's mean and M2 found in one shifted pass and combined with the
+ * moments so far, min, max and count updated, and the merge written to the
+ * spare arrays, which then become the centroids.  The spare arrays must hold
+ * td_merge_capacity(compression, count + n_buffer, n_centroids + n_buffer)
+ * centroids.  Returns false, changing nothing, when the count would overflow
+ * 64 bits.
  */
 extern bool td_builder_flush(TdBuilder *b);
+
+/*
+ * After the last flush: when every value is a centroid of its own, the
+ * moments become the exact ones of td_exact_moments, so the digest has the
+ * same bytes however the values were split and merged.
+ */
+extern void td_builder_finish(TdBuilder *b);
 
 /* The spare arrays, holding n_out merged centroids, become the centroids. */
 extern void td_builder_swap(TdBuilder *b, uint32_t n_out);
@@ -161,6 +221,20 @@ extern TdDigest td_builder_digest(const TdBuilder *b);
  */
 extern bool td_validate(const TdDigest *d, char *err, size_t errlen);
 
+/*
+ * Version 1 fields (sum, sum_sq in s->v1_sum, s->v1_sum_sq) into version 2
+ * moments, as docs/wire-format.md says: from the centroids when every value
+ * is one, else from the sums.  d must have passed the version 1 checks.
+ */
+extern void td_convert_v1(TdDigest *d);
+
+/*
+ * Check a digest read as version 1 (its sums in s.v1_sum, s.v1_sum_sq) by
+ * every version 1 rule and convert it (td_convert_v1).  Returns true when
+ * valid.
+ */
+extern bool td_check_v1(TdDigest *d, char *err, size_t errlen);
+
 /* Exact size of the canonical encoding of d. */
 extern size_t td_encoded_size(const TdDigest *d);
 
@@ -168,9 +242,10 @@ extern size_t td_encoded_size(const TdDigest *d);
 extern size_t td_encode(const TdDigest *d, uint8_t *out);
 
 /*
- * First step of decoding: check the fixed header and that the input is long
- * enough for the centroid count it announces (84 + 9n <= len), so a caller
- * may allocate n means and weights.  Returns true when valid.
+ * First step of decoding (version 1 or 2): check the fixed header and that
+ * the input is long enough for the centroid count it announces (header +
+ * 9n <= len), so a caller may allocate n means and weights.  Returns true
+ * when valid.
  */
 extern bool td_decode_header(const uint8_t *buf, size_t len, TdSummary *s,
 							 uint32_t *n_centroids, char *err, size_t errlen);
@@ -178,9 +253,10 @@ extern bool td_decode_header(const uint8_t *buf, size_t len, TdSummary *s,
 /*
  * Second step: read the centroids into caller arrays of n_centroids entries
  * and validate the whole digest (varints, trailing bytes, all of
- * td_validate).  Returns true when valid.
+ * td_validate).  A version 1 digest is converted to version 2 (s is
+ * updated).  Returns true when valid.
  */
-extern bool td_decode_centroids(const uint8_t *buf, size_t len, const TdSummary *s,
+extern bool td_decode_centroids(const uint8_t *buf, size_t len, TdSummary *s,
 								uint32_t n_centroids, double *means, uint64_t *weights,
 								char *err, size_t errlen);
 
@@ -196,7 +272,7 @@ extern double td_cdf(const TdDigest *d, const TdAnchor *a, uint32_t na, double x
 /* quantile(q) of a non-empty digest, 0 <= q <= 1. */
 extern double td_quantile(const TdDigest *d, const TdAnchor *a, uint32_t na, double q);
 
-/* Mean from the centroids when the exact sum overflowed; NaN when empty. */
+/* Weighted mean of the centroids, clamped to [min, max]; NaN when empty. */
 extern double td_centroid_mean(const TdDigest *d);
 
 #endif							/* PSG_TDIGEST_H */

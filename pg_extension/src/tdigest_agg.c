@@ -5,10 +5,12 @@
  *
  * The per-row cost decides the aggregate's speed, so the transition function
  * only appends the value's sort key to a flat buffer.  When the buffer fills,
- * td_builder_flush (tdigest.c, the same code the unit test runs) adds sum and
- * sum_sq up over it in arrival order, radix-sorts it and merges it with the
- * centroids in one linear pass.  This file owns the memory: it sizes the
- * arrays the pure code writes into.
+ * td_builder_flush (tdigest.c, the same code the unit test runs) radix-sorts
+ * it, adds its mean and M2 to the moments (Chan et al.) and merges it with
+ * the centroids in one linear pass.  Up to td_exact_limit values every value
+ * stays a centroid, and td_builder_finish then gives the exact moments, so a
+ * small window has the same bytes serially, in parallel and from Python.
+ * This file owns the memory: it sizes the arrays the pure code writes into.
  */
 #include "pg_stat_guard.h"
 
@@ -79,11 +81,14 @@ add_count(uint64 *target, uint64 amount, const char *what)
 	*target += amount;
 }
 
-/* Make sure the spare (merge output) arrays hold a merge of `inputs` centroids/points. */
+/*
+ * Make sure the spare (merge output) arrays hold a merge of `inputs`
+ * centroids/points of total weight `total`.
+ */
 static void
-ensure_spare(TdAggState *st, uint64 inputs)
+ensure_spare(TdAggState *st, uint64 total, uint64 inputs)
 {
-	uint32		need = td_merge_capacity(st->b.s.compression, inputs);
+	uint32		need = td_merge_capacity(st->b.s.compression, total, inputs);
 
 	if (st->b.cap_spare >= need)
 		return;
@@ -105,7 +110,10 @@ state_flush(TdAggState *st)
 		return;
 	if (st->b.scratch == NULL)
 		st->b.scratch = MemoryContextAlloc(st->context, sizeof(uint64) * st->b.cap_buffer);
-	ensure_spare(st, (uint64) st->b.n_centroids + st->b.n_buffer);
+	if (st->b.s.count + st->b.n_buffer < st->b.s.count)
+		count_overflow("count");
+	ensure_spare(st, st->b.s.count + st->b.n_buffer,
+				 (uint64) st->b.n_centroids + st->b.n_buffer);
 	if (!td_builder_flush(&st->b))
 		count_overflow("count");
 }
@@ -133,19 +141,21 @@ static TdDigest
 state_as_digest(TdAggState *st)
 {
 	state_flush(st);
+	td_builder_finish(&st->b);
 	return td_builder_digest(&st->b);
 }
 
 /*
  * Add a whole digest (summary + sorted centroids) to the state.  Counts are
- * checked for overflow; an infinite sum of each sign cannot give NaN.
+ * checked for overflow; moments combine by Chan et al.'s formula (never NaN).
  */
 static void
 state_add_digest(TdAggState *st, const TdDigest *d)
 {
 	TdSummary  *s = &st->b.s;
 	uint64		total;
-	double		sum;
+	double		new_min,
+				new_max;
 
 	state_flush(st);
 	total = s->count;
@@ -160,34 +170,15 @@ state_add_digest(TdAggState *st, const TdDigest *d)
 
 	add_count(&total, d->s.count, "count");
 
-	sum = s->sum + d->s.sum;
-	if (isnan(sum))
-	{
-		/*
-		 * +Inf + -Inf: both sums overflowed.  Fall back to the centroid
-		 * estimate of the combined mean times the count.
-		 */
-		TdDigest	mine = td_builder_digest(&st->b);
-		double		n = (double) total;
+	new_min = s->count == 0 ? d->s.min : Min(s->min, d->s.min);
+	new_max = s->count == 0 ? d->s.max : Max(s->max, d->s.max);
+	td_combine_moments(s->count, &s->mean, &s->mean_residual, &s->m2,
+					   d->s.count, d->s.mean, d->s.mean_residual, d->s.m2,
+					   new_min, new_max);
+	s->min = new_min;
+	s->max = new_max;
 
-		sum = (td_centroid_mean(&mine) * ((double) s->count / n) +
-			   td_centroid_mean(d) * ((double) d->s.count / n)) * n;
-	}
-	s->sum = sum;
-	s->sum_sq += d->s.sum_sq;
-
-	if (s->count == 0)
-	{
-		s->min = d->s.min;
-		s->max = d->s.max;
-	}
-	else
-	{
-		s->min = Min(s->min, d->s.min);
-		s->max = Max(s->max, d->s.max);
-	}
-
-	ensure_spare(st, (uint64) st->b.n_centroids + d->n_centroids);
+	ensure_spare(st, total, (uint64) st->b.n_centroids + d->n_centroids);
 	td_builder_swap(&st->b,
 					td_merge_centroids(s->compression, total,
 									   st->b.means, st->b.weights, st->b.n_centroids,
@@ -260,7 +251,7 @@ psg_tdigest_agg_trans(PG_FUNCTION_ARGS)
 	if (likely(!PG_ARGISNULL(0)))
 		st = (TdAggState *) PG_GETARG_POINTER(0);
 	else
-		st = state_create(agg_context(fcinfo, "tdigest_agg"), PSG_AGG_DEFAULT_COMPRESSION);
+		st = state_create(agg_context(fcinfo, "tdigest_agg"), PSG_DEFAULT_COMPRESSION);
 	return agg_add_value(fcinfo, st);
 }
 
@@ -347,7 +338,7 @@ psg_tdigest_agg_deserialize(PG_FUNCTION_ARGS)
 
 	psg_decode_bytes((const uint8 *) VARDATA_ANY(b), VARSIZE_ANY_EXHDR(b), &d,
 					 ERRCODE_INVALID_BINARY_REPRESENTATION);
-	/* state_add_digest skips sums of an empty digest; they are zero anyway. */
+	/* state_add_digest skips the moments of an empty digest; they are zero anyway. */
 	PG_RETURN_POINTER(state_absorb(NULL, context, &d));
 }
 
@@ -364,7 +355,7 @@ psg_tdigest_agg_final(PG_FUNCTION_ARGS)
 	if (st == NULL)
 	{
 		memset(&d, 0, sizeof(d));
-		td_summary_init(&d.s, PSG_AGG_DEFAULT_COMPRESSION);
+		td_summary_init(&d.s, PSG_DEFAULT_COMPRESSION);
 		PG_RETURN_POINTER(psg_digest_to_varlena(&d));
 	}
 	d = state_as_digest(st);

@@ -30,10 +30,11 @@ PG_FUNCTION_INFO_V1(psg_tdigest_centroid_count);
 PG_FUNCTION_INFO_V1(psg_tdigest_invalid_counts);
 
 /*
- * The summary fields alone (count, min, max, sum, counters, compression,
+ * The summary fields alone (count, min, max, moments, counters, compression,
  * centroid count): what the scalar accessors need, without decoding and
  * allocating the centroids.  Stored values were fully validated on input;
- * the header is still checked.
+ * the header is still checked.  A value stored as version 1 (by an older
+ * library) is decoded whole, which converts its moments.
  */
 static uint32
 decode_summary(struct varlena *v, TdSummary *s)
@@ -46,6 +47,14 @@ decode_summary(struct varlena *v, TdSummary *s)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
 				 errmsg("invalid tdigest: %s", err)));
+	if (s->version == 1)
+	{
+		TdDigest	d;
+
+		psg_decode_tdigest(v, &d);
+		*s = d.s;
+		psg_free_digest(&d);
+	}
 	return n;
 }
 
@@ -206,7 +215,7 @@ psg_tdigest_count(PG_FUNCTION_ARGS)
 	PG_RETURN_INT64(count_to_int64(s.count, "count"));
 }
 
-/* The exact summary values min, max and sum: NULL for an empty digest. */
+/* The summary values min, max and sum: NULL for an empty digest. */
 typedef enum SummaryValue
 {
 	SUMMARY_MIN,
@@ -231,7 +240,8 @@ summary_value(FunctionCallInfo fcinfo, SummaryValue which)
 		case SUMMARY_SUM:
 			break;
 	}
-	PG_RETURN_FLOAT8(s.sum);
+	/* mean * count: ±Infinity when that overflows */
+	PG_RETURN_FLOAT8(s.mean * (double) s.count);
 }
 
 Datum
@@ -252,46 +262,31 @@ psg_tdigest_sum(PG_FUNCTION_ARGS)
 	return summary_value(fcinfo, SUMMARY_SUM);
 }
 
-/* Exact sum / count; from the centroids when the sum overflowed. */
+/* The exact mean (within [min, max]). */
 Datum
 psg_tdigest_mean(PG_FUNCTION_ARGS)
 {
-	TdDigest	d;
-	double		mean;
+	TdSummary	s;
 
-	psg_decode_tdigest(PG_GETARG_TDIGEST_PP(0), &d);
-	if (d.s.count == 0)
+	decode_summary(PG_GETARG_TDIGEST_PP(0), &s);
+	if (s.count == 0)
 		PG_RETURN_NULL();
-	if (isfinite(d.s.sum))
-	{
-		mean = d.s.sum / (double) d.s.count;
-		/* Rounding may step just outside the data's range. */
-		mean = Min(Max(mean, d.s.min), d.s.max);
-	}
-	else
-		mean = td_centroid_mean(&d);
-	PG_RETURN_FLOAT8(mean);
+	PG_RETURN_FLOAT8(s.mean);
 }
 
 /*
- * Sample standard deviation from sum and sum_sq.  NULL with fewer than two
- * values or when an overflowed sum makes the variance unknown.
+ * Sample standard deviation sqrt(m2 / (n - 1)).  NULL with fewer than two
+ * values or when m2 overflowed (+Inf: the spread exceeds about 1e154).
  */
 Datum
 psg_tdigest_stddev(PG_FUNCTION_ARGS)
 {
 	TdSummary	s;
-	double		n,
-				var;
 
 	decode_summary(PG_GETARG_TDIGEST_PP(0), &s);
-	if (s.count < 2 || !isfinite(s.sum) || !isfinite(s.sum_sq))
+	if (s.count < 2 || !isfinite(s.m2))
 		PG_RETURN_NULL();
-	n = (double) s.count;
-	var = (s.sum_sq - s.sum * (s.sum / n)) / (n - 1.0);
-	if (!(var > 0.0))
-		var = 0.0;
-	PG_RETURN_FLOAT8(sqrt(var));
+	PG_RETURN_FLOAT8(sqrt(s.m2 / ((double) s.count - 1.0)));
 }
 
 Datum

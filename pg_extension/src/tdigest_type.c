@@ -31,7 +31,7 @@ psg_digest_to_varlena(const TdDigest *d)
 	size_t		size = td_encoded_size(d);
 	struct varlena *v;
 
-	/* size <= 84 + 18 * 65536: far below MaxAllocSize. */
+	/* size <= 92 + 18 * 65536: far below MaxAllocSize. */
 	v = (struct varlena *) palloc(VARHDRSZ + size);
 	SET_VARSIZE(v, VARHDRSZ + size);
 	td_encode(d, (uint8_t *) VARDATA(v));
@@ -51,7 +51,7 @@ psg_decode_bytes(const uint8 *bytes, size_t len, TdDigest *d, int errcode_on_fai
 				(errcode(errcode_on_failure),
 				 errmsg("invalid tdigest: %s", err)));
 
-	/* td_decode_header proved 84 + 9n <= len, so n is backed by input bytes. */
+	/* td_decode_header proved header + 9n <= len, so n is backed by input bytes. */
 	means = (double *) palloc(sizeof(double) * (n > 0 ? n : 1));
 	weights = (uint64_t *) palloc(sizeof(uint64_t) * (n > 0 ? n : 1));
 	if (!td_decode_centroids(bytes, len, &d->s, n, means, weights, err, sizeof(err)))
@@ -85,11 +85,13 @@ psg_free_digest(TdDigest *d)
  * Text form
  *
  * {"compression": 200, "count": 3, "null_count": 0, "nan_count": 0,
- *  "pos_inf_count": 0, "neg_inf_count": 0, "min": 1, "max": 3, "sum": 6,
- *  "sum_sq": 14, "centroids": [[1, 1], [2, 1], [3, 1]]}
+ *  "pos_inf_count": 0, "neg_inf_count": 0, "min": 1, "max": 3, "mean": 2,
+ *  "mean_residual": 0, "m2": 2, "centroids": [[1, 1], [2, 1], [3, 1]]}
  *
- * It is valid JSON (an overflowed sum is written as the string "Infinity"
- * or "-Infinity"), doubles use the shortest form that reads back exactly.
+ * It is valid JSON (an overflowed m2 is written as the string "Infinity"),
+ * doubles use the shortest form that reads back exactly.  Input also takes
+ * the version 1 form, with "sum" and "sum_sq" instead of "mean",
+ * "mean_residual" and "m2", and converts it as the binary reader does.
  * ---------------------------------------------------------------------
  */
 
@@ -127,10 +129,12 @@ psg_tdigest_out(PG_FUNCTION_ARGS)
 	append_double(&buf, d.s.min);
 	appendStringInfoString(&buf, ", \"max\": ");
 	append_double(&buf, d.s.max);
-	appendStringInfoString(&buf, ", \"sum\": ");
-	append_double(&buf, d.s.sum);
-	appendStringInfoString(&buf, ", \"sum_sq\": ");
-	append_double(&buf, d.s.sum_sq);
+	appendStringInfoString(&buf, ", \"mean\": ");
+	append_double(&buf, d.s.mean);
+	appendStringInfoString(&buf, ", \"mean_residual\": ");
+	append_double(&buf, d.s.mean_residual);
+	appendStringInfoString(&buf, ", \"m2\": ");
+	append_double(&buf, d.s.m2);
 	appendStringInfoString(&buf, ", \"centroids\": [");
 	for (uint32 i = 0; i < d.n_centroids; i++)
 	{
@@ -194,14 +198,15 @@ accept_char(TextParser *tp, char c)
 	return false;
 }
 
-/* A key: a quoted string of [a-z_], at most 31 characters. */
+/* A key: a quoted string of [a-z0-9_], at most 31 characters. */
 static void
 parse_key(TextParser *tp, char *key, size_t keylen)
 {
 	size_t		n = 0;
 
 	expect_char(tp, '"');
-	while ((*tp->p >= 'a' && *tp->p <= 'z') || *tp->p == '_')
+	while ((*tp->p >= 'a' && *tp->p <= 'z') || (*tp->p >= '0' && *tp->p <= '9') ||
+		   *tp->p == '_')
 	{
 		if (n + 1 >= keylen)
 			text_error(tp, "key too long");
@@ -321,15 +326,22 @@ enum
 	KEY_NEG_INF_COUNT,
 	KEY_MIN,
 	KEY_MAX,
-	KEY_SUM,
-	KEY_SUM_SQ,
+	KEY_MEAN,
+	KEY_MEAN_RESIDUAL,
+	KEY_M2,
+	KEY_SUM,					/* version 1 */
+	KEY_SUM_SQ,					/* version 1 */
 	KEY_CENTROIDS,
 	NUM_KEYS
 };
 
+/* Keys of one form: the version 2 moments, or version 1's sums. */
+#define KEYS_PER_FORM 12
+
 static const char *const key_names[NUM_KEYS] = {
 	"compression", "count", "null_count", "nan_count", "pos_inf_count",
-	"neg_inf_count", "min", "max", "sum", "sum_sq", "centroids"
+	"neg_inf_count", "min", "max", "mean", "mean_residual", "m2", "sum",
+	"sum_sq", "centroids"
 };
 
 Datum
@@ -347,8 +359,9 @@ psg_tdigest_in(PG_FUNCTION_ARGS)
 	char		err[TD_ERRMSG_SIZE];
 
 	memset(&d, 0, sizeof(d));
+	d.s.version = TD_WIRE_VERSION;
 	expect_char(&tp, '{');
-	for (int k = 0; k < NUM_KEYS; k++)
+	for (int k = 0; k < KEYS_PER_FORM - 1 || (k == KEYS_PER_FORM - 1 && d.s.version == 2); k++)
 	{
 		char		key[32];
 		int			which = -1;
@@ -364,6 +377,16 @@ psg_tdigest_in(PG_FUNCTION_ARGS)
 		if (seen[which])
 			text_error(&tp, "duplicate key");
 		seen[which] = true;
+		/* The form is set by the first moment key: the other form's keys are unknown. */
+		if (which == KEY_SUM || which == KEY_SUM_SQ)
+		{
+			if (seen[KEY_MEAN] || seen[KEY_MEAN_RESIDUAL] || seen[KEY_M2])
+				text_error(&tp, "unknown key");
+			d.s.version = 1;
+		}
+		else if ((which == KEY_MEAN || which == KEY_MEAN_RESIDUAL || which == KEY_M2) &&
+				 (seen[KEY_SUM] || seen[KEY_SUM_SQ]))
+			text_error(&tp, "unknown key");
 		expect_char(&tp, ':');
 
 		switch (which)
@@ -395,11 +418,20 @@ psg_tdigest_in(PG_FUNCTION_ARGS)
 			case KEY_MAX:
 				d.s.max = parse_double(&tp, false);
 				break;
+			case KEY_MEAN:
+				d.s.mean = parse_double(&tp, false);
+				break;
+			case KEY_MEAN_RESIDUAL:
+				d.s.mean_residual = parse_double(&tp, false);
+				break;
+			case KEY_M2:
+				d.s.m2 = parse_double(&tp, true);
+				break;
 			case KEY_SUM:
-				d.s.sum = parse_double(&tp, true);
+				d.s.v1_sum = parse_double(&tp, true);
 				break;
 			case KEY_SUM_SQ:
-				d.s.sum_sq = parse_double(&tp, true);
+				d.s.v1_sum_sq = parse_double(&tp, true);
 				break;
 			case KEY_CENTROIDS:
 				expect_char(&tp, '[');
@@ -438,6 +470,10 @@ psg_tdigest_in(PG_FUNCTION_ARGS)
 	d.n_centroids = n;
 	d.means = means;
 	d.weights = weights;
+	if (d.s.version == 1 && !td_check_v1(&d, err, sizeof(err)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+				 errmsg("invalid input syntax for type tdigest: %s", err)));
 	if (!td_validate(&d, err, sizeof(err)))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),

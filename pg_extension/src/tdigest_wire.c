@@ -1,6 +1,7 @@
 /*
  * tdigest_wire.c — the PSGD wire format (docs/wire-format.md, section 1):
- * every validity rule, the canonical encoding, and strict decoding.
+ * every validity rule, the canonical encoding (version 2), and strict
+ * decoding of versions 1 and 2 (a version 1 digest is converted on reading).
  *
  * No PostgreSQL calls and no allocation: see tdigest.h.
  */
@@ -45,14 +46,25 @@ td_validate(const TdDigest *d, char *err, size_t errlen)
 				 (unsigned) d->n_centroids, TD_MAX_CENTROIDS);
 		return false;
 	}
-	if (isnan(s->sum))
+	if (!isfinite(s->mean) || !isfinite(s->mean_residual))
 	{
-		snprintf(err, errlen, "sum is NaN");
+		snprintf(err, errlen, "mean and mean_residual must be finite");
 		return false;
 	}
-	if (isnan(s->sum_sq) || s->sum_sq < 0.0)
+	if (isnan(s->m2) || s->m2 < 0.0)
 	{
-		snprintf(err, errlen, "sum_sq must be a number >= 0");
+		snprintf(err, errlen, "m2 must be a number >= 0");
+		return false;
+	}
+	if (is_negative_zero(s->mean) || is_negative_zero(s->mean_residual) ||
+		is_negative_zero(s->m2))
+	{
+		snprintf(err, errlen, "mean, mean_residual and m2 must not be -0.0 (canonical form is +0.0)");
+		return false;
+	}
+	if (!(2.0 * fabs(s->mean_residual) <= td_ulp(s->mean)))
+	{
+		snprintf(err, errlen, "mean_residual exceeds half an ulp of mean");
 		return false;
 	}
 
@@ -65,9 +77,10 @@ td_validate(const TdDigest *d, char *err, size_t errlen)
 			return false;
 		}
 		if (!is_positive_zero(s->min) || !is_positive_zero(s->max) ||
-			!is_positive_zero(s->sum) || !is_positive_zero(s->sum_sq))
+			!is_positive_zero(s->mean) || !is_positive_zero(s->mean_residual) ||
+			!is_positive_zero(s->m2))
 		{
-			snprintf(err, errlen, "empty digest must have min, max, sum and sum_sq equal to +0.0");
+			snprintf(err, errlen, "empty digest must have min, max, mean, mean_residual and m2 equal to +0.0");
 			return false;
 		}
 		return true;
@@ -96,9 +109,14 @@ td_validate(const TdDigest *d, char *err, size_t errlen)
 		return false;
 	}
 	/* One value, one byte string: -0.0 is never written, so never accepted. */
-	if (is_negative_zero(s->min) || is_negative_zero(s->max) || is_negative_zero(s->sum))
+	if (is_negative_zero(s->min) || is_negative_zero(s->max))
 	{
-		snprintf(err, errlen, "min, max and sum must not be -0.0 (canonical form is +0.0)");
+		snprintf(err, errlen, "min and max must not be -0.0 (canonical form is +0.0)");
+		return false;
+	}
+	if (s->mean < s->min || s->mean > s->max)
+	{
+		snprintf(err, errlen, "mean lies outside [min, max]");
 		return false;
 	}
 
@@ -145,6 +163,71 @@ td_validate(const TdDigest *d, char *err, size_t errlen)
 		return false;
 	}
 	return true;
+}
+
+/*
+ * The version 1 rules on sum and sum_sq (docs/wire-format.md, section 1.3),
+ * checked before conversion; the rest is td_validate on the result.
+ */
+static bool
+validate_v1_sums(const TdSummary *s, char *err, size_t errlen)
+{
+	if (isnan(s->v1_sum))
+	{
+		snprintf(err, errlen, "sum is NaN");
+		return false;
+	}
+	if (isnan(s->v1_sum_sq) || s->v1_sum_sq < 0.0)
+	{
+		snprintf(err, errlen, "sum_sq must be a number >= 0");
+		return false;
+	}
+	if (s->count == 0)
+	{
+		if (!is_positive_zero(s->v1_sum) || !is_positive_zero(s->v1_sum_sq))
+		{
+			snprintf(err, errlen, "empty digest must have min, max, sum and sum_sq equal to +0.0");
+			return false;
+		}
+	}
+	else if (is_negative_zero(s->v1_sum))
+	{
+		snprintf(err, errlen, "min, max and sum must not be -0.0 (canonical form is +0.0)");
+		return false;
+	}
+	return true;
+}
+
+void
+td_convert_v1(TdDigest *d)
+{
+	TdSummary  *s = &d->s;
+	double		n = (double) s->count;
+
+	s->version = TD_WIRE_VERSION;
+	s->mean = s->mean_residual = s->m2 = 0.0;
+	if (s->count == 0)
+		return;
+	if (s->count == d->n_centroids)
+	{
+		/* Every value is a centroid: the exact moments, as a writer gives them. */
+		td_exact_moments(d->means, d->n_centroids, s->min, s->max,
+						 &s->mean, &s->mean_residual, &s->m2);
+		return;
+	}
+	if (isfinite(s->v1_sum))
+		s->mean = fmin(fmax(s->v1_sum / n, s->min), s->max) + 0.0;
+	else
+		s->mean = td_centroid_mean(d) + 0.0;
+	/* A version 1 reader's variance; unknown (+Inf) when a sum overflowed. */
+	if (isfinite(s->v1_sum) && isfinite(s->v1_sum_sq))
+	{
+		double		m2 = s->v1_sum_sq - s->v1_sum * (s->v1_sum / n);
+
+		s->m2 = m2 > 0.0 ? m2 : 0.0;
+	}
+	else
+		s->m2 = INFINITY;
 }
 
 static inline void
@@ -259,9 +342,10 @@ td_encode(const TdDigest *d, uint8_t *out)
 	put_u64(p + 40, s->neg_inf_count);
 	put_f64(p + 48, empty ? 0.0 : s->min);
 	put_f64(p + 56, empty ? 0.0 : s->max);
-	put_f64(p + 64, empty ? 0.0 : s->sum);
-	put_f64(p + 72, empty ? 0.0 : s->sum_sq);
-	put_u32(p + 80, d->n_centroids);
+	put_f64(p + 64, empty ? 0.0 : s->mean);
+	put_f64(p + 72, empty ? 0.0 : s->mean_residual);
+	put_f64(p + 80, empty ? 0.0 : s->m2);
+	put_u32(p + 88, d->n_centroids);
 	p += TD_HEADER_SIZE;
 	for (uint32_t i = 0; i < d->n_centroids; i++, p += 8)
 		put_f64(p, d->means[i]);
@@ -279,16 +363,25 @@ td_encode(const TdDigest *d, uint8_t *out)
 	return (size_t) (p - out);
 }
 
+/* Header size of a digest of this version (0: unsupported). */
+static size_t
+header_size(uint8_t version)
+{
+	return version == 1 ? TD_HEADER_SIZE_V1 : version == 2 ? TD_HEADER_SIZE : 0;
+}
+
 bool
 td_decode_header(const uint8_t *buf, size_t len, TdSummary *s,
 				 uint32_t *n_centroids, char *err, size_t errlen)
 {
 	uint32_t	n;
+	size_t		header;
 
-	if (len < TD_HEADER_SIZE)
+	memset(s, 0, sizeof(*s));
+	if (len < TD_MIN_HEADER_SIZE)
 	{
 		snprintf(err, errlen, "digest is %zu bytes, shorter than the %d-byte header",
-				 len, TD_HEADER_SIZE);
+				 len, TD_MIN_HEADER_SIZE);
 		return false;
 	}
 	if (memcmp(buf, "PSGD", 4) != 0)
@@ -296,11 +389,19 @@ td_decode_header(const uint8_t *buf, size_t len, TdSummary *s,
 		snprintf(err, errlen, "digest does not start with magic \"PSGD\"");
 		return false;
 	}
-	if (buf[4] != TD_WIRE_VERSION)
+	header = header_size(buf[4]);
+	if (header == 0)
 	{
 		snprintf(err, errlen, "unsupported digest version %u", (unsigned) buf[4]);
 		return false;
 	}
+	if (len < header)
+	{
+		snprintf(err, errlen, "digest is %zu bytes, shorter than the %zu-byte header",
+				 len, header);
+		return false;
+	}
+	s->version = buf[4];
 	if (buf[5] != 0)
 	{
 		snprintf(err, errlen, "reserved flags byte is %u, must be 0", (unsigned) buf[5]);
@@ -320,9 +421,19 @@ td_decode_header(const uint8_t *buf, size_t len, TdSummary *s,
 	s->neg_inf_count = get_u64(buf + 40);
 	s->min = get_f64(buf + 48);
 	s->max = get_f64(buf + 56);
-	s->sum = get_f64(buf + 64);
-	s->sum_sq = get_f64(buf + 72);
-	n = get_u32(buf + 80);
+	if (s->version == 1)
+	{
+		s->v1_sum = get_f64(buf + 64);
+		s->v1_sum_sq = get_f64(buf + 72);
+		n = get_u32(buf + 80);
+	}
+	else
+	{
+		s->mean = get_f64(buf + 64);
+		s->mean_residual = get_f64(buf + 72);
+		s->m2 = get_f64(buf + 80);
+		n = get_u32(buf + 88);
+	}
 	if (n > TD_MAX_CENTROIDS)
 	{
 		snprintf(err, errlen, "%u centroids exceed the limit of %d",
@@ -336,7 +447,7 @@ td_decode_header(const uint8_t *buf, size_t len, TdSummary *s,
 		return false;
 	}
 	/* Each centroid needs at least 9 bytes: check before anyone allocates. */
-	if (TD_HEADER_SIZE + 9 * (size_t) n > len)
+	if (header + 9 * (size_t) n > len)
 	{
 		snprintf(err, errlen, "digest of %zu bytes is too short for %u centroids",
 				 len, (unsigned) n);
@@ -347,15 +458,16 @@ td_decode_header(const uint8_t *buf, size_t len, TdSummary *s,
 }
 
 bool
-td_decode_centroids(const uint8_t *buf, size_t len, const TdSummary *s,
+td_decode_centroids(const uint8_t *buf, size_t len, TdSummary *s,
 					uint32_t n_centroids, double *means, uint64_t *weights,
 					char *err, size_t errlen)
 {
-	size_t		pos = TD_HEADER_SIZE + 8 * (size_t) n_centroids;
+	size_t		header = header_size((uint8_t) s->version);
+	size_t		pos = header + 8 * (size_t) n_centroids;
 	TdDigest	d;
 
 	for (uint32_t i = 0; i < n_centroids; i++)
-		means[i] = get_f64(buf + TD_HEADER_SIZE + 8 * (size_t) i);
+		means[i] = get_f64(buf + header + 8 * (size_t) i);
 
 	for (uint32_t i = 0; i < n_centroids; i++)
 	{
@@ -407,5 +519,25 @@ td_decode_centroids(const uint8_t *buf, size_t len, const TdSummary *s,
 	d.n_centroids = n_centroids;
 	d.means = means;
 	d.weights = weights;
+	if (s->version == 1)
+	{
+		if (!td_check_v1(&d, err, errlen))
+			return false;
+		*s = d.s;
+	}
 	return td_validate(&d, err, errlen);
+}
+
+bool
+td_check_v1(TdDigest *d, char *err, size_t errlen)
+{
+	if (!validate_v1_sums(&d->s, err, errlen))
+		return false;
+	/* The conversion reads the centroids: they must be valid first. */
+	d->s.mean = d->s.count > 0 ? d->s.min + 0.0 : 0.0;
+	d->s.mean_residual = d->s.m2 = 0.0;
+	if (!td_validate(d, err, errlen))
+		return false;
+	td_convert_v1(d);
+	return true;
 }

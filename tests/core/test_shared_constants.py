@@ -9,12 +9,7 @@ import tomllib
 from pathlib import Path
 
 import stat_guard
-from stat_guard.tdigest import (
-    AGGREGATE_DEFAULT_COMPRESSION,
-    ANALYSIS_DEFAULT_COMPRESSION,
-    MAX_COMPRESSION,
-    MIN_COMPRESSION,
-)
+from stat_guard.tdigest import DEFAULT_COMPRESSION, MAX_COMPRESSION, MIN_COMPRESSION
 
 ROOT = Path(__file__).resolve().parents[2]
 EXTENSION = ROOT / "pg_extension"
@@ -64,12 +59,11 @@ def test_compression_defaults_equal_the_extensions():
                 for match in COMPRESSION_SETTING.findall(source.read_text())]
     assert len(settings) == 1, settings
     (analysis_default,) = settings
-    assert _number(analysis_default, defines) == ANALYSIS_DEFAULT_COMPRESSION
-    # The headers' other default is the aggregate's: tdigest_agg(value).
+    assert _number(analysis_default, defines) == DEFAULT_COMPRESSION
+    # one default for tdigest_agg(value) and the analysis alike
     defaults = {name: _number(value, defines) for name, value in defines.items()
-                if "COMPRESSION" in name and "DEFAULT" in name and "ANALYSIS" not in name
-                and name != analysis_default}
-    assert set(defaults.values()) == {AGGREGATE_DEFAULT_COMPRESSION}, defaults
+                if "COMPRESSION" in name and "DEFAULT" in name}
+    assert set(defaults.values()) == {DEFAULT_COMPRESSION}, defaults
     bounds = {name: _number(value, defines) for name, value in defines.items()
               if "COMPRESSION" in name and ("MIN" in name or "MAX" in name)}
     assert sorted(bounds.values()) == [MIN_COMPRESSION, MAX_COMPRESSION], bounds

@@ -90,7 +90,7 @@ def test_parallel_and_serial_digests_agree(fresh_pg, values_table, column):
         f"SELECT tdigest_agg({column}, 200)::bytea FROM {TABLE}").fetchone()[0]
 
     summary = ("SELECT tdigest_count(d), tdigest_min(d), tdigest_max(d), tdigest_sum(d), "
-               "(tdigest_invalid_counts(d)).*, d::text::jsonb -> 'sum_sq' "
+               "(tdigest_invalid_counts(d)).*, d::text::jsonb -> 'm2' "
                "FROM (SELECT %s::bytea::tdigest AS d) s")
     s_row = fresh_pg.execute(summary, [serial]).fetchone()
     p_row = fresh_pg.execute(summary, [parallel]).fetchone()

@@ -28,8 +28,9 @@ from tests.extension.conftest import DigestBytes
 
 try:
     from stat_guard.wire import decode_digest as python_decode
+    from stat_guard.wire import encode_digest as python_encode
 except ImportError:  # the oracle is optional; the crash checks are not
-    python_decode = None
+    python_decode = python_encode = None
 
 SERVER_LOG = Path(os.environ.get("PSG_SERVER_LOG", "/var/log/postgresql/postgresql-15-main.log"))
 CRASH_MARKERS = ("terminated by signal", "server process", "was terminated", "PANIC")
@@ -73,7 +74,9 @@ TRY_DIGESTS = _TRY.format(name="digests", kind="bytea") + _TRY.format(name="text
 
 
 def _seed_digests(pg: psycopg.Connection) -> list[bytes]:
+    """Version 2 digests (golden files, aggregates) and the version 1 golden files."""
     seeds = [p.read_bytes() for p in sorted(GOLDEN_DIR.glob("*.psgd"))]
+    seeds += [p.read_bytes() for p in sorted((GOLDEN_DIR / "v1").glob("*.psgd"))]
     cur = pg.cursor(binary=True)
     for sql in [
         "SELECT tdigest_agg(x) FROM generate_series(1, 5) x",
@@ -101,10 +104,16 @@ def _read_varint(buf: bytes, pos: int) -> tuple[int, int]:
             return value, pos
 
 
+def _header(data: bytes | bytearray) -> int:
+    """Header size: 84 bytes for version 1, 92 for version 2 (and anything else)."""
+    return 84 if data[4] == 1 else 92
+
+
 def _layout(seed: bytes) -> tuple[int, list[tuple[int, int]]]:
     """Centroid count and (start, end) of every weight varint of a valid digest."""
-    n = struct.unpack_from("<I", seed, 80)[0]
-    pos = 84 + 8 * n
+    header = _header(seed)
+    n = struct.unpack_from("<I", seed, header - 4)[0]
+    pos = header + 8 * n
     spans = []
     for _ in range(n):
         _, end = _read_varint(seed, pos)
@@ -117,7 +126,8 @@ def _mutate(rng: random.Random, seeds: list[bytes]) -> bytes:
     seed = rng.choice(seeds)
     data = bytearray(seed)
     n, spans = _layout(seed)
-    kind = rng.randrange(14)
+    header = _header(seed)
+    kind = rng.randrange(15)
     if kind == 0:  # bit flips
         for _ in range(rng.randint(1, 3)):
             i = rng.randrange(len(data))
@@ -129,20 +139,23 @@ def _mutate(rng: random.Random, seeds: list[bytes]) -> bytes:
     elif kind == 3:  # centroid-count field
         value = rng.choice([0, 1, n - 1, n + 1, 2 * n, 65536, 65537, 2**31, 2**32 - 1,
                             rng.randrange(2**32)])
-        struct.pack_into("<I", data, 80, value % 2**32)
+        struct.pack_into("<I", data, header - 4, value % 2**32)
     elif kind == 4:  # one of the u64 counters
         off = rng.choice([8, 16, 24, 32, 40])
         value = rng.choice([0, 1, 2**63, 2**64 - 1, rng.randrange(2**64),
                             struct.unpack_from("<Q", data, off)[0] + rng.choice([-1, 1])])
         struct.pack_into("<Q", data, off, value % 2**64)
     elif kind == 5 and n:  # special double in a mean
-        struct.pack_into("<d", data, 84 + 8 * rng.randrange(n), rng.choice(SPECIAL_DOUBLES))
-    elif kind == 6:  # special double in min / max / sum / sum_sq
-        struct.pack_into("<d", data, rng.choice([48, 56, 64, 72]), rng.choice(SPECIAL_DOUBLES))
+        struct.pack_into("<d", data, header + 8 * rng.randrange(n), rng.choice(SPECIAL_DOUBLES))
+    elif kind == 6:  # special or nudged double in min / max / sum, sum_sq or mean, residual, m2
+        offset = rng.choice([48, 56, 64, 72] + ([80] if header == 92 else []))
+        old = struct.unpack_from("<d", data, offset)[0]
+        nudged = [old * (1 + 1e-16), old + 1e-300, old * 2.0, -old, old + 3e-16 * abs(old)]
+        struct.pack_into("<d", data, offset, rng.choice(SPECIAL_DOUBLES + nudged))
     elif kind == 7 and n >= 2:  # unsorted means
         i, j = sorted(rng.sample(range(n), 2))
-        a, b = data[84 + 8 * i:92 + 8 * i], data[84 + 8 * j:92 + 8 * j]
-        data[84 + 8 * i:92 + 8 * i], data[84 + 8 * j:92 + 8 * j] = b, a
+        a, b = data[header + 8 * i:header + 8 + 8 * i], data[header + 8 * j:header + 8 + 8 * j]
+        data[header + 8 * i:header + 8 + 8 * i], data[header + 8 * j:header + 8 + 8 * j] = b, a
     elif kind == 8 and n:  # non-minimal varint
         start, end = rng.choice(spans)
         padded = bytes(data[start:end - 1]) + bytes([data[end - 1] | 0x80, 0x00])
@@ -151,17 +164,19 @@ def _mutate(rng: random.Random, seeds: list[bytes]) -> bytes:
         struct.pack_into("<H", data, 6, rng.choice([0, 9, 10, 10000, 10001, 65535,
                                                     rng.randrange(65536)]))
     elif kind == 10:  # garbage behind a valid-looking prefix
-        data = bytearray(data[:rng.randint(4, 84)]) + bytes(
+        data = bytearray(data[:rng.randint(4, header)]) + bytes(
             rng.randrange(256) for _ in range(rng.randint(0, 200)))
     elif kind == 11:  # splice header of one digest onto the body of another
         other = rng.choice(seeds)
-        data = bytearray(data[:84]) + bytearray(other[84:])
+        data = bytearray(data[:header]) + bytearray(other[_header(other):])
+    elif kind == 14:  # the other version's layout read over the same bytes
+        data[4] = rng.choice([1, 2, 0, 3, 255])
     elif kind == 12 and n:  # weight edits: zero, huge, one more byte
         start, end = rng.choice(spans)
         data[start:end] = rng.choice([b"\x00", b"\xff" * 9 + b"\x01", b"\xff" * 10 + b"\x01",
                                       b"\x80" * 10, b"\x02"])
     else:  # random bytes, sometimes with the magic
-        prefix = b"PSGD\x01\x00" if rng.random() < 0.5 else b""
+        prefix = rng.choice([b"PSGD\x01\x00", b"PSGD\x02\x00", b""])
         data = bytearray(prefix + bytes(rng.randrange(256) for _ in range(rng.randint(0, 300))))
     if rng.random() < 0.2:  # stack a second mutation
         return _mutate(rng, [bytes(data)]) if len(data) >= 84 and _parses(bytes(data)) \
@@ -307,6 +322,10 @@ def test_fuzzed_digests_never_crash_and_are_rejected_exactly_when_invalid(pg):
             verdict = _python_accepts(data)
             if verdict is not None and verdict != (state == "ok"):
                 oracle_disagreements.append((data.hex(), state))
+            elif verdict and python_encode(python_decode(data)) != bytes(canonical):
+                # Both writers give the same canonical version 2 bytes (a version 1 input
+                # converted the same way, to the bit).
+                oracle_disagreements.append((data.hex(), "canonical bytes differ"))
 
     # Accepted inputs are valid digests, often odd ones (huge weights, ±1e308, subnormal
     # means): their canonical form reads back unchanged, and every reader works on them.

@@ -32,10 +32,10 @@ def test_recv_decodes_every_golden_digest_and_send_gives_the_bytes_back(pg, gold
         assert data.hex() == expected["hex"], name
         row = pg.execute(
             "SELECT tdigest_compression(d), tdigest_count(d), (tdigest_invalid_counts(d)).*, "
-            "tdigest_min(d), tdigest_max(d), tdigest_sum(d), tdigest_centroid_count(d), "
+            "tdigest_min(d), tdigest_max(d), tdigest_mean(d), tdigest_centroid_count(d), "
             "tdigest_send(d), d::bytea FROM (SELECT %s::tdigest AS d) s",
             [DigestBytes(data)]).fetchone()
-        (compression, count, nulls, nans, pos_inf, neg_inf, vmin, vmax, vsum, n_centroids,
+        (compression, count, nulls, nans, pos_inf, neg_inf, vmin, vmax, vmean, n_centroids,
          sent, as_bytea) = row
         assert compression == expected["compression"], name
         assert count == expected["count"], name
@@ -44,12 +44,44 @@ def test_recv_decodes_every_golden_digest_and_send_gives_the_bytes_back(pg, gold
             expected["pos_inf_count"], expected["neg_inf_count"]), name
         if expected["count"]:
             assert (vmin, vmax) == (expected["min"], expected["max"]), name
-            assert vsum == _number(expected["sum"]), name
+            assert vmean == _number(expected["mean"]), name
         else:
-            assert (vmin, vmax, vsum) == (None, None, None), name
+            assert (vmin, vmax, vmean) == (None, None, None), name
         assert n_centroids == expected["n_centroids"], name
         assert bytes(sent) == data, name
         assert bytes(as_bytea) == data, name
+
+
+def test_version_1_golden_digests_are_read_and_written_back_as_version_2(pg, golden):
+    assert len(golden["v1_digests"]) >= 8
+    for name, expected in golden["v1_digests"].items():
+        data = (GOLDEN_DIR / expected["file"]).read_bytes()
+        assert data[4] == 1, name
+        for cast in ("%s::tdigest", "%s::bytea::tdigest"):
+            arg = DigestBytes(data) if cast == "%s::tdigest" else data
+            sent, vmean, m2, n_centroids, text_again = pg.execute(
+                f"SELECT tdigest_send(d), tdigest_mean(d), d::text::jsonb -> 'm2', "
+                f"tdigest_centroid_count(d), d::text::tdigest::bytea "
+                f"FROM (SELECT {cast} AS d) s", [arg]).fetchone()
+            assert bytes(sent).hex() == expected["reads_as_hex"], (name, cast)
+            assert bytes(text_again) == bytes(sent), name
+            assert n_centroids == expected["n_centroids"], name
+            if expected["count"]:
+                assert vmean == _number(expected["mean"]), name
+            assert _number(m2) == _number(expected["m2"]), name
+    v1_envelope = golden["v1_envelope"]
+    assert (GOLDEN_DIR / v1_envelope["file"]).read_bytes()[:4] == b"PSGE"
+
+
+def test_version_1_text_form_is_read(pg):
+    text = ('{"compression": 10, "count": 3, "null_count": 1, "nan_count": 0, '
+            '"pos_inf_count": 0, "neg_inf_count": 0, "min": 1, "max": 4, "sum": 7, '
+            '"sum_sq": 21, "centroids": [[1, 1], [3, 2]]}')
+    mean, stddev, again = pg.execute(
+        "SELECT tdigest_mean(d), tdigest_stddev(d), d::text FROM (SELECT %s::tdigest d) s",
+        [text]).fetchone()
+    assert mean == 7 / 3 and stddev == math.sqrt((21 - 7 * (7 / 3)) / 2)
+    assert '"m2": ' in again and '"sum"' not in again
 
 
 def test_binary_fetch_returns_the_wire_bytes(pg, golden):

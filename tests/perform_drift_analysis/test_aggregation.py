@@ -62,7 +62,7 @@ def test_shipped_digests_equal_tdigest_agg_over_the_same_window(big_source, conf
         analyze(conn, source=big_source.qualified, columns=["amount"])
         direct = conn.execute(sql.SQL(
             "SELECT tdigest_count(d), tdigest_min(d), tdigest_max(d), tdigest_sum(d), "
-            "tdigest_compression(d) FROM (SELECT tdigest_agg(amount, 200) d FROM {} "
+            "tdigest_compression(d) FROM (SELECT tdigest_agg(amount, 60) d FROM {} "
             "WHERE created_at >= now() - interval '15 minutes' AND created_at < now()) s"
         ).format(big_source.ident)).fetchone()
     shipped = decode_envelope(fault.requests[-1].body).columns["amount"].current

@@ -143,6 +143,9 @@ builder_init(Builder *b, int compression, uint32_t cap_buffer)
 {
 	uint32_t	cap = td_centroid_bound(compression);
 
+	if (td_exact_limit(compression) + cap_buffer > cap)
+		cap = (uint32_t) td_exact_limit(compression) + cap_buffer;
+
 	memset(b, 0, sizeof(*b));
 	td_summary_init(&b->s, compression);
 	b->cap_centroids = b->cap_spare = cap;
@@ -188,6 +191,7 @@ static TdDigest
 builder_digest(Builder *b)
 {
 	builder_flush(b);
+	td_builder_finish(b);
 	return td_builder_digest(b);
 }
 
@@ -207,7 +211,7 @@ test_flush_refuses_count_overflow(void)
 		builder_add(&b, (double) i);
 	before = b.s;
 	CHECK(!td_builder_flush(&b), "overflowing flush refused");
-	CHECK(b.n_buffer == 3 && b.s.count == before.count && b.s.sum == before.sum,
+	CHECK(b.n_buffer == 3 && b.s.count == before.count && b.s.mean == before.mean,
 		  "refused flush changed the builder");
 	builder_free(&b);
 }
@@ -326,7 +330,7 @@ test_huge_magnitudes(void)
 		builder_add(&b, 1e308 * (1.0 - 1e-3 * rng_uniform()));
 	d = builder_digest(&b);
 	CHECK(td_validate(&d, err, sizeof(err)), "same-sign huge: %s", err);
-	CHECK(isinf(d.s.sum), "sum overflows to inf");
+	CHECK(isinf(d.s.m2) && isfinite(d.s.mean) && d.s.mean <= 1e308, "m2 overflows to inf, mean stays finite");
 	CHECK(isfinite(td_centroid_mean(&d)), "centroid mean finite");
 	builder_free(&b);
 
@@ -450,9 +454,167 @@ test_heavy_ties_are_exact(void)
 	builder_free(&b);
 }
 
+/* ------------------------------------------------------------------ */
+
+static double
+rel_diff(double a, double b)
+{
+	if (a == b)
+		return 0.0;
+	return fabs(a - b) / fmax(fabs(a), fabs(b));
+}
+
+/*
+ * Streaming moments (flushes of 4096 values, Chan et al. between them) and
+ * merged halves match the exact ones to 1e-9 at any offset and scale.
+ */
+static void
+test_moments_at_any_magnitude(void)
+{
+	static const double offsets[] = {1e12, 0.0, 1e9, -1e12, 0.0, 3.0};
+	static const double scales[] = {1e-3, 1e-12, 1.0, 1e-3, 1e12, 1e-300};
+	size_t		n = 200000;
+	double	   *values = malloc(n * sizeof(double));
+
+	for (size_t k = 0; k < sizeof(offsets) / sizeof(offsets[0]); k++)
+	{
+		Builder		whole,
+					half1,
+					half2;
+		TdDigest	d,
+					h2;
+		double		mean,
+					res,
+					m2,
+					lo = INFINITY,
+					hi = -INFINITY;
+		double		cm,
+					cr,
+					cm2;
+
+		for (size_t i = 0; i < n; i++)
+		{
+			values[i] = offsets[k] + scales[k] * rng_normal();
+			lo = fmin(lo, values[i]);
+			hi = fmax(hi, values[i]);
+		}
+		td_exact_moments(values, (uint32_t) n, lo, hi, &mean, &res, &m2);
+		builder_init(&whole, 100, 4096);
+		builder_init(&half1, 100, 4096);
+		builder_init(&half2, 100, 4096);
+		for (size_t i = 0; i < n; i++)
+		{
+			builder_add(&whole, values[i]);
+			builder_add(i % 3 ? &half1 : &half2, values[i]);
+		}
+		d = builder_digest(&whole);
+		CHECK(rel_diff(d.s.mean, mean) < 1e-9 || fabs(d.s.mean - mean) < 1e-9 * sqrt(m2 / n),
+			  "offset %g scale %g: mean %.17g vs %.17g", offsets[k], scales[k], d.s.mean, mean);
+		CHECK(rel_diff(d.s.m2, m2) < 1e-9, "offset %g scale %g: m2 %.17g vs %.17g",
+			  offsets[k], scales[k], d.s.m2, m2);
+		h2 = builder_digest(&half2);
+		(void) builder_digest(&half1);
+		cm = half1.s.mean;
+		cr = half1.s.mean_residual;
+		cm2 = half1.s.m2;
+		td_combine_moments(half1.s.count, &cm, &cr, &cm2, h2.s.count, h2.s.mean,
+						   h2.s.mean_residual, h2.s.m2, lo, hi);
+		CHECK(rel_diff(cm, mean) < 1e-9 || fabs(cm - mean) < 1e-9 * sqrt(m2 / n),
+			  "merged mean %.17g vs %.17g", cm, mean);
+		CHECK(rel_diff(cm2, m2) < 1e-9, "offset %g scale %g: merged m2 %.17g vs %.17g",
+			  offsets[k], scales[k], cm2, m2);
+		builder_free(&whole);
+		builder_free(&half1);
+		builder_free(&half2);
+	}
+	free(values);
+}
+
+/* Up to 50·δ values every value is a centroid, and the moments are the exact ones. */
+static void
+test_small_inputs_stay_exact(void)
+{
+	Builder		b;
+	TdDigest	d;
+	double		values[5000];
+	double		mean,
+				res,
+				m2,
+				lo = INFINITY,
+				hi = -INFINITY;
+	bool		all_single = true;
+
+	builder_init(&b, 100, 128);
+	for (int i = 0; i < 5000; i++)
+	{
+		values[i] = 1e9 + rng_normal();
+		lo = fmin(lo, values[i]);
+		hi = fmax(hi, values[i]);
+		builder_add(&b, values[i]);
+	}
+	d = builder_digest(&b);
+	CHECK(d.n_centroids == 5000, "%u centroids for 5000 values", d.n_centroids);
+	for (uint32_t i = 0; i < d.n_centroids; i++)
+		all_single &= d.weights[i] == 1;
+	CHECK(all_single, "every weight is 1");
+	td_exact_moments(values, 5000, lo, hi, &mean, &res, &m2);
+	CHECK(d.s.mean == mean && d.s.mean_residual == res && d.s.m2 == m2, "exact moments");
+	builder_add(&b, 1e9);
+	d = builder_digest(&b);
+	CHECK(d.n_centroids < 500, "compressed past the exact range: %u", d.n_centroids);
+	builder_free(&b);
+}
+
+/* A version 1 digest is read and converted to version 2 moments. */
+static void
+test_version_1_is_read(void)
+{
+	/* Three values 1, 2, 4: sum 7, sum_sq 21; one weight-2 centroid keeps it compressed. */
+	uint8_t		buf[84 + 16 + 2];
+	double		means[2] = {1.0, 3.0};
+	TdSummary	s;
+	uint32_t	n;
+	double		m[2];
+	uint64_t	w[2];
+	char		err[TD_ERRMSG_SIZE];
+	union
+	{
+		double		d;
+		uint64_t	u;
+	}			f;
+
+	memset(buf, 0, sizeof(buf));
+	memcpy(buf, "PSGD", 4);
+	buf[4] = 1;
+	buf[6] = 100;
+	buf[8] = 3;
+	f.d = 1.0;
+	memcpy(buf + 48, &f.u, 8);
+	f.d = 4.0;
+	memcpy(buf + 56, &f.u, 8);
+	f.d = 7.0;
+	memcpy(buf + 64, &f.u, 8);
+	f.d = 21.0;
+	memcpy(buf + 72, &f.u, 8);
+	buf[80] = 2;
+	memcpy(buf + 84, &means[0], 8);
+	memcpy(buf + 92, &means[1], 8);
+	buf[100] = 1;
+	buf[101] = 2;
+	CHECK(td_decode_header(buf, sizeof(buf), &s, &n, err, sizeof(err)), "%s", err);
+	CHECK(td_decode_centroids(buf, sizeof(buf), &s, n, m, w, err, sizeof(err)), "%s", err);
+	CHECK(s.version == 2 && s.mean == 7.0 / 3.0 && s.mean_residual == 0.0 &&
+		  s.m2 == 21.0 - 7.0 * (7.0 / 3.0), "v1 converted: mean %g m2 %g", s.mean, s.m2);
+	buf[4] = 3;
+	CHECK(!td_decode_header(buf, sizeof(buf), &s, &n, err, sizeof(err)), "version 3 refused");
+}
+
 int
 main(void)
 {
+	test_moments_at_any_magnitude();
+	test_small_inputs_stay_exact();
+	test_version_1_is_read();
 	test_heavy_ties_are_exact();
 	test_flush_refuses_count_overflow();
 	test_sort();

@@ -10,7 +10,7 @@ SELECT tdigest_agg(x) FROM (VALUES (42.5::float8)) v(x);
 -- Small inputs keep every value as its own centroid.
 SELECT tdigest_agg(x) FROM generate_series(1, 10) x;
 
--- Huge and tiny magnitudes: means never overflow, the sums may.
+-- Huge and tiny magnitudes: means never overflow, M2 may (+Infinity).
 SELECT tdigest_agg(x) FROM (VALUES (1e308::float8), (-1e308), (5e-324), (-5e-324), (1e308), (1e308)) v(x);
 SELECT tdigest_count(d), tdigest_min(d), tdigest_max(d), tdigest_sum(d), tdigest_mean(d), tdigest_stddev(d),
        tdigest_quantile(d, 0.5)
@@ -28,9 +28,9 @@ SELECT tdigest_agg(x, -5) FROM generate_series(1, 100) x;
 SELECT tdigest_agg(x, NULL) FROM generate_series(1, 100) x;
 SELECT tdigest_compression(tdigest_agg(x)) AS default_compression FROM generate_series(1, 100) x;
 
--- Larger inputs: counts, extremes and sums are exact; centroids stay few.
+-- Larger inputs: counts, extremes and moments are exact; centroids stay few.
 SELECT tdigest_count(d), tdigest_min(d), tdigest_max(d), tdigest_sum(d), tdigest_mean(d),
-       round(tdigest_stddev(d)::numeric, 6) AS stddev, tdigest_centroid_count(d) < 120 AS compact
+       round(tdigest_stddev(d)::numeric, 6) AS stddev, tdigest_centroid_count(d) < 150 AS compact
 FROM (SELECT tdigest_agg(x) d FROM generate_series(1, 1000000) x) s;
 SELECT round(tdigest_quantile(d, 0.5)::numeric, 0) AS median,
        abs(tdigest_quantile(d, 0.99) - 990000) < 2000 AS p99_close,

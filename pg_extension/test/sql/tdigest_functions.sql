@@ -43,7 +43,7 @@ FROM (SELECT tdigest_agg(42.5::float8) d) s;
 SELECT tdigest_quantile(d, 0.5), tdigest_cdf(d, 7), tdigest_cdf(d, 6.999), tdigest_stddev(d), tdigest_centroid_count(d) > 0
 FROM (SELECT tdigest_agg(7.0::float8) d FROM generate_series(1, 100000)) s;
 
--- Overflowed sums: mean from the centroids, stddev unknown.
+-- Huge constant values: the mean stays finite, the spread is 0, the sum (mean * count) overflows.
 SELECT tdigest_sum(d), tdigest_mean(d), tdigest_stddev(d)
 FROM (SELECT tdigest_agg(1e308::float8) d FROM generate_series(1, 3)) s;
 

@@ -1,9 +1,11 @@
--- The golden vectors of docs/wire-format.md section 6 (test/golden/): the files decode
--- to the fields golden.json lists, encode back to the same bytes, give the same
--- cdf/quantile values as the Python reader, and every malformed input is rejected.
+-- The golden vectors of docs/wire-format.md section 6 (test/golden/): the version 2 files
+-- decode to the fields golden.json lists, encode back to the same bytes, give the same
+-- cdf/quantile values as the Python reader; the version 1 files (test/golden/v1/) read as
+-- documented and are written back as the version 2 bytes listed; every malformed input is
+-- rejected.
 \set VERBOSITY terse
 \set golden `cat test/golden/golden.json`
-\set files `cd test/golden && for f in *.psgd; do printf '%s %s\n' "$f" "$(od -An -tx1 -v "$f" | tr -d ' \n')"; done`
+\set files `cd test/golden && for f in *.psgd v1/*.psgd; do printf '%s %s\n' "$f" "$(od -An -tx1 -v "$f" | tr -d ' \n')"; done`
 
 CREATE TEMP TABLE golden AS SELECT :'golden'::jsonb AS j;
 CREATE TEMP TABLE golden_file AS
@@ -41,8 +43,9 @@ SELECT name,
          AND (tdigest_invalid_counts(d)).neg_inf_count = (g ->> 'neg_inf_count')::numeric AS invalid_counts,
        CASE WHEN tdigest_count(d) = 0 THEN tdigest_min(d) IS NULL AND tdigest_max(d) IS NULL
             ELSE tdigest_min(d) = pg_temp.num(g -> 'min') AND tdigest_max(d) = pg_temp.num(g -> 'max')
-                 AND tdigest_sum(d) = pg_temp.num(g -> 'sum') END AS min_max_sum,
-       pg_temp.num(d::text::jsonb -> 'sum_sq') = pg_temp.num(g -> 'sum_sq') AS sum_sq,
+                 AND tdigest_mean(d) = pg_temp.num(g -> 'mean') END AS min_max_mean,
+       pg_temp.num(d::text::jsonb -> 'mean_residual') = pg_temp.num(g -> 'mean_residual')
+         AND pg_temp.num(d::text::jsonb -> 'm2') = pg_temp.num(g -> 'm2') AS moments,
        tdigest_centroid_count(d) = (g ->> 'n_centroids')::int AS n_centroids,
        (SELECT array_agg(pg_temp.num(c -> 0)) FROM jsonb_array_elements(d::text::jsonb -> 'centroids') c)
          IS NOT DISTINCT FROM (SELECT array_agg(pg_temp.num(m)) FROM jsonb_array_elements(g -> 'means') m) AS means,
@@ -50,7 +53,20 @@ SELECT name,
          IS NOT DISTINCT FROM (SELECT array_agg((w #>> '{}')::numeric) FROM jsonb_array_elements(g -> 'weights') w) AS weights
 FROM golden_digest;
 SELECT * FROM golden_fields
-WHERE NOT (compression AND count AND invalid_counts AND min_max_sum AND sum_sq AND n_centroids AND means AND weights);
+WHERE NOT (compression AND count AND invalid_counts AND min_max_mean AND moments AND n_centroids AND means AND weights);
+
+-- Version 1 files: read (binary and bytea), and written back as the documented version 2
+-- bytes with the converted moments.
+CREATE TEMP TABLE golden_v1 AS
+SELECT e.key AS name, e.value AS g, f.bytes, f.bytes::tdigest AS d
+FROM golden, jsonb_each(j -> 'v1_digests') e JOIN golden_file f ON f.file = e.value ->> 'file';
+SELECT count(*) >= 8 AS has_v1_digests FROM golden_v1;
+SELECT name AS v1_not_read_as_documented FROM golden_v1
+WHERE NOT (get_byte(bytes, 4) = 1 AND encode(tdigest_send(d), 'hex') = g ->> 'reads_as_hex'
+           AND d::text::tdigest::bytea = tdigest_send(d)
+           AND tdigest_count(d) = (g ->> 'count')::numeric
+           AND pg_temp.num(d::text::jsonb -> 'm2') = pg_temp.num(g -> 'm2')
+           AND (tdigest_count(d) = 0 OR tdigest_mean(d) = pg_temp.num(g -> 'mean')));
 
 -- cdf and quantile at the fixed points agree with the Python reader.
 CREATE TEMP TABLE golden_points AS
