@@ -26,7 +26,8 @@ FEATURES_LIMIT_BYTES = 60_000
 _VERDICT_COLUMN_FIELDS = {"psi": "psi", "ks_statistic": "ks_statistic",
                           "ks_pvalue": "ks_pvalue", "kl_divergence": "kl", "js_distance": "js",
                           "wasserstein_normalized": "wasserstein", "verdict": "verdict",
-                          "error": "error"}
+                          "missing_rate_baseline": "missing_rate_baseline",
+                          "missing_rate_current": "missing_rate_current", "error": "error"}
 
 
 @dataclass(frozen=True)
@@ -40,12 +41,16 @@ class FeatureFigures:
     kl: float | None = None
     js: float | None = None
     wasserstein: float | None = None  # normalised by the baseline's spread
+    missing_rate_baseline: float | None = None  # share of NULL, NaN and ±Inf values
+    missing_rate_current: float | None = None
     error: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {"psi": figure(self.psi), "ks_statistic": figure(self.ks_statistic),
                 "ks_pvalue": figure(self.ks_pvalue), "kl": figure(self.kl),
                 "js": figure(self.js), "wasserstein": figure(self.wasserstein),
+                "missing_rate_baseline": figure(self.missing_rate_baseline),
+                "missing_rate_current": figure(self.missing_rate_current),
                 "verdict": self.verdict, "error": self.error}
 
     @classmethod
@@ -65,6 +70,8 @@ class FeatureFigures:
                    ks_pvalue=parse_number(document.get("ks_pvalue")),
                    kl=parse_number(document.get("kl")), js=parse_number(document.get("js")),
                    wasserstein=parse_number(document.get("wasserstein")),
+                   missing_rate_baseline=parse_number(document.get("missing_rate_baseline")),
+                   missing_rate_current=parse_number(document.get("missing_rate_current")),
                    error=str(error) if error else None)
 
 

@@ -52,6 +52,10 @@ FEATURE_STATISTICS = (
     ("js", "feature_js_distance", "Jensen–Shannon distance (0..1)."),
     ("wasserstein", "feature_wasserstein_normalized",
      "Wasserstein distance divided by the baseline's spread (dimensionless)."),
+    ("missing_rate_current", "feature_missing_ratio",
+     "Share of the current window's values that are NULL, NaN or infinite (0..1)."),
+    ("missing_rate_baseline", "feature_baseline_missing_ratio",
+     "Share of the baseline's values that are NULL, NaN or infinite (0..1)."),
 )
 # Celery's Redis transport keeps a message with priority p > 0 in "<queue>\x06\x16<p>".
 _PRIORITY_SEPARATOR = "\x06\x16"

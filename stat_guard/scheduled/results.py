@@ -59,6 +59,10 @@ class FeatureDrift:
         return FeatureFigures(verdict=self.verdict, psi=self.psi,
                               ks_statistic=self.ks_statistic, ks_pvalue=self.ks_pvalue,
                               kl=self.kl, js=self.js, wasserstein=self.wasserstein_normalized,
+                              missing_rate_baseline=_share(self.missing_historical,
+                                                           self.n_historical),
+                              missing_rate_current=_share(self.missing_current,
+                                                          self.n_current),
                               error=self.error)
 
 
@@ -133,3 +137,9 @@ class ModelDriftResult:
                 historical_rows=self.historical_window.sampled_rows,
                 current_rows=self.current_window.sampled_rows,
                 read_lock_s=self.read_lock_s, write_lock_s=self.write_lock_s))
+
+
+def _share(missing: int, present: int) -> float | None:
+    """The missing share of a window, None for an empty one."""
+    total = missing + present
+    return missing / total if total else None

@@ -194,3 +194,18 @@ def test_model_verdict_is_the_worst_and_the_largest_psi_with_enough_data():
     assert empty.verdict == "insufficient_data" and math.isnan(empty.drift_score)
     few = model_verdict([("insufficient_data", 0.4)])
     assert few.verdict == "insufficient_data" and math.isnan(few.drift_score)
+
+
+def test_a_null_burst_in_digests_is_drift_with_its_own_reason():
+    rng = np.random.default_rng(26)
+    history = rng.normal(size=20_000)
+    history[rng.random(20_000) < 0.01] = np.nan
+    window = rng.normal(size=5_000)
+    window[rng.random(5_000) < 0.4] = np.nan
+    body = encode_envelope(Envelope({"request_id": "burst"}, {
+        "x": ColumnDigests(TDigest.from_values(window), TDigest.from_values(history))}))
+    column = analyze_envelope(body)["columns"]["x"]
+    assert column["verdict"] == "drift"
+    assert column["reasons"][0].startswith("missing share 1.0% -> 39.") or \
+        column["reasons"][0].startswith("missing share 1.0% -> 40.")
+    assert column["psi"] < 0.1

@@ -309,3 +309,28 @@ def test_unknown_source_table_is_an_error_before_any_request(fault_ok, new_conn)
     assert isinstance(outcome.error, psycopg.errors.UndefinedTable
                       | psycopg.errors.InvalidSchemaName), outcome.describe()
     assert fault_ok.requests == []
+
+
+def test_a_null_burst_is_drift_by_the_missing_share(real_service, admin, sources, new_conn):
+    """1% NULLs in the history, 40% in the window, the other values unchanged: the verdict
+    service sees the digests' NULL counts and calls it drift with its own reason."""
+    schema = sources.new_schema()
+    table = sql.Identifier(schema, "burst")
+    admin.execute(sql.SQL("CREATE TABLE {} (created_at timestamptz NOT NULL, v float8)")
+                  .format(table))
+    admin.execute("SELECT setseed(0.3)")
+    admin.execute(sql.SQL(
+        "INSERT INTO {} SELECT now() - interval '6 days' + g * interval '1 minute', "
+        "CASE WHEN g % 100 = 0 THEN NULL ELSE random() END "
+        "FROM generate_series(0, 8000) g").format(table))
+    admin.execute(sql.SQL(
+        "INSERT INTO {} SELECT now() - interval '10 minutes' + g * interval '100 ms', "
+        "CASE WHEN g % 5 < 2 THEN NULL ELSE random() END "
+        "FROM generate_series(0, 5000) g").format(table))
+    result = analyze(new_conn(), source=f'"{schema}"."burst"', columns=["v"])
+    column = result["columns"]["v"]
+    assert result["verdict"] == "drift", column
+    assert column["verdict"] == "drift"
+    assert column["reasons"][0].startswith("missing share 1.0% -> 40.0%"), column["reasons"]
+    assert column["missing_rate_current"] == pytest.approx(0.4, abs=0.01)
+    assert column["psi"] < 0.1  # the values themselves did not move
