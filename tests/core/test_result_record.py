@@ -40,7 +40,8 @@ def test_fields_are_flat_strings_that_read_back_to_the_same_record():
     assert json.loads(fields["features"])["age"]["psi"] == 0.312346
     assert json.loads(fields["features"])["region"] == {
         "psi": None, "ks_statistic": None, "ks_pvalue": None, "kl": None, "js": None,
-        "wasserstein": None, "verdict": "error", "error": "column missing from the feature table"}
+        "wasserstein": None, "missing_rate_baseline": None, "missing_rate_current": None,
+        "verdict": "error", "error": "column missing from the feature table"}
     again = ResultRecord.from_fields({k.encode(): v.encode() for k, v in fields.items()})
     assert again.to_fields() == fields
     assert again.finished_at == FINISHED and again.duration_s == 30.0

@@ -111,7 +111,8 @@ def test_record_is_flat_small_and_complete(demo):
     features = json.loads(record["features"])
     assert set(features) == set(result.features)
     assert set(features["amount"]) == {"psi", "ks_statistic", "ks_pvalue", "kl", "js",
-                                       "wasserstein", "verdict", "error"}
+                                       "wasserstein", "missing_rate_baseline",
+                                       "missing_rate_current", "verdict", "error"}
     assert float(record["drift_score"]) == pytest.approx(result.drift_score, rel=1e-5)
     assert result.read_lock_s > 0 and result.write_lock_s > 0
     assert result.read_lock_s + result.write_lock_s < result.duration_s
