@@ -197,7 +197,7 @@ def _envelope_bytes() -> bytes:
     (lambda b: b[:-1], "digest length|truncated"),
     (lambda b: b + b"\x00", "trailing"),
     (lambda b: b"PSGX" + b[4:], "magic"),
-    (lambda b: b[:4] + b"\x02" + b[5:], "version"),
+    (lambda b: b[:4] + b"\x03" + b[5:], "version"),
     (lambda b: b[:8] + struct.pack("<I", 70000) + b[12:], "metadata of"),
     (lambda b: b[:12] + b"[1]            "[: struct.unpack_from("<I", b, 8)[0]]
      + b[12 + struct.unpack_from("<I", b, 8)[0]:], "JSON"),
