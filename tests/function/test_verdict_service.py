@@ -77,7 +77,9 @@ def test_golden_version_2_envelope_is_answered_with_categorical_columns(service)
     assert city["current"] == {"count": 17, "null_count": 1, "distinct": 6, "named": 4,
                                "other_count": 2, "other_distinct": 2}
     assert city["unseen_categories"] == ["bordeaux"] and city["unseen_share"] == 4 / 17
-    assert result["columns"]["plan tier"]["verdict"] == "insufficient_data"
+    tier = result["columns"]["plan tier"]  # a current window of NULLs only
+    assert tier["verdict"] == "drift" and tier["reasons"][0].startswith("missing share")
+    assert tier["psi"] is None
 
 
 def test_every_malformed_version_2_envelope_is_a_400(service, golden):
