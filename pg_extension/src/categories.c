@@ -150,8 +150,9 @@ init_counter(Counter *counter, const char *listed_table, size_t listed_len, int 
 			counter->listed[i].count = 0;
 		ct_sort_by_bytes(counter->listed, counter->nlisted);
 	}
-	counter->top.cap = (uint32) max_categories;
-	counter->top.heap = palloc(sizeof(CtCategory) * Max(max_categories, 1));
+	/* A current table names its baseline's categories and its own: within the format's limit. */
+	counter->top.cap = Min((uint32) max_categories, CT_MAX_CATEGORIES - counter->nlisted);
+	counter->top.heap = palloc(sizeof(CtCategory) * Max(counter->top.cap, 1));
 }
 
 /* One group: n values of the category name (UTF-8), or n NULLs. */
