@@ -108,12 +108,23 @@ psg_load_stored_baselines(PsgAnalysis *an, MemoryContext keep)
 	Oid			table_oid;
 	char	   *nsp = get_namespace_name(an->func_namespace);
 
+	table_oid = get_relname_relid("pg_stat_guard_baselines", an->func_namespace);
+	if (!OidIsValid(table_oid))
+		return;
+
+	/*
+	 * A database whose extension objects predate categorical baselines has no
+	 * categories column: its stored digests are read all the same.
+	 */
 	initStringInfo(&sql);
 	appendStringInfo(&sql,
 					 "SELECT column_name::pg_catalog.text, %s.tdigest_send(digest), "
-					 "window_start, window_end, captured_at, categories "
+					 "window_start, window_end, captured_at, %s "
 					 "FROM %s.pg_stat_guard_baselines WHERE source OPERATOR(pg_catalog.=) $1",
-					 quote_identifier(nsp), quote_identifier(nsp));
+					 quote_identifier(nsp),
+					 get_attnum(table_oid, "categories") == InvalidAttrNumber ?
+					 "NULL::pg_catalog.bytea" : "categories",
+					 quote_identifier(nsp));
 	values[0] = CStringGetTextDatum(an->source);
 
 	/*
@@ -121,9 +132,6 @@ psg_load_stored_baselines(PsgAnalysis *an, MemoryContext keep)
 	 * checked for SELECT on every column analysed, and needs no grant on the
 	 * extension's own table.
 	 */
-	table_oid = get_relname_relid("pg_stat_guard_baselines", an->func_namespace);
-	if (!OidIsValid(table_oid))
-		return;
 	GetUserIdAndSecContext(&save_userid, &save_sec);
 	SetUserIdAndSecContext(relation_owner(table_oid),
 						   save_sec | SECURITY_LOCAL_USERID_CHANGE);

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 import psycopg
 import pytest
 from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
 from stat_guard.categories import DEFAULT_MAX_CATEGORIES, CategoryCounts
 from stat_guard.envelope_verdict import analyze_envelope
@@ -578,3 +579,40 @@ def test_time_window_bounds_apply_to_categories(fault_ok, admin, tables, new_con
                           ).fetchone()[0]
     pair = decode_envelope(fault_ok.requests[-1].body).columns["city"]
     assert pair.current.total + pair.current.missing == exact == CURRENT_ROWS
+
+
+def test_a_database_with_the_earlier_baselines_table_still_analyses(fault_ok, admin):
+    """Extension objects created before categorical baselines (no categories column): the
+    library reads their stored digests and counts categorical columns against the previous
+    window."""
+    database = f"psg_earlier_{uuid.uuid4().hex[:8]}"
+    admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
+    try:
+        dsn = make_conninfo(admin.info.dsn, dbname=database)
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("CREATE EXTENSION pg_stat_guard")
+            conn.execute("ALTER TABLE pg_stat_guard_baselines DROP COLUMN categories, "
+                         "ALTER COLUMN digest SET NOT NULL")
+            conn.execute("CREATE TABLE ev (created_at timestamptz NOT NULL, amount float8, "
+                         "city text)")
+            conn.execute("INSERT INTO ev SELECT now() - g * interval '1 second', g % 17, "
+                         "'c' || g % 5 FROM generate_series(1, 400) g")
+            conn.execute("INSERT INTO ev SELECT now() - interval '1 day' - g * interval "
+                         "'1 second', g % 13, 'c' || g % 4 FROM generate_series(1, 900) g")
+            conn.execute("INSERT INTO pg_stat_guard_baselines (source, column_name, digest, "
+                         "window_start, window_end, compression) SELECT 'public.ev', "
+                         "'amount', tdigest_agg(amount), now() - interval '2 days', "
+                         "now() - interval '1 hour', 60 FROM ev "
+                         "WHERE created_at < now() - interval '1 hour'")
+            result = conn.execute("SELECT perform_drift_analysis(interval '15 minutes', "
+                                  "'ev', 'created_at', ARRAY['amount', 'city']::name[])"
+                                  ).fetchone()[0]
+        assert result["status"] == "ok", result
+        assert result["analysis"]["baselines"]["amount"]["kind"] == "stored"
+        assert result["analysis"]["baselines"]["city"]["kind"] == "previous_window"
+        envelope = decode_envelope(fault_ok.requests[-1].body)
+        assert envelope.columns["amount"].baseline.count == 900
+        assert envelope.columns["city"].current.total == 400
+    finally:
+        admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(
+            sql.Identifier(database)))
