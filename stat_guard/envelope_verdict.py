@@ -1,10 +1,13 @@
-"""From a request envelope of digests to the verdict JSON (docs/wire-format.md §4): every
-statistic per feature, the verdict rules, then the model's verdict.
+"""From a request envelope of digests and category count tables to the verdict JSON
+(docs/wire-format.md §4): every statistic per feature, the verdict rules, then the model's
+verdict.
 
 The verdict service (stat_guard/service.py, which the Azure Function wraps) answers with
 :func:`analyze_envelope`; ``compare_samples`` applies the same statistics to raw samples
-(the digest demo and the tests). The scheduled DuckDB engine takes the same formulas from
-``stat_guard.counts`` and the same rules from ``stat_guard.verdict``.
+(the digest demo and the tests). Categorical columns are scored as the scheduled DuckDB
+engine scores them: ``stat_guard.categories.pool_categories`` and
+``stat_guard.counts.categorical_drift``; both paths apply the rules of
+``stat_guard.verdict``.
 """
 
 from __future__ import annotations
@@ -18,6 +21,14 @@ from typing import Any
 import numpy as np
 
 from stat_guard import __version__, stats
+from stat_guard.categories import (
+    DEFAULT_MAX_CATEGORIES,
+    CategoryCounts,
+    align_tables,
+    is_named,
+    pool_categories,
+    unseen_categories,
+)
 from stat_guard.tdigest import TDigest
 from stat_guard.verdict import (
     DEFAULT_THRESHOLDS,
@@ -28,7 +39,10 @@ from stat_guard.verdict import (
     decide,
     model_verdict,
 )
-from stat_guard.wire import decode_envelope
+from stat_guard.wire import ColumnCategories, decode_envelope
+
+# Categories listed with their shares in a categorical column's verdict.
+MAX_TOP_LISTED = 20
 
 
 @dataclass(frozen=True)
@@ -50,11 +64,44 @@ class NumericComparison:
                         missing_baseline=self.missing_baseline,
                         missing_current=self.missing_current)
 
+    @property
+    def drift_score(self) -> float:
+        return self.psi.statistic
+
+
+@dataclass(frozen=True)
+class CategoricalComparison:
+    """Every statistic between the baseline's and the current window's count tables of one
+    categorical feature, over the bins of ``align_tables`` pooled by ``pool_categories``."""
+
+    result: stats.CategoricalResult
+    baseline: CategoryCounts
+    current: CategoryCounts
+    bins_baseline: dict[str, int]  # the bins scored, before pooling
+    bins_current: dict[str, int]
+    kl: float
+    psi_critical: float
+    unseen: tuple[str, ...]  # named new categories, the most frequent first
+    unseen_share: float  # of the current window; NaN when the baseline pooled categories
+
+    def evidence(self) -> Evidence:
+        return Evidence(n_baseline=self.baseline.total, n_current=self.current.total,
+                        psi=self.result.psi, psi_pvalue=self.result.chi2_pvalue,
+                        missing_baseline=self.baseline.missing,
+                        missing_current=self.current.missing)
+
+    @property
+    def drift_score(self) -> float:
+        return self.result.psi
+
+
+Comparison = NumericComparison | CategoricalComparison
+
 
 @dataclass(frozen=True)
 class FeatureReport:
     name: str
-    comparison: NumericComparison
+    comparison: Comparison
     decision: Decision
     pvalue_adjusted: float  # the feature's p-value, Benjamini–Hochberg across the model
 
@@ -92,7 +139,30 @@ def compare_samples(baseline: np.ndarray, current: np.ndarray, bins: int = stats
     )
 
 
-def evaluate(comparisons: Mapping[str, NumericComparison],
+def compare_categories(baseline: CategoryCounts, current: CategoryCounts,
+                       max_categories: int = DEFAULT_MAX_CATEGORIES,
+                       epsilon: float = stats.DEFAULT_EPSILON) -> CategoricalComparison:
+    """Score two bounded count tables: bins exact on both sides (``align_tables``), pooled
+    beyond ``max_categories`` as the scheduled engine pools (every baseline bin is kept)."""
+    historical, recent = align_tables(baseline, current)
+    expected, actual = pool_categories(historical, recent,
+                                       max(max_categories, len(historical) + 2))
+    result = stats.categorical_drift(expected, actual, epsilon)
+    unseen, unseen_share = unseen_categories(historical, recent)
+    both = result.n_baseline > 0 and result.n_current > 0
+    kl = (stats.kl_from_counts([expected.get(c, 0) for c in result.categories],
+                               [actual.get(c, 0) for c in result.categories], epsilon)
+          if both else math.nan)
+    return CategoricalComparison(
+        result=result, baseline=baseline, current=current, bins_baseline=historical,
+        bins_current=recent, kl=kl,
+        psi_critical=stats.psi_critical_value(result.n_baseline, result.n_current,
+                                              len(result.categories)),
+        unseen=tuple(c for c in unseen if is_named(c)),
+        unseen_share=math.nan if baseline.pooled else unseen_share)
+
+
+def evaluate(comparisons: Mapping[str, Comparison],
              thresholds: Thresholds = DEFAULT_THRESHOLDS) -> ModelReport:
     """Apply the verdict rules to each feature; the features' p-values are corrected
     together (Benjamini–Hochberg), which the rules use when configured to."""
@@ -103,7 +173,7 @@ def evaluate(comparisons: Mapping[str, NumericComparison],
     for name, p_adjusted in zip(names, adjusted, strict=True):
         decision = decide(evidence[name], thresholds, p_adjusted)
         features[name] = FeatureReport(name, comparisons[name], decision, p_adjusted)
-    overall = model_verdict((f.decision.verdict.value, f.comparison.psi.statistic)
+    overall = model_verdict((f.decision.verdict.value, f.comparison.drift_score)
                             for f in features.values())
     return ModelReport(Verdict(overall.verdict), features)
 
@@ -118,6 +188,8 @@ def json_number(value: float) -> float | None:
 
 def feature_json(report: FeatureReport) -> dict[str, Any]:
     c = report.comparison
+    if isinstance(c, CategoricalComparison):
+        return categorical_json(report, c)
     return {
         "verdict": report.decision.verdict.value,
         "reasons": list(report.decision.reasons),
@@ -138,6 +210,66 @@ def feature_json(report: FeatureReport) -> dict[str, Any]:
     }
 
 
+def categorical_json(report: FeatureReport, c: CategoricalComparison) -> dict[str, Any]:
+    """A categorical column of the verdict (docs/wire-format.md §4)."""
+    r = c.result
+    evidence = c.evidence()
+    notes = []
+    if c.baseline.pooled:
+        notes.append(f"baseline: {c.baseline.other_distinct} rarer categories counted "
+                     "together; a category it does not name may be new or one of them")
+    if c.current.pooled:
+        notes.append(f"current: {c.current.other_distinct} rarer categories counted "
+                     "together")
+    return {
+        "kind": "categorical",
+        "verdict": report.decision.verdict.value,
+        "reasons": list(report.decision.reasons),
+        "psi": json_number(r.psi),
+        "psi_critical": json_number(c.psi_critical),
+        "psi_pvalue": json_number(r.chi2_pvalue),
+        "chi2": json_number(r.chi2),
+        "chi2_pvalue": json_number(r.chi2_pvalue),
+        "chi2_dof": r.chi2_dof,
+        "pvalue_adjusted": json_number(report.pvalue_adjusted),
+        "missing_rate_baseline": json_number(evidence.missing_rates[0]),
+        "missing_rate_current": json_number(evidence.missing_rates[1]),
+        "kl_divergence": json_number(c.kl),
+        "js_distance": json_number(r.js_distance),
+        "top_categories": _top_categories(c),
+        "unseen_categories": list(c.unseen),
+        "unseen_share": json_number(c.unseen_share),
+        "other_share_baseline": json_number(_share(c.baseline.other_count, c.baseline.total)),
+        "other_share_current": json_number(_share(c.current.other_count, c.current.total)),
+        "pooled": c.baseline.pooled or c.current.pooled,
+        "notes": notes,
+    }
+
+
+def _share(part: int, whole: int) -> float:
+    return part / whole if whole > 0 else math.nan
+
+
+def _top_categories(c: CategoricalComparison) -> list[dict[str, Any]]:
+    """The named categories with the largest share in either window, with both shares (a
+    baseline share is null when the baseline pooled the category with others)."""
+    baseline, current = c.baseline.counts, c.current.counts
+    known_zero = not c.baseline.pooled
+    rows = []
+    for name in baseline.keys() | current.keys():
+        if name in baseline or known_zero:
+            share_b = _share(baseline.get(name, 0), c.baseline.total)
+        else:
+            share_b = math.nan
+        share_c = _share(current.get(name, 0), c.current.total)
+        largest = max((v for v in (share_b, share_c) if not math.isnan(v)), default=0.0)
+        rows.append((-largest, name.encode("utf-8"), name, share_b, share_c))
+    rows.sort()
+    return [{"category": name, "baseline_share": json_number(share_b),
+             "current_share": json_number(share_c)}
+            for _, _, name, share_b, share_c in rows[:MAX_TOP_LISTED]]
+
+
 def analyze_envelope(body: bytes, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> dict[str, Any]:
     """Decode a request envelope and answer the verdict JSON (docs/wire-format.md §4).
 
@@ -146,15 +278,18 @@ def analyze_envelope(body: bytes, thresholds: Thresholds = DEFAULT_THRESHOLDS) -
     started = time.perf_counter()
     envelope = decode_envelope(body)
     decoded = time.perf_counter()
-    comparisons = {name: compare_digests(pair.baseline, pair.current)
-                   for name, pair in envelope.columns.items()}
+    comparisons: dict[str, Comparison] = {
+        name: compare_categories(pair.baseline, pair.current)
+        if isinstance(pair, ColumnCategories) else compare_digests(pair.baseline, pair.current)
+        for name, pair in envelope.columns.items()}
     report = evaluate(comparisons, thresholds)
     columns = {}
     for name, feature in report.features.items():
         pair = envelope.columns[name]
+        summary = _table_json if isinstance(pair, ColumnCategories) else _summary_json
         columns[name] = feature_json(feature) | {
-            "current": _summary_json(pair.current),
-            "baseline": _summary_json(pair.baseline),
+            "current": summary(pair.current),
+            "baseline": summary(pair.baseline),
         }
     finished = time.perf_counter()
     return {
@@ -172,3 +307,9 @@ def analyze_envelope(body: bytes, thresholds: Thresholds = DEFAULT_THRESHOLDS) -
 def _summary_json(digest: TDigest) -> dict[str, Any]:
     return {key: json_number(value) if isinstance(value, float) else value
             for key, value in digest.summary().items()}
+
+
+def _table_json(table: CategoryCounts) -> dict[str, Any]:
+    return {"count": table.total, "null_count": table.missing, "distinct": table.distinct,
+            "named": len(table.categories), "other_count": table.other_count,
+            "other_distinct": table.other_distinct}

@@ -1,10 +1,12 @@
-"""The wire format (docs/wire-format.md): digests (``PSGD``) and request envelopes (``PSGE``).
+"""The wire format (docs/wire-format.md): digests (``PSGD``), category count tables
+(``PSGC``) and request envelopes (``PSGE``).
 
-Writing is canonical and writes digest version 2: one digest, one byte string. Reading is
+Writing is canonical and writes digest version 2, and envelope version 1 when every column
+is numeric, version 2 when one is categorical: one value, one byte string. Reading is
 strict and reads digest versions 1 and 2 (a version 1 digest becomes a version 2 one, as
-the extension converts it): every malformed input raises :class:`WireFormatError` with a
-message that says what is wrong, and no length field can make the reader allocate more
-than the input itself justifies.
+the extension converts it) and envelope versions 1 and 2: every malformed input raises
+:class:`WireFormatError` with a message that says what is wrong, and no length field can
+make the reader allocate more than the input itself justifies.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from stat_guard.categories import CategoryCounts
 from stat_guard.tdigest import (
     MAX_CENTROIDS,
     MAX_COMPRESSION,
@@ -29,8 +32,8 @@ from stat_guard.tdigest import (
 DIGEST_MAGIC = b"PSGD"
 ENVELOPE_MAGIC = b"PSGE"
 DIGEST_VERSION = 2  # written; versions 1 and 2 are read
-ENVELOPE_VERSION = 1
-VERSION = ENVELOPE_VERSION
+ENVELOPE_VERSION = 2  # written when a column is categorical; version 1 when none is
+NUMERIC_ENVELOPE_VERSION = 1
 DIGEST_HEADER = struct.Struct("<4sBBHQQQQQdddddI")
 DIGEST_HEADER_SIZE = DIGEST_HEADER.size  # 92
 DIGEST_HEADER_V1 = struct.Struct("<4sBBHQQQQQddddI")
@@ -42,9 +45,19 @@ MAX_NAME_BYTES = 1024
 ROLE_CURRENT = 0
 ROLE_BASELINE = 1
 _ROLE_NAMES = {ROLE_CURRENT: "current", ROLE_BASELINE: "baseline"}
+KIND_NUMERIC = 0  # a version 2 entry's body is a digest ...
+KIND_CATEGORICAL = 1  # ... or a category count table
+_KIND_NAMES = {KIND_NUMERIC: "numeric", KIND_CATEGORICAL: "categorical"}
+CATEGORY_MAGIC = b"PSGC"
+CATEGORY_VERSION = 1
+CATEGORY_HEADER = struct.Struct("<4sBBHQQQI")
+CATEGORY_HEADER_SIZE = CATEGORY_HEADER.size  # 36
+CATEGORY_ENTRY_MIN = 10  # u16 length, no bytes, u64 count
+MAX_TABLE_CATEGORIES = 4096
+MAX_CATEGORY_BYTES = 1024
 _U64_MAX = 2**64 - 1
 
-assert DIGEST_HEADER_SIZE == 92 and DIGEST_HEADER_V1_SIZE == 84
+assert DIGEST_HEADER_SIZE == 92 and DIGEST_HEADER_V1_SIZE == 84 and CATEGORY_HEADER_SIZE == 36
 
 
 class WireFormatError(ValueError):
@@ -257,23 +270,126 @@ def _moments_from_v1(means: np.ndarray, weights: np.ndarray, count: int, vmin: f
     return mean, 0.0, m2
 
 
+# ---- category count tables --------------------------------------------------------
+
+
+def encode_category_table(table: CategoryCounts) -> bytes:
+    """The canonical wire bytes of a count table (docs/wire-format.md §3.2)."""
+    if len(table.categories) > MAX_TABLE_CATEGORIES:
+        raise WireFormatError(f"more than {MAX_TABLE_CATEGORIES} categories in one table")
+    parts = [CATEGORY_HEADER.pack(CATEGORY_MAGIC, CATEGORY_VERSION, 0, 0, table.missing,
+                                  table.other_count, table.other_distinct,
+                                  len(table.categories))]
+    for name, count in table.categories:
+        encoded = name.encode("utf-8")
+        if len(encoded) > MAX_CATEGORY_BYTES:
+            raise WireFormatError(f"category of {len(encoded)} bytes exceeds "
+                                  f"{MAX_CATEGORY_BYTES}")
+        parts.append(struct.pack("<H", len(encoded)) + encoded + struct.pack("<Q", count))
+    return b"".join(parts)
+
+
+def decode_category_table(data: bytes | bytearray | memoryview) -> CategoryCounts:
+    """Parse and fully validate one count table; the input must hold exactly one."""
+    view = memoryview(data).cast("B")
+    size = len(view)
+    if size < CATEGORY_HEADER_SIZE:
+        raise WireFormatError(f"category table too short: {size} bytes, the header alone "
+                              f"is {CATEGORY_HEADER_SIZE}")
+    (magic, version, flags, reserved, missing, other_count, other_distinct,
+     n) = CATEGORY_HEADER.unpack_from(view, 0)
+    if magic != CATEGORY_MAGIC:
+        raise WireFormatError(f"bad category table magic {magic!r}, expected "
+                              f"{CATEGORY_MAGIC!r}")
+    if version != CATEGORY_VERSION:
+        raise WireFormatError(f"unsupported category table version {version}, expected "
+                              f"{CATEGORY_VERSION}")
+    if flags != 0 or reserved != 0:
+        raise WireFormatError("reserved category table fields must be 0")
+    if n > MAX_TABLE_CATEGORIES:
+        raise WireFormatError(f"{n} categories exceed the limit of {MAX_TABLE_CATEGORIES}")
+    if CATEGORY_HEADER_SIZE + CATEGORY_ENTRY_MIN * n > size:
+        raise WireFormatError(f"{n} categories cannot fit in {size} bytes")
+    if other_distinct > other_count or (other_count == 0) != (other_distinct == 0):
+        raise WireFormatError("other_distinct must be 0 exactly when other_count is, and "
+                              "at most other_count")
+    offset = CATEGORY_HEADER_SIZE
+    categories = []
+    previous: tuple[int, bytes] | None = None
+    total = missing + other_count
+    for index in range(n):
+        if offset + 2 > size:
+            raise WireFormatError(f"category table truncated at category {index}")
+        (length,) = struct.unpack_from("<H", view, offset)
+        offset += 2
+        if length > MAX_CATEGORY_BYTES:
+            raise WireFormatError(f"category {index}: {length} bytes exceed "
+                                  f"{MAX_CATEGORY_BYTES}")
+        if offset + length + 8 > size:
+            raise WireFormatError(f"category table truncated at category {index}")
+        raw = bytes(view[offset:offset + length])
+        (count,) = struct.unpack_from("<Q", view, offset + length)
+        offset += length + 8
+        try:
+            name = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise WireFormatError(f"category {index} is not UTF-8") from None
+        if "\x00" in name:
+            raise WireFormatError(f"category {index} contains NUL")
+        if count < 1:
+            raise WireFormatError(f"category {index} has count 0")
+        key = (-count, raw)
+        if previous is not None and key <= previous:
+            raise WireFormatError(f"category {index} is out of order: categories go by "
+                                  "count, most frequent first, ties by their bytes")
+        previous = key
+        total += count
+        categories.append((name, count))
+    if offset != size:
+        raise WireFormatError(f"{size - offset} trailing bytes after the category table")
+    if total > _U64_MAX:
+        raise WireFormatError("category table counts sum beyond 2^64-1")
+    return CategoryCounts(tuple(categories), other_count, other_distinct, missing)
+
+
 # ---- envelopes --------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class ColumnDigests:
-    """The current window's digest of one column and the baseline it is compared with."""
+    """The current window's digest of one numeric column and the baseline it is compared
+    with."""
 
     current: TDigest
     baseline: TDigest
 
 
 @dataclass(frozen=True)
+class ColumnCategories:
+    """The current window's count table of one categorical column and the baseline's.
+
+    The current table counts every category the baseline table names (absent: 0)."""
+
+    current: CategoryCounts
+    baseline: CategoryCounts
+
+
+Column = ColumnDigests | ColumnCategories
+
+
+@dataclass(frozen=True)
 class Envelope:
-    """One analysis request: metadata and, per column, two digests."""
+    """One analysis request: metadata and, per column, two digests or two count tables."""
 
     metadata: dict[str, Any] = field(default_factory=dict)
-    columns: dict[str, ColumnDigests] = field(default_factory=dict)
+    columns: dict[str, Column] = field(default_factory=dict)
+
+
+def envelope_version(envelope: Envelope) -> int:
+    """The version a writer writes: 2 when a column is categorical, else 1."""
+    if any(isinstance(pair, ColumnCategories) for pair in envelope.columns.values()):
+        return ENVELOPE_VERSION
+    return NUMERIC_ENVELOPE_VERSION
 
 
 def encode_envelope(envelope: Envelope) -> bytes:
@@ -284,15 +400,24 @@ def encode_envelope(envelope: Envelope) -> bytes:
         raise WireFormatError(f"metadata of {len(meta)} bytes exceeds {MAX_METADATA_BYTES}")
     if len(envelope.columns) * 2 > MAX_ENTRIES:
         raise WireFormatError(f"more than {MAX_ENTRIES // 2} columns")
-    parts = [ENVELOPE_HEADER.pack(ENVELOPE_MAGIC, ENVELOPE_VERSION, 0, 0, len(meta)), meta,
+    version = envelope_version(envelope)
+    parts = [ENVELOPE_HEADER.pack(ENVELOPE_MAGIC, version, 0, 0, len(meta)), meta,
              struct.pack("<I", 2 * len(envelope.columns))]
     for name, pair in envelope.columns.items():
         encoded_name = _check_name(name)
-        for role, digest in ((ROLE_CURRENT, pair.current), (ROLE_BASELINE, pair.baseline)):
-            body = encode_digest(digest)
+        if isinstance(pair, ColumnCategories):
+            kind = KIND_CATEGORICAL
+            bodies = (encode_category_table(pair.current), encode_category_table(pair.baseline))
+        else:
+            kind = KIND_NUMERIC
+            bodies = (encode_digest(pair.current), encode_digest(pair.baseline))
+        for role, body in zip((ROLE_CURRENT, ROLE_BASELINE), bodies, strict=True):
             parts.append(struct.pack("<H", len(encoded_name)))
             parts.append(encoded_name)
-            parts.append(struct.pack("<BI", role, len(body)))
+            parts.append(struct.pack("<B", role))
+            if version == ENVELOPE_VERSION:
+                parts.append(struct.pack("<B", kind))
+            parts.append(struct.pack("<I", len(body)))
             parts.append(body)
     return b"".join(parts)
 
@@ -307,7 +432,7 @@ def _check_name(name: str) -> bytes:
 
 
 def decode_envelope(data: bytes | bytearray | memoryview) -> Envelope:
-    """Parse and fully validate a request envelope."""
+    """Parse and fully validate a request envelope (version 1 or 2)."""
     view = memoryview(data).cast("B")
     size = len(view)
     if size < ENVELOPE_HEADER.size:
@@ -315,9 +440,9 @@ def decode_envelope(data: bytes | bytearray | memoryview) -> Envelope:
     magic, version, flags, reserved, meta_len = ENVELOPE_HEADER.unpack_from(view, 0)
     if magic != ENVELOPE_MAGIC:
         raise WireFormatError(f"bad envelope magic {magic!r}, expected {ENVELOPE_MAGIC!r}")
-    if version != ENVELOPE_VERSION:
-        raise WireFormatError(
-            f"unsupported envelope version {version}, expected {ENVELOPE_VERSION}")
+    if version not in (NUMERIC_ENVELOPE_VERSION, ENVELOPE_VERSION):
+        raise WireFormatError(f"unsupported envelope version {version}, expected "
+                              f"{NUMERIC_ENVELOPE_VERSION} or {ENVELOPE_VERSION}")
     if flags != 0 or reserved != 0:
         raise WireFormatError("reserved envelope fields must be 0")
     if meta_len > MAX_METADATA_BYTES:
@@ -337,7 +462,9 @@ def decode_envelope(data: bytes | bytearray | memoryview) -> Envelope:
     offset += 4
     if n_entries > MAX_ENTRIES:
         raise WireFormatError(f"{n_entries} entries exceed the limit of {MAX_ENTRIES}")
-    found: dict[str, dict[int, TDigest]] = {}
+    # The fixed part of an entry after its name: role, (kind,) body length.
+    fixed = 5 if version == NUMERIC_ENVELOPE_VERSION else 6
+    found: dict[str, dict[int, tuple[int, Any]]] = {}
     for index in range(n_entries):
         if offset + 2 > size:
             raise WireFormatError(f"envelope truncated at entry {index}")
@@ -345,7 +472,7 @@ def decode_envelope(data: bytes | bytearray | memoryview) -> Envelope:
         offset += 2
         if not 1 <= name_len <= MAX_NAME_BYTES:
             raise WireFormatError(f"entry {index}: column name length {name_len} out of range")
-        if offset + name_len + 5 > size:
+        if offset + name_len + fixed > size:
             raise WireFormatError(f"envelope truncated at entry {index}")
         raw_name = bytes(view[offset:offset + name_len])
         offset += name_len
@@ -355,30 +482,43 @@ def decode_envelope(data: bytes | bytearray | memoryview) -> Envelope:
             raise WireFormatError(f"entry {index}: column name is not UTF-8") from None
         if "\x00" in name:
             raise WireFormatError(f"entry {index}: column name contains NUL")
-        role, digest_len = struct.unpack_from("<BI", view, offset)
-        offset += 5
+        role = view[offset]
+        kind = KIND_NUMERIC if version == NUMERIC_ENVELOPE_VERSION else view[offset + 1]
+        (body_len,) = struct.unpack_from("<I", view, offset + fixed - 4)
+        offset += fixed
         if role not in _ROLE_NAMES:
             raise WireFormatError(f"entry {index}: unknown role {role}")
-        if digest_len < DIGEST_HEADER_V1_SIZE or offset + digest_len > size:
-            raise WireFormatError(f"entry {index}: digest length {digest_len} out of range")
+        if kind not in _KIND_NAMES:
+            raise WireFormatError(f"entry {index}: unknown kind {kind}")
+        smallest = DIGEST_HEADER_V1_SIZE if kind == KIND_NUMERIC else CATEGORY_HEADER_SIZE
+        if body_len < smallest or offset + body_len > size:
+            what = "digest" if kind == KIND_NUMERIC else "category table"
+            raise WireFormatError(f"entry {index}: {what} length {body_len} out of range")
+        body = view[offset:offset + body_len]
         try:
-            digest = decode_digest(view[offset:offset + digest_len])
+            value = decode_digest(body) if kind == KIND_NUMERIC else decode_category_table(body)
         except WireFormatError as exc:
             raise WireFormatError(f"entry {index} ({name!r}, {_ROLE_NAMES[role]}): {exc}") \
                 from None
-        offset += digest_len
+        offset += body_len
         roles = found.setdefault(name, {})
         if role in roles:
-            raise WireFormatError(f"column {name!r} has two {_ROLE_NAMES[role]} digests")
-        roles[role] = digest
+            raise WireFormatError(f"column {name!r} has two {_ROLE_NAMES[role]} entries")
+        if roles and next(iter(roles.values()))[0] != kind:
+            raise WireFormatError(f"column {name!r} has a numeric and a categorical entry")
+        roles[role] = (kind, value)
     if offset != size:
         raise WireFormatError(f"{size - offset} trailing bytes after the last entry")
-    columns = {}
+    columns: dict[str, Column] = {}
     for name, roles in found.items():
         if len(roles) != 2:
             missing = _ROLE_NAMES[ROLE_BASELINE if ROLE_CURRENT in roles else ROLE_CURRENT]
-            raise WireFormatError(f"column {name!r} has no {missing} digest")
-        columns[name] = ColumnDigests(current=roles[ROLE_CURRENT], baseline=roles[ROLE_BASELINE])
+            what = "digest" if next(iter(roles.values()))[0] == KIND_NUMERIC else "table"
+            raise WireFormatError(f"column {name!r} has no {missing} {what}")
+        (kind, current), (_, baseline) = roles[ROLE_CURRENT], roles[ROLE_BASELINE]
+        columns[name] = (ColumnDigests(current=current, baseline=baseline)
+                         if kind == KIND_NUMERIC
+                         else ColumnCategories(current=current, baseline=baseline))
     return Envelope(metadata=metadata, columns=columns)
 
 

@@ -524,7 +524,8 @@ class _Handler(BaseHTTPRequestHandler):
 def _canned_verdict(body: bytes) -> bytes:
     """A valid "ok" verdict for the envelope's columns, read without decoding any digest.
 
-    Only the envelope framing and the digest headers' counts are read, so the answer
+    Only the envelope framing (version 1 or 2) and the digest headers' counts are read
+    (a category table's NULLs), so the answer
     takes microseconds; a body that is not an envelope gets the canned answer with no
     columns.
     """
@@ -536,14 +537,20 @@ def _canned_verdict(body: bytes) -> bytes:
         offset = 12 + meta_len
         (entries,) = struct.unpack_from("<I", body, offset)
         offset += 4
+        version = body[4]
         for _ in range(entries):
             (name_len,) = struct.unpack_from("<H", body, offset)
             name = body[offset + 2:offset + 2 + name_len].decode()
             offset += 2 + name_len
-            role, digest_len = struct.unpack_from("<BI", body, offset)
-            offset += 5
-            counts = dict(zip(_COUNT_FIELDS, struct.unpack_from("<5Q", body, offset + 8),
-                              strict=True))
+            role, kind = body[offset], body[offset + 1] if version == 2 else 0
+            offset += 2 if version == 2 else 1
+            (digest_len,) = struct.unpack_from("<I", body, offset)
+            offset += 4
+            if kind == 0:
+                counts = dict(zip(_COUNT_FIELDS, struct.unpack_from("<5Q", body, offset + 8),
+                                  strict=True))
+            else:  # a category table: its NULLs
+                counts = {"null_count": struct.unpack_from("<Q", body, offset + 8)[0]}
             offset += digest_len
             column = verdict["columns"].setdefault(name, {"verdict": "ok", "reasons": []})
             column["baseline" if role else "current"] = counts

@@ -122,17 +122,21 @@ COMMENT ON AGGREGATE tdigest_merge(tdigest) IS 'one digest summarising all input
 -- On-demand analysis (docs/analysis.md)
 -- ---------------------------------------------------------------------------
 
--- Baseline digests per source and column; dumped by pg_dump.
+-- Baselines per source and column: a digest for a numeric column, a category
+-- table (docs/wire-format.md 3.2; category_counts_json reads it) for a
+-- categorical one; dumped by pg_dump.
 CREATE TABLE pg_stat_guard_baselines (
     source       text        NOT NULL,
     column_name  name        NOT NULL,
-    digest       tdigest     NOT NULL,
+    digest       tdigest,
     window_start timestamptz NOT NULL,
     window_end   timestamptz NOT NULL,
     captured_at  timestamptz NOT NULL DEFAULT now(),
     compression  integer     NOT NULL,
+    categories   bytea,
     PRIMARY KEY (source, column_name),
-    CHECK (window_start < window_end)
+    CHECK (window_start < window_end),
+    CHECK ((digest IS NULL) <> (categories IS NULL))
 );
 SELECT pg_catalog.pg_extension_config_dump('pg_stat_guard_baselines', '');
 REVOKE ALL ON pg_stat_guard_baselines FROM PUBLIC;
@@ -147,12 +151,40 @@ CREATE FUNCTION perform_drift_analysis("window" interval, source regclass,
     AS 'MODULE_PATHNAME', 'psg_perform_drift_analysis'
     LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
--- Store one baseline digest per column from [window_start, window_end), in one
--- scan; a re-capture replaces the previous baseline. Runs with the caller's
--- privileges: SELECT on the source and INSERT/UPDATE on the baselines table.
+-- The same, with the integer value columns to analyse as categories.
+CREATE FUNCTION perform_drift_analysis("window" interval, source regclass,
+                                       time_column name, value_columns name[],
+                                       category_columns name[])
+    RETURNS jsonb
+    AS 'MODULE_PATHNAME', 'psg_perform_drift_analysis'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+-- The category table of each categorical column among value_columns (text,
+-- varchar, char, name, boolean, enum, and integer columns in category_columns)
+-- over [window_start, window_end): the pg_stat_guard.max_categories most
+-- frequent categories, the rest pooled. capture_baseline stores these.
+CREATE FUNCTION category_counts(source regclass, time_column name, value_columns name[],
+                                window_start timestamptz, window_end timestamptz,
+                                category_columns name[] DEFAULT '{}')
+    RETURNS TABLE (column_name name, categories bytea)
+    AS 'MODULE_PATHNAME', 'psg_category_counts'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+-- A category table as {"categories": [[name, count], ...], "other_count": ...,
+-- "other_distinct": ..., "missing": ...}.
+CREATE FUNCTION category_counts_json(bytea) RETURNS jsonb
+    AS 'MODULE_PATHNAME', 'psg_category_counts_json'
+    LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+-- Store one baseline per column from [window_start, window_end): a digest of
+-- each numeric column (one scan), a category table of each categorical one
+-- (category_counts, one more scan); a re-capture replaces the previous
+-- baseline. Runs with the caller's privileges: SELECT on the source and
+-- INSERT/UPDATE on the baselines table.
 CREATE FUNCTION capture_baseline(source regclass, time_column name, value_columns name[],
                                  window_start timestamptz, window_end timestamptz,
-                                 compression integer DEFAULT NULL)
+                                 compression integer DEFAULT NULL,
+                                 category_columns name[] DEFAULT '{}')
     RETURNS integer
     LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
     SET search_path = pg_catalog, pg_temp
@@ -163,7 +195,10 @@ DECLARE
                               pg_catalog.current_setting('pg_stat_guard.compression', true)::integer,
                               200);
     select_list text;
+    numeric_columns name[];
     digests @extschema@.tdigest[];
+    categorical_columns name[];
+    tables bytea[];
     i integer;
 BEGIN
     IF source IS NULL OR time_column IS NULL OR value_columns IS NULL
@@ -182,21 +217,46 @@ BEGIN
     SELECT pg_catalog.format('%I.%I', n.nspname, c.relname) INTO qualified
       FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
      WHERE c.oid = source;
-    SELECT pg_catalog.string_agg(
-               pg_catalog.format('@extschema@.tdigest_agg(%I::pg_catalog.float8, $3)', col),
-               ', ' ORDER BY ord)
-      INTO select_list
-      FROM pg_catalog.unnest(value_columns) WITH ORDINALITY AS u(col, ord);
-    EXECUTE pg_catalog.format('SELECT ARRAY[%s] FROM %s WHERE %I >= $1 AND %I < $2',
-                              select_list, qualified, time_column, time_column)
-       INTO digests USING window_start, window_end, delta;
-    FOR i IN 1 .. pg_catalog.cardinality(value_columns) LOOP
+    -- Categorical columns first: category_counts checks every column's type and
+    -- the caller's SELECT on it.
+    SELECT coalesce(pg_catalog.array_agg(c.column_name), '{}'), pg_catalog.array_agg(c.categories)
+      INTO categorical_columns, tables
+      FROM @extschema@.category_counts(source, time_column, value_columns, window_start,
+                                       window_end, coalesce(category_columns, '{}')) c;
+    SELECT pg_catalog.array_agg(col ORDER BY ord) INTO numeric_columns
+      FROM pg_catalog.unnest(value_columns) WITH ORDINALITY AS u(col, ord)
+     WHERE col <> ALL (categorical_columns);
+    IF pg_catalog.cardinality(numeric_columns) > 0 THEN
+        SELECT pg_catalog.string_agg(
+                   pg_catalog.format('@extschema@.tdigest_agg(%I::pg_catalog.float8, $3)', col),
+                   ', ' ORDER BY ord)
+          INTO select_list
+          FROM pg_catalog.unnest(numeric_columns) WITH ORDINALITY AS u(col, ord);
+        EXECUTE pg_catalog.format('SELECT ARRAY[%s] FROM %s WHERE %I >= $1 AND %I < $2',
+                                  select_list, qualified, time_column, time_column)
+           INTO digests USING window_start, window_end, delta;
+        FOR i IN 1 .. pg_catalog.cardinality(numeric_columns) LOOP
+            INSERT INTO @extschema@.pg_stat_guard_baselines AS b
+                   (source, column_name, digest, categories, window_start, window_end,
+                    captured_at, compression)
+            VALUES (qualified, numeric_columns[i], digests[i], NULL, window_start, window_end,
+                    pg_catalog.now(), delta)
+            ON CONFLICT ON CONSTRAINT pg_stat_guard_baselines_pkey DO UPDATE
+               SET digest = EXCLUDED.digest, categories = NULL,
+                   window_start = EXCLUDED.window_start,
+                   window_end = EXCLUDED.window_end, captured_at = EXCLUDED.captured_at,
+                   compression = EXCLUDED.compression;
+        END LOOP;
+    END IF;
+    FOR i IN 1 .. pg_catalog.cardinality(categorical_columns) LOOP
         INSERT INTO @extschema@.pg_stat_guard_baselines AS b
-               (source, column_name, digest, window_start, window_end, captured_at, compression)
-        VALUES (qualified, value_columns[i], digests[i], window_start, window_end,
+               (source, column_name, digest, categories, window_start, window_end,
+                captured_at, compression)
+        VALUES (qualified, categorical_columns[i], NULL, tables[i], window_start, window_end,
                 pg_catalog.now(), delta)
         ON CONFLICT ON CONSTRAINT pg_stat_guard_baselines_pkey DO UPDATE
-           SET digest = EXCLUDED.digest, window_start = EXCLUDED.window_start,
+           SET digest = NULL, categories = EXCLUDED.categories,
+               window_start = EXCLUDED.window_start,
                window_end = EXCLUDED.window_end, captured_at = EXCLUDED.captured_at,
                compression = EXCLUDED.compression;
     END LOOP;
@@ -214,6 +274,7 @@ DECLARE
     src text := pg_catalog.current_setting('pg_stat_guard.source', true);
     tcol text := pg_catalog.current_setting('pg_stat_guard.time_column', true);
     cols text := pg_catalog.current_setting('pg_stat_guard.value_columns', true);
+    categories text := pg_catalog.current_setting('pg_stat_guard.category_columns', true);
 BEGIN
     IF coalesce(src, '') = '' OR coalesce(tcol, '') = '' OR coalesce(cols, '') = '' THEN
         RAISE EXCEPTION 'pg_stat_guard.source, pg_stat_guard.time_column and pg_stat_guard.value_columns must be set'
@@ -227,7 +288,10 @@ BEGIN
         src::regclass, tcol::name,
         (SELECT pg_catalog.array_agg(pg_catalog.btrim(c)::name)
            FROM pg_catalog.regexp_split_to_table(cols, ',') AS c),
-        pg_catalog.now() - "window", pg_catalog.now());
+        pg_catalog.now() - "window", pg_catalog.now(), NULL,
+        coalesce((SELECT pg_catalog.array_agg(pg_catalog.btrim(c)::name)
+                    FROM pg_catalog.regexp_split_to_table(categories, ',') AS c
+                   WHERE pg_catalog.btrim(c) <> ''), '{}'));
 END
 $$;
 

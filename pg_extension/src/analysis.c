@@ -2,16 +2,17 @@
  * analysis.c — perform_drift_analysis: digests in the database, verdict over HTTP.
  *
  * The steps, and why they are ordered so:
- *   1. Validate the arguments and check SELECT on every column up front, so a
- *      caller without access learns nothing, not even whether baselines exist
- *      (this file).
+ *   1. Validate the arguments, tell numeric from categorical columns and check
+ *      SELECT on every column up front, so a caller without access learns
+ *      nothing, not even whether baselines exist (this file).
  *   2. Take a concurrency slot: over pg_stat_guard.max_concurrent the caller
  *      gets "busy" at once (slots.c).
  *   3. Read the stored baselines and aggregate the window (and, for columns
  *      without a baseline, the previous window in the same scan) with the
- *      parallel tdigest_agg, in a subtransaction rolled back before any
- *      network wait, so no lock on the source is held while the function
- *      answers (baselines.c, window.c, window_cache.c).
+ *      parallel tdigest_agg, and count the categorical columns into bounded
+ *      tables, in a subtransaction rolled back before any network wait, so no
+ *      lock on the source is held while the function answers (baselines.c,
+ *      window.c, window_cache.c, categories.c).
  *   4. POST one envelope (docs/wire-format.md) through the chosen transport
  *      (envelope.c, transport_*.c).
  *   5. Check the answer is the documented JSON object and return it with an
@@ -93,10 +94,68 @@ is_numeric_type(Oid typid)
 	}
 }
 
+static bool
+is_integer_type(Oid typid)
+{
+	return typid == INT2OID || typid == INT4OID || typid == INT8OID;
+}
+
+/* Categorical by its type alone: text-like, name, boolean or an enum. */
+static bool
+is_categorical_type(Oid typid, bool *text_like)
+{
+	*text_like = typid == TEXTOID || typid == VARCHAROID || typid == BPCHAROID;
+	return *text_like || typid == NAMEOID || typid == BOOLOID || type_is_enum(typid);
+}
+
+static bool
+name_listed(const char *name, char **names, int n)
+{
+	int			i;
+
+	for (i = 0; i < n; i++)
+		if (strcmp(names[i], name) == 0)
+			return true;
+	return false;
+}
+
+/* The column's kind from its type and whether category_columns names it. */
+static void
+set_column_kind(PsgAnalysis *an, PsgAnalysisColumn *col, bool listed)
+{
+	Oid			typid = get_atttype(an->relid, col->attnum);
+
+	if (is_categorical_type(typid, &col->text_like))
+		col->kind = PSG_KIND_CATEGORICAL;
+	else if (listed && is_integer_type(typid))
+		col->kind = PSG_KIND_CATEGORICAL;
+	else if (listed)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("column \"%s\" is of type %s, which category_columns cannot list",
+						col->name, format_type_be(typid)),
+				 errhint("category_columns lists integer columns to analyse as categories; "
+						 "text, varchar, char, name, boolean and enum columns are categories "
+						 "already.")));
+	else if (is_numeric_type(typid))
+		col->kind = PSG_KIND_NUMERIC;
+	else
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("column \"%s\" is of type %s, not a number or a category",
+						col->name, format_type_be(typid)),
+				 errhint("Value columns may be numbers (double precision, real, numeric, "
+						 "integers) or categories (text, varchar, char, name, boolean, enum, "
+						 "and integer columns listed in category_columns).")));
+	if (col->kind == PSG_KIND_CATEGORICAL)
+		an->ncategorical++;
+}
+
 /* ------------------------------------------------------ argument checking */
 
-static void
-resolve_columns(PsgAnalysis *an, char **names, int n)
+void
+psg_resolve_columns(PsgAnalysis *an, char **names, int n, char **category_names,
+					int ncategory)
 {
 	int			i,
 				j;
@@ -110,12 +169,18 @@ resolve_columns(PsgAnalysis *an, char **names, int n)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("value_columns names %d columns, at most %d are allowed",
 						n, PSG_MAX_ANALYSIS_COLUMNS)));
+	for (i = 0; i < ncategory; i++)
+		if (!name_listed(category_names[i], names, n))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("category_columns names \"%s\", which value_columns does not",
+							category_names[i])));
 	an->ncolumns = n;
+	an->ncategorical = 0;
 	an->columns = palloc0(sizeof(PsgAnalysisColumn) * n);
 	for (i = 0; i < n; i++)
 	{
 		PsgAnalysisColumn *col = &an->columns[i];
-		Oid			typid;
 
 		col->name = names[i];
 		if (strlen(col->name) > PSG_ENVELOPE_MAX_NAME)
@@ -133,13 +198,7 @@ resolve_columns(PsgAnalysis *an, char **names, int n)
 					(errcode(ERRCODE_UNDEFINED_COLUMN),
 					 errmsg("column \"%s\" of relation %s does not exist",
 							col->name, an->source)));
-		typid = get_atttype(an->relid, col->attnum);
-		if (!is_numeric_type(typid))
-			ereport(ERROR,
-					(errcode(ERRCODE_DATATYPE_MISMATCH),
-					 errmsg("column \"%s\" is of type %s, not a number",
-							col->name, format_type_be(typid)),
-					 errhint("Value columns may be double precision, real, numeric or integers.")));
+		set_column_kind(an, col, name_listed(col->name, category_names, ncategory));
 		if (!can_select_column(an->relid, col->attnum))
 			ereport(ERROR,
 					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
@@ -148,8 +207,8 @@ resolve_columns(PsgAnalysis *an, char **names, int n)
 	}
 }
 
-static void
-resolve_source(PsgAnalysis *an, Oid relid, const char *time_column)
+void
+psg_resolve_source(PsgAnalysis *an, Oid relid, const char *time_column)
 {
 	char		relkind;
 	char	   *relname;
@@ -308,7 +367,8 @@ post_envelope(PsgAnalysis *an, bool use_curl, StringInfo envelope, PsgHttpRespon
 
 static Datum
 run_analysis(FunctionCallInfo fcinfo, Oid relid, const char *time_column,
-			 char **columns, int ncolumns, Interval *span)
+			 char **columns, int ncolumns, char **category_columns, int ncategory,
+			 Interval *span)
 {
 	PsgAnalysis an = {0};
 	instr_time	start;
@@ -319,9 +379,10 @@ run_analysis(FunctionCallInfo fcinfo, Oid relid, const char *time_column,
 	INSTR_TIME_SET_CURRENT(start);
 	an.func_namespace = get_func_namespace(fcinfo->flinfo->fn_oid);
 	an.compression = psg_compression;
+	an.max_categories = psg_max_categories;
 	set_window(&an, span);
-	resolve_source(&an, relid, time_column);
-	resolve_columns(&an, columns, ncolumns);
+	psg_resolve_source(&an, relid, time_column);
+	psg_resolve_columns(&an, columns, ncolumns, category_columns, ncategory);
 	check_settings();
 	set_request_id(&an);
 	use_curl = psg_transport == PSG_TRANSPORT_CURL ||
@@ -348,50 +409,88 @@ run_analysis(FunctionCallInfo fcinfo, Oid relid, const char *time_column,
 
 /* ------------------------------------------------------------------ entry */
 
-/* perform_drift_analysis(window, source, time_column, value_columns) */
+char	  **
+psg_name_array(ArrayType *array, const char *argument, int *n)
+{
+	Datum	   *elems;
+	bool	   *nulls;
+	char	  **names;
+	int			i;
+
+	if (ARR_NDIM(array) > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+				 errmsg("%s must be a one-dimensional array", argument)));
+	deconstruct_array(array, NAMEOID, NAMEDATALEN, false, TYPALIGN_CHAR, &elems, &nulls, n);
+	names = palloc(sizeof(char *) * Max(*n, 1));
+	for (i = 0; i < *n; i++)
+	{
+		if (nulls[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("%s must not contain NULL", argument)));
+		names[i] = pstrdup(NameStr(*DatumGetName(elems[i])));
+	}
+	return names;
+}
+
+/* A comma-separated list of identifiers from a setting. */
+static char **
+setting_names(const char *value, const char *setting, int *n)
+{
+	List	   *list = NIL;
+	ListCell   *lc;
+	char	  **names;
+
+	*n = 0;
+	if (value == NULL || value[0] == '\0')
+		return NULL;
+	if (!SplitIdentifierString(pstrdup(value), ',', &list))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s is not a valid list of column names", setting)));
+	names = palloc(sizeof(char *) * Max(list_length(list), 1));
+	foreach(lc, list)
+		names[(*n)++] = (char *) lfirst(lc);
+	return names;
+}
+
+/*
+ * perform_drift_analysis(window, source, time_column, value_columns
+ *                        [, category_columns])
+ */
 Datum
 psg_perform_drift_analysis(PG_FUNCTION_ARGS)
 {
-	ArrayType  *array;
-	Datum	   *elems;
-	bool	   *nulls;
+	char	  **names,
+			  **categories = NULL;
 	int			n,
-				i;
-	char	  **names;
+				ncategory = 0;
 
 	if (PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(3))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("source, time_column and value_columns must not be NULL")));
-	array = PG_GETARG_ARRAYTYPE_P(3);
-	if (ARR_NDIM(array) > 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
-				 errmsg("value_columns must be a one-dimensional array")));
-	deconstruct_array(array, NAMEOID, NAMEDATALEN, false, TYPALIGN_CHAR, &elems, &nulls, &n);
-	names = palloc(sizeof(char *) * Max(n, 1));
-	for (i = 0; i < n; i++)
-	{
-		if (nulls[i])
-			ereport(ERROR,
-					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-					 errmsg("value_columns must not contain NULL")));
-		names[i] = pstrdup(NameStr(*DatumGetName(elems[i])));
-	}
+	names = psg_name_array(PG_GETARG_ARRAYTYPE_P(3), "value_columns", &n);
+	if (PG_NARGS() > 4 && !PG_ARGISNULL(4))
+		categories = psg_name_array(PG_GETARG_ARRAYTYPE_P(4), "category_columns", &ncategory);
 	return run_analysis(fcinfo, PG_GETARG_OID(1), NameStr(*PG_GETARG_NAME(2)), names, n,
+						categories, ncategory,
 						PG_ARGISNULL(0) ? NULL : PG_GETARG_INTERVAL_P(0));
 }
 
-/* perform_drift_analysis(window): source and columns from the settings. */
+/*
+ * perform_drift_analysis(window): source and columns from the settings,
+ * integer categories from pg_stat_guard.category_columns.
+ */
 Datum
 psg_perform_drift_analysis_default(PG_FUNCTION_ARGS)
 {
-	List	   *names_list = NIL;
 	List	   *qualified;
-	char	   *raw;
-	char	  **names;
-	ListCell   *lc;
-	int			n = 0;
+	char	  **names,
+			  **categories;
+	int			n,
+				ncategory;
 	Oid			relid;
 
 	if (psg_source == NULL || psg_source[0] == '\0' ||
@@ -407,14 +506,9 @@ psg_perform_drift_analysis_default(PG_FUNCTION_ARGS)
 	qualified = stringToQualifiedNameList(psg_source);
 #endif
 	relid = RangeVarGetRelid(makeRangeVarFromNameList(qualified), NoLock, false);
-	raw = pstrdup(psg_value_columns);
-	if (!SplitIdentifierString(raw, ',', &names_list))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("pg_stat_guard.value_columns is not a valid list of column names")));
-	names = palloc(sizeof(char *) * Max(list_length(names_list), 1));
-	foreach(lc, names_list)
-		names[n++] = (char *) lfirst(lc);
-	return run_analysis(fcinfo, relid, psg_time_column, names, n,
+	names = setting_names(psg_value_columns, "pg_stat_guard.value_columns", &n);
+	categories = setting_names(psg_category_columns, "pg_stat_guard.category_columns",
+							   &ncategory);
+	return run_analysis(fcinfo, relid, psg_time_column, names, n, categories, ncategory,
 						PG_ARGISNULL(0) ? NULL : PG_GETARG_INTERVAL_P(0));
 }

@@ -7,6 +7,7 @@
  *   baselines.c     stored baselines, and where each column's baseline came from
  *   window.c        the window (and the previous one) aggregated into digests
  *   window_cache.c  settled buckets: which ones a window uses, and their storage
+ *   categories.c    categorical columns counted into bounded tables
  *   envelope.c      the request body
  *   result.c        the answer checked, the result built
  */
@@ -18,17 +19,27 @@
 #include "access/attnum.h"
 #include "datatype/timestamp.h"
 #include "portability/instr_time.h"
+#include "utils/array.h"
 
 #define PSG_MAX_ANALYSIS_COLUMNS 256
+
+/* What a value column is analysed as: the envelope's entry kinds (docs/wire-format.md). */
+typedef enum PsgColumnKind
+{
+	PSG_KIND_NUMERIC = 0,		/* t-digests */
+	PSG_KIND_CATEGORICAL = 1	/* category count tables */
+} PsgColumnKind;
 
 /* One value column. */
 typedef struct PsgAnalysisColumn
 {
 	char	   *name;
 	AttrNumber	attnum;
+	PsgColumnKind kind;
+	bool		text_like;		/* text, varchar, char: long values shortened */
 	bool		has_stored;		/* a stored baseline exists */
 	char	   *baseline_json;	/* the baseline's provenance, a JSON object */
-	/* digest bytes (wire format), allocated in the call's context */
+	/* digest or category table bytes (wire format), in the call's context */
 	char	   *current;
 	size_t		current_len;
 	char	   *baseline;
@@ -46,6 +57,8 @@ typedef struct PsgAnalysis
 	Oid			relfilenode;	/* for the window cache's keys */
 	int			ncolumns;
 	PsgAnalysisColumn *columns;
+	int			ncategorical;	/* columns of kind PSG_KIND_CATEGORICAL */
+	int			max_categories; /* named per categorical column and window */
 	TimestampTz window_start;
 	TimestampTz window_end;
 	TimestampTz fallback_start; /* start of the previous window */
@@ -63,5 +76,17 @@ typedef struct PsgAnalysis
 
 /* Milliseconds since start. */
 extern double psg_elapsed_ms(instr_time start);
+
+/*
+ * Argument checks shared with capture's category counts: the source and its
+ * time column, then the value columns, their kinds (integer columns named in
+ * category_names are categorical) and SELECT on each.
+ */
+extern void psg_resolve_source(PsgAnalysis *an, Oid relid, const char *time_column);
+extern void psg_resolve_columns(PsgAnalysis *an, char **names, int n, char **category_names,
+								int ncategory);
+
+/* A name[] argument as C strings; NULL elements are refused, naming the argument. */
+extern char **psg_name_array(ArrayType *array, const char *argument, int *n);
 
 #endif							/* PSG_ANALYSIS_H */

@@ -1,12 +1,13 @@
 /*
  * baselines.c — the baseline of each analysed column.
  *
- * A column's baseline is its digest stored by capture_baseline() in the
- * extension's table pg_stat_guard_baselines when there is one; otherwise the
- * previous window (pg_stat_guard.fallback_baseline_window long), which
- * window.c aggregates in the same scan as the current one.  Either way the
- * column records where its baseline came from, for the envelope and the
- * result.
+ * A column's baseline is what capture_baseline() stored in the extension's
+ * table pg_stat_guard_baselines when there is one (a digest for a numeric
+ * column, a category table for a categorical one); otherwise the previous
+ * window (pg_stat_guard.fallback_baseline_window long), which window.c
+ * aggregates in the same scan as the current one (categories.c counts it
+ * just before).  Either way the column records where its baseline came from,
+ * for the envelope and the result.
  */
 #include "postgres.h"
 
@@ -21,6 +22,7 @@
 #include "utils/syscache.h"
 
 #include "baselines.h"
+#include "categories.h"
 #include "json_object.h"
 
 static Oid
@@ -59,12 +61,12 @@ timestamp_field(HeapTuple tup, TupleDesc desc, int field)
 	return DatumGetTimestampTz(SPI_getbinval(tup, desc, field, &isnull));
 }
 
-/* A stored row's digest and provenance, copied into the column in keep. */
+/* A stored row's digest or category table and provenance, copied into the column in keep. */
 static void
-keep_stored_baseline(PsgAnalysisColumn *col, HeapTuple tup, TupleDesc desc, Datum digest,
+keep_stored_baseline(PsgAnalysisColumn *col, HeapTuple tup, TupleDesc desc, Datum stored,
 					 MemoryContext keep)
 {
-	bytea	   *bytes = DatumGetByteaPP(digest);
+	bytea	   *bytes = DatumGetByteaPP(stored);
 	size_t		len = VARSIZE_ANY_EXHDR(bytes);
 	TimestampTz captured_at = timestamp_field(tup, desc, 5);
 	MemoryContext old = MemoryContextSwitchTo(keep);
@@ -76,6 +78,21 @@ keep_stored_baseline(PsgAnalysisColumn *col, HeapTuple tup, TupleDesc desc, Datu
 	col->baseline_json = provenance_json("stored", timestamp_field(tup, desc, 3),
 										 timestamp_field(tup, desc, 4), &captured_at);
 	MemoryContextSwitchTo(old);
+}
+
+/* A column analysed as one kind whose stored baseline is of the other. */
+static void
+stored_kind_differs(const PsgAnalysisColumn *col, const char *source)
+{
+	bool		categorical = col->kind == PSG_KIND_CATEGORICAL;
+
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("column \"%s\" of relation %s is analysed as %s, but its stored baseline "
+					"holds %s", col->name, source, categorical ? "categories" : "numbers",
+					categorical ? "a digest" : "category counts"),
+			 errhint("List the column in category_columns as when the baseline was captured, "
+					 "or capture it again (or drop_baseline) for the way it is analysed now.")));
 }
 
 void
@@ -91,12 +108,23 @@ psg_load_stored_baselines(PsgAnalysis *an, MemoryContext keep)
 	Oid			table_oid;
 	char	   *nsp = get_namespace_name(an->func_namespace);
 
+	table_oid = get_relname_relid("pg_stat_guard_baselines", an->func_namespace);
+	if (!OidIsValid(table_oid))
+		return;
+
+	/*
+	 * A database whose extension objects predate categorical baselines has no
+	 * categories column: its stored digests are read all the same.
+	 */
 	initStringInfo(&sql);
 	appendStringInfo(&sql,
 					 "SELECT column_name::pg_catalog.text, %s.tdigest_send(digest), "
-					 "window_start, window_end, captured_at FROM %s.pg_stat_guard_baselines "
-					 "WHERE source = $1",
-					 quote_identifier(nsp), quote_identifier(nsp));
+					 "window_start, window_end, captured_at, %s "
+					 "FROM %s.pg_stat_guard_baselines WHERE source OPERATOR(pg_catalog.=) $1",
+					 quote_identifier(nsp),
+					 get_attnum(table_oid, "categories") == InvalidAttrNumber ?
+					 "NULL::pg_catalog.bytea" : "categories",
+					 quote_identifier(nsp));
 	values[0] = CStringGetTextDatum(an->source);
 
 	/*
@@ -104,9 +132,6 @@ psg_load_stored_baselines(PsgAnalysis *an, MemoryContext keep)
 	 * checked for SELECT on every column analysed, and needs no grant on the
 	 * extension's own table.
 	 */
-	table_oid = get_relname_relid("pg_stat_guard_baselines", an->func_namespace);
-	if (!OidIsValid(table_oid))
-		return;
 	GetUserIdAndSecContext(&save_userid, &save_sec);
 	SetUserIdAndSecContext(relation_owner(table_oid),
 						   save_sec | SECURITY_LOCAL_USERID_CHANGE);
@@ -131,14 +156,28 @@ psg_load_stored_baselines(PsgAnalysis *an, MemoryContext keep)
 
 		for (c = 0; c < an->ncolumns; c++)
 		{
-			bool		isnull;
-			Datum		digest;
+			PsgAnalysisColumn *col = &an->columns[c];
+			bool		no_digest,
+						no_table;
+			Datum		digest,
+						table;
 
-			if (strcmp(an->columns[c].name, name) != 0)
+			if (strcmp(col->name, name) != 0)
 				continue;
-			digest = SPI_getbinval(tup, desc, 2, &isnull);
-			if (!isnull)
-				keep_stored_baseline(&an->columns[c], tup, desc, digest, keep);
+			digest = SPI_getbinval(tup, desc, 2, &no_digest);
+			table = SPI_getbinval(tup, desc, 6, &no_table);
+			if (col->kind == PSG_KIND_NUMERIC && !no_digest)
+				keep_stored_baseline(col, tup, desc, digest, keep);
+			else if (col->kind == PSG_KIND_CATEGORICAL && !no_table)
+			{
+				bytea	   *bytes = DatumGetByteaPP(table);
+
+				psg_check_stored_categories(VARDATA_ANY(bytes), VARSIZE_ANY_EXHDR(bytes),
+											col->name);
+				keep_stored_baseline(col, tup, desc, table, keep);
+			}
+			else if (!no_digest || !no_table)
+				stored_kind_differs(col, an->source);
 			break;
 		}
 	}

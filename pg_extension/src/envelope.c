@@ -1,8 +1,10 @@
 /*
  * envelope.c — the request body: one PSGE envelope (docs/wire-format.md,
  * section 3) with the metadata as compact JSON with sorted keys, then each
- * column's current and baseline digest in column order.  Integers are little
- * endian, as in the digests.
+ * column's current and baseline entry in column order.  Version 1 when every
+ * column is numeric (digests only: the bytes an analysis of numbers always
+ * sent), version 2 when one is categorical: each entry then says its kind,
+ * digest or category table.  Integers are little endian, as in the digests.
  */
 #include "postgres.h"
 
@@ -38,7 +40,9 @@ psg_request_fields(const PsgAnalysis *an, PsgJsonField *fields, const char **bas
 	fields[n++] = (PsgJsonField) {"baselines", psg_baselines_json(an, baseline_kind)};
 	fields[n++] = (PsgJsonField) {"compression", psg_json_int(an->compression)};
 	fields[n++] = (PsgJsonField) {"request_id", psg_json_string(an->request_id)};
-	Assert(n == PSG_REQUEST_FIELDS);
+	if (an->ncategorical > 0)
+		fields[n++] = (PsgJsonField) {"max_categories", psg_json_int(an->max_categories)};
+	Assert(n <= PSG_REQUEST_FIELDS);
 	return n;
 }
 
@@ -57,16 +61,20 @@ envelope_metadata(const PsgAnalysis *an)
 	return psg_json_object(fields, n, true);
 }
 
+/* One entry; version 2 entries say their kind after the role. */
 static void
-append_entry(StringInfo buf, const char *name, uint8 role, const char *digest, size_t len)
+append_entry(StringInfo buf, int version, const PsgAnalysisColumn *col, uint8 role,
+			 const char *body, size_t len)
 {
-	size_t		name_len = strlen(name);
+	size_t		name_len = strlen(col->name);
 
 	append_u16(buf, (uint16) name_len);
-	appendBinaryStringInfo(buf, name, name_len);
+	appendBinaryStringInfo(buf, col->name, name_len);
 	appendStringInfoChar(buf, (char) role);
+	if (version == PSG_ENVELOPE_VERSION)
+		appendStringInfoChar(buf, (char) col->kind);
 	append_u32(buf, (uint32) len);
-	appendBinaryStringInfo(buf, digest, len);
+	appendBinaryStringInfo(buf, body, len);
 }
 
 StringInfo
@@ -75,6 +83,7 @@ psg_build_envelope(const PsgAnalysis *an)
 	StringInfo	buf = makeStringInfo();
 	char	   *meta = envelope_metadata(an);
 	size_t		meta_len = strlen(meta);
+	int			version = an->ncategorical > 0 ? PSG_ENVELOPE_VERSION : PSG_NUMERIC_ENVELOPE_VERSION;
 	int			c;
 
 	if (meta_len > PSG_ENVELOPE_MAX_METADATA)
@@ -82,7 +91,7 @@ psg_build_envelope(const PsgAnalysis *an)
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 				 errmsg("analysis metadata of %zu bytes exceeds the envelope limit", meta_len)));
 	appendBinaryStringInfo(buf, "PSGE", 4);
-	appendStringInfoChar(buf, 1);	/* version */
+	appendStringInfoChar(buf, (char) version);
 	appendStringInfoChar(buf, 0);	/* flags */
 	append_u16(buf, 0);			/* reserved */
 	append_u32(buf, (uint32) meta_len);
@@ -92,8 +101,8 @@ psg_build_envelope(const PsgAnalysis *an)
 	{
 		const PsgAnalysisColumn *col = &an->columns[c];
 
-		append_entry(buf, col->name, 0, col->current, col->current_len);
-		append_entry(buf, col->name, 1, col->baseline, col->baseline_len);
+		append_entry(buf, version, col, 0, col->current, col->current_len);
+		append_entry(buf, version, col, 1, col->baseline, col->baseline_len);
 	}
 	return buf;
 }

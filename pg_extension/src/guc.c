@@ -30,6 +30,8 @@ int			psg_fallback_window_s = 7 * 86400;
 char	   *psg_source = NULL;
 char	   *psg_time_column = NULL;
 char	   *psg_value_columns = NULL;
+char	   *psg_category_columns = NULL;
+int			psg_max_categories = PSG_DEFAULT_MAX_CATEGORIES;
 int			psg_window_cache_bucket_s = 0;
 int			psg_window_cache_settle_s = 60;
 int			psg_window_cache_size_kb = 16384;
@@ -145,6 +147,16 @@ psg_define_gucs(void)
 	DefineCustomStringVariable("pg_stat_guard.value_columns",
 							   "Default value columns, comma-separated.",
 							   NULL, &psg_value_columns, "", PGC_USERSET, 0, NULL, NULL, NULL);
+	DefineCustomStringVariable("pg_stat_guard.category_columns",
+							   "Integer value columns of the default source analysed as categories, comma-separated.",
+							   "Text, varchar, char, name, boolean and enum columns are "
+							   "categories without being listed.",
+							   &psg_category_columns, "", PGC_USERSET, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("pg_stat_guard.max_categories",
+							"Categories named per categorical column and window; the rest are counted together.",
+							NULL, &psg_max_categories, PSG_DEFAULT_MAX_CATEGORIES,
+							PSG_MIN_MAX_CATEGORIES, PSG_MAX_MAX_CATEGORIES,
+							PGC_USERSET, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("pg_stat_guard.window_cache_bucket",
 							"Width of the cached time buckets of a window (0: no cache).",
 							"Settled buckets are aggregated once per backend and merged "

@@ -32,6 +32,8 @@ extern int	psg_fallback_window_s;
 extern char *psg_source;
 extern char *psg_time_column;
 extern char *psg_value_columns;
+extern char *psg_category_columns;
+extern int	psg_max_categories;
 extern int	psg_window_cache_bucket_s;
 extern int	psg_window_cache_settle_s;
 extern int	psg_window_cache_size_kb;

@@ -33,6 +33,18 @@
 #define PSG_DEFAULT_COMPRESSION 60
 
 /*
+ * Categories named per categorical column and window (pg_stat_guard.max_
+ * categories; a current window also names every category its baseline
+ * names).  The default is Python's stat_guard.categories.DEFAULT_MAX_
+ * CATEGORIES, the scheduled engine's bound too.  At most 1000 keeps a
+ * current table (baseline's names plus its own) within the wire format's
+ * 4096 categories.
+ */
+#define PSG_DEFAULT_MAX_CATEGORIES 200
+#define PSG_MIN_MAX_CATEGORIES 10
+#define PSG_MAX_MAX_CATEGORIES 1000
+
+/*
  * The tdigest type is a varlena whose payload IS the wire-format digest
  * (version 2), always in canonical form, so send and the bytea cast copy
  * bytes; recv and the cast from bytea also read version 1 and store it as

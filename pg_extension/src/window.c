@@ -1,12 +1,13 @@
 /*
  * window.c — the window aggregated into digests, in the database.
  *
- * One scan with the parallel tdigest_agg gives every column's digest of the
- * current window and, for columns without a stored baseline, of the previous
- * window (FILTER clauses on the time column).  With the window cache on, the
- * scan reads only the raw ranges at the window's ends and the buckets the
- * cache lacks; the rest is merged from cached bucket digests (window_cache.c
- * plans which).
+ * One scan with the parallel tdigest_agg gives every numeric column's digest
+ * of the current window and, for columns without a stored baseline, of the
+ * previous window (FILTER clauses on the time column).  With the window cache
+ * on, the scan reads only the raw ranges at the window's ends and the buckets
+ * the cache lacks; the rest is merged from cached bucket digests
+ * (window_cache.c plans which).  Categorical columns are counted apart, never
+ * cached (categories.c).
  *
  * Everything runs in a subtransaction that is rolled back: the digests
  * survive in the caller's memory, the AccessShareLock on the source does not,
@@ -25,6 +26,7 @@
 #include "utils/timestamp.h"
 
 #include "baselines.h"
+#include "categories.h"
 #include "guc.h"
 #include "json_object.h"
 #include "pg_stat_guard.h"
@@ -39,8 +41,8 @@ typedef struct WindowSql
 	const char *nsp;
 } WindowSql;
 
-static const char *
-time_cast(const PsgAnalysis *an)
+const char *
+psg_time_cast(const PsgAnalysis *an)
 {
 	return an->time_type == TIMESTAMPOID ? "::pg_catalog.timestamp" : "::pg_catalog.timestamptz";
 }
@@ -80,9 +82,9 @@ estimate_window_rows(const PsgAnalysis *an, const WindowSql *names, bool with_fa
 	initStringInfo(&sql);
 	appendStringInfo(&sql, "EXPLAIN (FORMAT JSON) SELECT 1 FROM %s WHERE %s >= %s%s AND %s < %s%s",
 					 an->source,
-					 names->time_column, quote_literal_cstr(psg_iso_timestamp(start)), time_cast(an),
+					 names->time_column, quote_literal_cstr(psg_iso_timestamp(start)), psg_time_cast(an),
 					 names->time_column, quote_literal_cstr(psg_iso_timestamp(an->window_end)),
-					 time_cast(an));
+					 psg_time_cast(an));
 	rc = SPI_execute(sql.data, false, 0);
 	if (rc != SPI_OK_UTILITY && rc != SPI_OK_SELECT)
 		return 0;
@@ -129,7 +131,7 @@ aggregate_window_direct(PsgAnalysis *an, const WindowSql *names, bool fallback,
 {
 	StringInfoData sql;
 	const char *qt = names->time_column;
-	const char *cast = time_cast(an);
+	const char *cast = psg_time_cast(an);
 	int			c,
 				rc,
 				field;
@@ -453,6 +455,45 @@ aggregate_window_cached(PsgAnalysis *an, const WindowSql *names, bool fallback,
 
 /* ------------------------------------------------------------- entry */
 
+/*
+ * The numeric columns' digests: the code above runs on an analysis holding
+ * only them (all columns when none is categorical, so the queries are those
+ * of a numeric analysis), and the results are copied back.
+ */
+static void
+aggregate_numeric(PsgAnalysis *an, const WindowSql *names, MemoryContext keep)
+{
+	PsgAnalysis numeric = *an;
+	bool		fallback = false;
+	int			c,
+				n = 0;
+
+	numeric.columns = palloc(sizeof(PsgAnalysisColumn) * an->ncolumns);
+	for (c = 0; c < an->ncolumns; c++)
+		if (an->columns[c].kind == PSG_KIND_NUMERIC)
+		{
+			numeric.columns[n++] = an->columns[c];
+			if (!an->columns[c].has_stored)
+				fallback = true;
+		}
+	numeric.ncolumns = n;
+	if (n == 0)
+		return;
+	if (psg_window_cache_usable(an->relid, an->time_type))
+		aggregate_window_cached(&numeric, names, fallback, keep);
+	else
+		aggregate_window_direct(&numeric, names, fallback, keep);
+	for (c = 0, n = 0; c < an->ncolumns; c++)
+		if (an->columns[c].kind == PSG_KIND_NUMERIC)
+			an->columns[c] = numeric.columns[n++];
+	an->rows = numeric.rows;
+	an->aggregate_ms = numeric.aggregate_ms;
+	an->relfilenode = numeric.relfilenode;
+	an->cache_bucket_s = numeric.cache_bucket_s;
+	an->cache_buckets = numeric.cache_buckets;
+	an->cache_filled = numeric.cache_filled;
+}
+
 static void
 aggregate_window(PsgAnalysis *an, MemoryContext keep)
 {
@@ -460,6 +501,7 @@ aggregate_window(PsgAnalysis *an, MemoryContext keep)
 	bool		fallback = false;
 	int			c;
 	double		estimate;
+	instr_time	start;
 
 	names.time_column = quote_identifier(an->time_column);
 	names.nsp = quote_identifier(get_namespace_name(an->func_namespace));
@@ -480,10 +522,14 @@ aggregate_window(PsgAnalysis *an, MemoryContext keep)
 						estimate, psg_max_window_rows),
 				 errhint("Analyse a shorter window, or capture baselines so the previous window is not scanned.")));
 
-	if (psg_window_cache_usable(an->relid, an->time_type))
-		aggregate_window_cached(an, &names, fallback, keep);
-	else
-		aggregate_window_direct(an, &names, fallback, keep);
+	aggregate_numeric(an, &names, keep);
+	if (an->ncategorical > 0)
+	{
+		INSTR_TIME_SET_CURRENT(start);
+		psg_aggregate_categories(an, names.time_column, psg_time_cast(an),
+								 an->ncategorical < an->ncolumns, keep);
+		an->aggregate_ms += psg_elapsed_ms(start);
+	}
 	SPI_finish();
 }
 

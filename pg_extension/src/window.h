@@ -1,6 +1,7 @@
 /*
- * window.h — the analysed window aggregated into one digest per column, and
- * the previous window for columns without a stored baseline.
+ * window.h — the analysed window aggregated into one digest (numeric) or
+ * category table (categorical) per column, and the previous window for
+ * columns without a stored baseline.
  */
 #ifndef PSG_WINDOW_H
 #define PSG_WINDOW_H
@@ -13,5 +14,8 @@
  * back, so no lock taken on the source outlives this call.
  */
 extern void psg_aggregate_window(PsgAnalysis *an);
+
+/* The cast that makes a timestamptz parameter compare with the time column. */
+extern const char *psg_time_cast(const PsgAnalysis *an);
 
 #endif							/* PSG_WINDOW_H */

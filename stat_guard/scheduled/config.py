@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from stat_guard.categories import DEFAULT_MAX_CATEGORIES
 from stat_guard.verdict import DEFAULT_THRESHOLDS, Thresholds
 
 
@@ -50,7 +51,7 @@ class DriftRunConfig:
     psi_bins: int = 10
     ks_bins: int = 1000  # fine quantile bins for binned KS and Wasserstein
     thresholds: Thresholds = DEFAULT_THRESHOLDS
-    max_categories: int = 200  # beyond it the rarest categories are pooled into one
+    max_categories: int = DEFAULT_MAX_CATEGORIES  # beyond: the rarest categories pooled
     duckdb_threads: int = 1
     duckdb_memory_limit: str = "16MB"
     # A single feature that runs out of memory under duckdb_memory_limit (a categorical

@@ -1,7 +1,8 @@
 """From the aggregates DuckDB returned to per-feature statistics and verdicts.
 
 Pure Python over counts: every formula comes from ``stat_guard.counts`` (which
-``stat_guard.stats`` builds on for the verdict service) and every rule from
+``stat_guard.stats`` builds on for the verdict service), the pooling of categories from
+``stat_guard.categories`` (which the verdict service uses too) and every rule from
 ``stat_guard.verdict``.
 """
 
@@ -12,14 +13,16 @@ import math
 from collections.abc import Mapping
 
 from stat_guard import counts
+from stat_guard.categories import (
+    OTHER_CATEGORY,
+    UNSEEN_CATEGORY,
+    pool_categories,
+    unseen_categories,
+)
 from stat_guard.scheduled.aggregates import CATEGORICAL, FeatureAggregate, WindowCounts
 from stat_guard.scheduled.results import FeatureDrift
 from stat_guard.scheduled.windows import CURRENT, HISTORICAL
 from stat_guard.verdict import ERROR, Evidence, Thresholds, Verdict, decide
-
-OTHER_CATEGORY = "(other)"  # historical categories beyond the kept ones
-UNSEEN_CATEGORY = "(unseen)"  # current categories the historical window never had
-MAX_UNSEEN_LISTED = 20
 
 
 def error_feature(name: str, kind: str, message: str) -> FeatureDrift:
@@ -76,41 +79,6 @@ def _score_numeric(base: FeatureDrift, aggregate: FeatureAggregate, historical: 
         ks_error_bound=ks.error_bound if both else math.nan,
         wasserstein=wasserstein.distance, wasserstein_normalized=wasserstein.statistic,
         wasserstein_scale=wasserstein.scale_kind)
-
-
-def pool_categories(historical: Mapping[str, int], current: Mapping[str, int],
-                    max_categories: int) -> tuple[dict[str, int], dict[str, int]]:
-    """Keep counts bounded without hiding what is new: beyond ``max_categories`` distinct
-    values, the most frequent historical categories are kept, the other historical ones
-    pooled into ``(other)``, and every current category the historical window never had
-    pooled into ``(unseen)`` of its own, so a wholesale change of categories still shows as
-    mass moving into a bin the baseline lacks."""
-    names = set(historical) | set(current)
-    if len(names) <= max_categories:
-        return dict(historical), dict(current)
-    ranked = sorted(historical, key=lambda c: (-historical[c], c))
-    kept = set(ranked[:max_categories - 2])
-
-    def pooled(category_counts: Mapping[str, int]) -> dict[str, int]:
-        out = {c: n for c, n in category_counts.items() if c in kept}
-        out[OTHER_CATEGORY] = sum(n for c, n in category_counts.items()
-                                  if c not in kept and c in historical)
-        out[UNSEEN_CATEGORY] = sum(n for c, n in category_counts.items()
-                                   if c not in historical)
-        return out
-
-    return pooled(historical), pooled(current)
-
-
-def unseen_categories(historical: Mapping[str, int], current: Mapping[str, int]
-                      ) -> tuple[tuple[str, ...], float]:
-    """The current window's categories the historical window never had (the most frequent
-    first, at most MAX_UNSEEN_LISTED), and their share of the current window."""
-    unseen = sorted((c for c in current if c not in historical and current[c] > 0),
-                    key=lambda c: (-current[c], c))
-    total = sum(current.values())
-    share = sum(current[c] for c in unseen) / total if total else math.nan
-    return tuple(unseen[:MAX_UNSEEN_LISTED]), share
 
 
 def _score_categorical(base: FeatureDrift, historical: WindowCounts, current: WindowCounts,

@@ -1,6 +1,6 @@
-"""Values that the Python and the C side each write down must agree: the release version
-and the t-digest compression defaults (read from the extension's sources as text, so the
-tests need no build)."""
+"""Values that the Python and the C side each write down must agree: the release version,
+the t-digest compression defaults, the category bounds and the wire format's category
+limits (read from the extension's sources as text, so the tests need no build)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import tomllib
 from pathlib import Path
 
 import stat_guard
+from stat_guard import categories, wire
+from stat_guard.scheduled.config import DriftRunConfig
 from stat_guard.tdigest import DEFAULT_COMPRESSION, MAX_COMPRESSION, MIN_COMPRESSION
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -67,3 +69,30 @@ def test_compression_defaults_equal_the_extensions():
     bounds = {name: _number(value, defines) for name, value in defines.items()
               if "COMPRESSION" in name and ("MIN" in name or "MAX" in name)}
     assert sorted(bounds.values()) == [MIN_COMPRESSION, MAX_COMPRESSION], bounds
+
+
+MAX_CATEGORIES_SETTING = re.compile(
+    r'DefineCustomIntVariable\(\s*"pg_stat_guard\.max_categories"\s*,.*?&\w+\s*,\s*(\w+)\s*,',
+    re.DOTALL)
+
+
+def test_category_bounds_and_wire_limits_equal_the_extensions():
+    defines = _defines()
+    settings = [match for source in sorted((EXTENSION / "src").glob("*.c"))
+                for match in MAX_CATEGORIES_SETTING.findall(source.read_text())]
+    assert len(settings) == 1, settings
+    # one default for the extension's setting, the verdict service and the scheduled engine
+    assert _number(settings[0], defines) == categories.DEFAULT_MAX_CATEGORIES
+    assert DriftRunConfig().max_categories == categories.DEFAULT_MAX_CATEGORIES
+    assert _number("PSG_CATEGORY_SHORTEN_BYTES", defines) == categories.SHORTEN_ABOVE_BYTES
+    assert _number("PSG_CATEGORY_PREFIX_CHARS", defines) == categories.SHORTENED_PREFIX_CHARS
+    assert _number("CT_MAX_CATEGORIES", defines) == wire.MAX_TABLE_CATEGORIES
+    assert _number("CT_MAX_CATEGORY_BYTES", defines) == wire.MAX_CATEGORY_BYTES
+    assert _number("CT_HEADER_SIZE", defines) == wire.CATEGORY_HEADER_SIZE
+    assert _number("CT_VERSION", defines) == wire.CATEGORY_VERSION
+    assert _number("PSG_ENVELOPE_VERSION", defines) == wire.ENVELOPE_VERSION
+    assert _number("PSG_NUMERIC_ENVELOPE_VERSION", defines) == wire.NUMERIC_ENVELOPE_VERSION
+    # a current table (its baseline's names and as many of its own) fits one table
+    assert 2 * _number("PSG_MAX_MAX_CATEGORIES", defines) <= wire.MAX_TABLE_CATEGORIES
+    # a shortened name fits within the bound it replaces, at 4 bytes a character
+    assert 4 * categories.SHORTENED_PREFIX_CHARS + 3 + 32 <= categories.SHORTEN_ABOVE_BYTES

@@ -67,6 +67,28 @@ def test_golden_envelope_is_answered(service):
     assert result["columns"]["latency ms"]["verdict"] == "insufficient_data"
 
 
+def test_golden_version_2_envelope_is_answered_with_categorical_columns(service):
+    url, _ = service
+    status, result = post(url, (GOLDEN_DIR / "envelope_v2.psge").read_bytes(),
+                          {"x-functions-key": KEY})
+    assert status == 200 and result["request_id"] == "golden-2", result
+    city = result["columns"]["city"]
+    assert city["kind"] == "categorical" and "kind" not in result["columns"]["amount"]
+    assert city["current"] == {"count": 17, "null_count": 1, "distinct": 6, "named": 4,
+                               "other_count": 2, "other_distinct": 2}
+    assert city["unseen_categories"] == ["bordeaux"] and city["unseen_share"] == 4 / 17
+    tier = result["columns"]["plan tier"]  # a current window of NULLs only
+    assert tier["verdict"] == "drift" and tier["reasons"][0].startswith("missing share")
+    assert tier["psi"] is None
+
+
+def test_every_malformed_version_2_envelope_is_a_400(service, golden):
+    url, _ = service
+    for case in golden["malformed_envelopes_v2"]:
+        status, result = post(url, bytes.fromhex(case["hex"]), {"x-functions-key": KEY})
+        assert status == 400 and "malformed envelope" in result["error"], case["reason"]
+
+
 @pytest.mark.parametrize("body", [b"", b"garbage", b"PSGE\x01\x00\x00\x00\xff\xff\xff\xff"])
 def test_malformed_body_is_a_400_with_a_message(service, body):
     url, _ = service

@@ -1,4 +1,5 @@
-"""Write the golden vectors of the wire format (docs/wire-format.md, section 6).
+"""Write the golden vectors of the wire format (docs/wire-format.md, section 6): digests,
+category count tables and envelopes (version 1, numeric only, and version 2).
 
 Run once when the format changes: ``python -m tests.golden.generate``. Version 2 files are
 written to ``pg_extension/test/golden/``, beside the extension that reads them in its
@@ -17,12 +18,16 @@ from pathlib import Path
 
 import numpy as np
 
+from stat_guard.categories import CategoryCounts
 from stat_guard.tdigest import TDigest
 from stat_guard.wire import (
+    ColumnCategories,
     ColumnDigests,
     Envelope,
+    decode_category_table,
     decode_digest,
     decode_envelope,
+    encode_category_table,
     encode_digest,
     encode_envelope,
 )
@@ -202,11 +207,202 @@ def _golden_envelope(digests: dict[str, TDigest]) -> Envelope:
 ENVELOPE_COLUMNS = {"amount": {"current": "small", "baseline": "normal_1000"},
                     "latency ms": {"current": "empty", "baseline": "single"}}
 
+# ---- category count tables and the version 2 envelope ------------------------------
+
+CITIES = ["paris", "lyon", "paris", "", "Zürich", None, "nice", "lyon", "paris", None, "日本",
+          "lyon", "paris", "Lyon"]
+
+
+def golden_category_tables() -> dict[str, CategoryCounts]:
+    small = CategoryCounts.from_values(CITIES, 10)
+    spread = {f"c{i:03d}": 1000 - 3 * i for i in range(300)}
+    return {
+        # names with ties (by bytes: "Lyon" < "lyon"), the empty string, non-ASCII, NULLs
+        "categories_small": small,
+        # the current window of "categories_small": its named categories counted however
+        # rare ("Zürich" once, "" not at all), one of the others named, the rest pooled
+        "categories_listed": CategoryCounts.from_values(
+            ["lyon"] * 9 + ["paris"] * 3 + ["Zürich", "bordeaux", "bordeaux", "lille",
+                                            "metz", None], 1, listed=small.counts),
+        # 300 categories bounded at 200: 100 pooled
+        "categories_pooled": CategoryCounts.bounded(spread, 200, missing=17),
+        "categories_empty": CategoryCounts(),
+        "categories_missing_only": CategoryCounts(missing=12),
+        # a value of 256 bytes kept, longer ones shortened (category_key)
+        "categories_long": CategoryCounts.from_values(
+            ["y" * 256, "x" * 300, "é" * 200, "x" * 300], 10),
+        # the largest name and counts that sum to 2^64 - 1
+        "categories_extremes": CategoryCounts.of(
+            {"a": 2**63, "n" * 1024: 2**62}, other_count=2**62 - 5, other_distinct=3,
+            missing=4),
+    }
+
+
+def describe_table(table: CategoryCounts) -> dict:
+    return {"categories": [[name, count] for name, count in table.categories],
+            "other_count": table.other_count, "other_distinct": table.other_distinct,
+            "missing": table.missing}
+
+
+def malformed_tables(valid: bytes) -> list[dict]:
+    """Malformed variants of a valid count table of at least three categories (version 1
+    of PSGC), each with why a reader must reject it."""
+    header = 36
+    first_len = struct.unpack_from("<H", valid, header)[0]
+    first_name = header + 2
+    first_count = first_name + first_len
+    second = first_count + 8
+
+    def patch(offset: int, fmt: str, value: object) -> bytes:
+        data = bytearray(valid)
+        struct.pack_into(fmt, data, offset, value)
+        return bytes(data)
+
+    def entry(name: bytes, count: int) -> bytes:
+        return struct.pack("<H", len(name)) + name + struct.pack("<Q", count)
+
+    def table(entries: list[tuple[bytes, int]], other: int = 0, distinct: int = 0,
+              missing: int = 0) -> bytes:
+        return struct.pack("<4sBBHQQQI", b"PSGC", 1, 0, 0, missing, other, distinct,
+                           len(entries)) + b"".join(entry(n, c) for n, c in entries)
+
+    cases = [
+        ("bad magic", b"PSGX" + valid[4:]),
+        ("version 0", patch(4, "<B", 0)),
+        ("unsupported version", patch(4, "<B", 2)),
+        ("reserved flags set", patch(5, "<B", 1)),
+        ("reserved field set", patch(6, "<H", 1)),
+        ("truncated header", valid[:header - 1]),
+        ("empty input", b""),
+        ("category count over the limit", patch(32, "<I", 4097)),
+        ("category count larger than the input", patch(32, "<I", 10**6)),
+        ("one category more than written", patch(32, "<I", struct.unpack_from(
+            "<I", valid, 32)[0] + 1)),
+        ("other_distinct above other_count", table([(b"a", 2)], other=1, distinct=2)),
+        ("other_count without other_distinct", table([(b"a", 2)], other=3, distinct=0)),
+        ("other_distinct without other_count", table([(b"a", 2)], other=0, distinct=1)),
+        ("name over 1024 bytes", table([(b"n" * 1025, 1)])),
+        ("name length beyond the input", patch(header, "<H", 60000)),
+        ("truncated name", table([(b"abc", 1)])[:-9]),
+        ("truncated count", valid[:-1]),
+        ("invalid UTF-8", table([(b"\xff", 1)])),
+        ("overlong UTF-8", table([(b"\xc0\x80", 1)])),
+        ("overlong three-byte UTF-8", table([(b"\xe0\x80\xaf", 1)])),
+        ("UTF-16 surrogate", table([(b"\xed\xa0\x80", 1)])),
+        ("code point above U+10FFFF", table([(b"\xf4\x90\x80\x80", 1)])),
+        ("truncated UTF-8 sequence", table([(b"ab\xe6\x97", 1)])),
+        ("NUL in a name", table([(b"a\x00b", 1)])),
+        ("zero count", patch(first_count, "<Q", 0)),
+        ("counts out of order", table([(b"a", 1), (b"b", 2)])),
+        ("ties out of byte order", table([(b"b", 2), (b"a", 2)])),
+        ("duplicate category", table([(b"a", 2), (b"a", 2)])),
+        ("second entry's count above the first", patch(second + 2 + struct.unpack_from(
+            "<H", valid, second)[0], "<Q", 2**63)),
+        ("counts sum beyond 2^64 - 1", table([(b"a", 2**63), (b"b", 2**63)])),
+        ("missing and pooled counts sum beyond 2^64 - 1",
+         table([(b"a", 1)], other=2**63, distinct=1, missing=2**63)),
+        ("trailing byte", valid + b"\x00"),
+    ]
+    out = []
+    for reason, data in cases:
+        try:
+            decode_category_table(data)
+        except ValueError:
+            out.append({"reason": reason, "hex": data.hex()})
+            continue
+        raise AssertionError(f"malformed table {reason!r} was accepted")
+    return out
+
+
+def _golden_envelope_v2(digests: dict[str, TDigest],
+                        tables: dict[str, CategoryCounts]) -> Envelope:
+    metadata = dict(_golden_envelope(digests).metadata, request_id="golden-2",
+                    max_categories=200)
+    return Envelope(
+        metadata=metadata,
+        columns={"amount": ColumnDigests(current=digests["small"],
+                                         baseline=digests["normal_1000"]),
+                 "city": ColumnCategories(current=tables["categories_listed"],
+                                          baseline=tables["categories_small"]),
+                 "plan tier": ColumnCategories(current=tables["categories_missing_only"],
+                                               baseline=tables["categories_pooled"])})
+
+
+ENVELOPE_V2_COLUMNS = {
+    "amount": {"kind": "numeric", "current": "small", "baseline": "normal_1000"},
+    "city": {"kind": "categorical", "current": "categories_listed",
+             "baseline": "categories_small"},
+    "plan tier": {"kind": "categorical", "current": "categories_missing_only",
+                  "baseline": "categories_pooled"}}
+
+
+def malformed_envelopes_v2(valid: bytes) -> list[dict]:
+    """Malformed variants of the golden version 2 envelope (its first entry numeric, its
+    third categorical), each with why a reader must reject it."""
+    meta_len = struct.unpack_from("<I", valid, 8)[0]
+    first = 12 + meta_len + 4
+
+    def entry_at(offset: int) -> tuple[int, int, int]:
+        """(offset of the role byte, of the body, end) of the entry at offset."""
+        name_len = struct.unpack_from("<H", valid, offset)[0]
+        role_at = offset + 2 + name_len
+        body_len = struct.unpack_from("<I", valid, role_at + 2)[0]
+        return role_at, role_at + 6, role_at + 6 + body_len
+
+    entries = []
+    offset = first
+    while offset < len(valid):
+        entries.append((offset, *entry_at(offset)))
+        offset = entries[-1][3]
+    (_, num_role, num_body, num_end), (_, _, _, _), (cat_start, cat_role, cat_body,
+                                                      cat_end) = entries[:3]
+
+    def patched(offset: int, value: int) -> bytes:
+        data = bytearray(valid)
+        data[offset] = value
+        return bytes(data)
+
+    def with_count(count: int, data: bytes) -> bytes:
+        out = bytearray(data)
+        struct.pack_into("<I", out, 12 + meta_len, count)
+        return bytes(out)
+
+    digest_body = valid[num_body:num_end]
+    cat_as_digest = (valid[:cat_role + 1] + b"\x00" + struct.pack("<I", len(digest_body))
+                     + digest_body + valid[cat_end:])
+    cases = [
+        ("unknown entry kind", patched(num_role + 1, 2)),
+        ("categorical kind over a digest body", patched(num_role + 1, 1)),
+        ("numeric kind over a category table", patched(cat_role + 1, 0)),
+        ("a column with a numeric and a categorical entry", cat_as_digest),
+        ("category table length below its header",
+         valid[:cat_role + 2] + struct.pack("<I", 35) + valid[cat_role + 6:]),
+        ("category table length beyond the input",
+         valid[:cat_role + 2] + struct.pack("<I", 10**6) + valid[cat_role + 6:]),
+        ("a malformed category table inside", patched(cat_body + 4, 9)),
+        ("a categorical column without its baseline table",
+         with_count(len(entries) - 1, valid[:entries[-1][0]])),
+        ("a categorical column with two baseline tables", patched(cat_role, 1)),
+        ("version 3", patched(4, 3)),
+        ("truncated inside an entry", valid[:cat_start + 3]),
+        ("trailing byte", valid + b"\x00"),
+    ]
+    out = []
+    for reason, data in cases:
+        try:
+            decode_envelope(data)
+        except ValueError:
+            out.append({"reason": reason, "hex": data.hex()})
+            continue
+        raise AssertionError(f"malformed envelope {reason!r} was accepted")
+    return out
+
 
 def main() -> None:
     digests = golden_digests()
     manifest: dict = {"format": "pg_stat_guard wire format: digests version 2 (written), "
-                                "version 1 (read, in v1/)", "digests": {}}
+                                "version 1 (read, in v1/); category tables version 1; "
+                                "envelopes version 1 (numeric) and 2", "digests": {}}
     for name, digest in digests.items():
         data = encode_digest(digest)
         (OUT_DIR / f"{name}.psgd").write_bytes(data)
@@ -233,6 +429,22 @@ def main() -> None:
     manifest["malformed_digests"] = (
         malformed(encode_digest(digests["normal_20000"]))
         + malformed((V1_DIR / "normal_20000.psgd").read_bytes()))
+    tables = golden_category_tables()
+    manifest["category_tables"] = {}
+    for name, table in tables.items():
+        data = encode_category_table(table)
+        (OUT_DIR / f"{name}.psgc").write_bytes(data)
+        manifest["category_tables"][name] = {"file": f"{name}.psgc", "size": len(data),
+                                             "hex": data.hex()} | describe_table(table)
+    manifest["malformed_category_tables"] = malformed_tables(
+        encode_category_table(tables["categories_small"]))
+    envelope_v2 = _golden_envelope_v2(digests, tables)
+    envelope_v2_bytes = encode_envelope(envelope_v2)
+    (OUT_DIR / "envelope_v2.psge").write_bytes(envelope_v2_bytes)
+    manifest["envelope_v2"] = {"file": "envelope_v2.psge", "size": len(envelope_v2_bytes),
+                               "metadata": envelope_v2.metadata,
+                               "columns": ENVELOPE_V2_COLUMNS}
+    manifest["malformed_envelopes_v2"] = malformed_envelopes_v2(envelope_v2_bytes)
     (OUT_DIR / "golden.json").write_text(json.dumps(manifest, indent=1) + "\n")
 
 
