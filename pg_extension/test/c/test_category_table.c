@@ -9,36 +9,15 @@
  */
 #include "category_table.h"
 
+#define UNIT_RNG_SEED 0x243F6A8885A308D3ULL
+#include "unit_test.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static int	failures = 0;
-static int	checks = 0;
-
-#define CHECK(cond, ...) \
-	do { \
-		checks++; \
-		if (!(cond)) { \
-			failures++; \
-			fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__, #cond); \
-			fprintf(stderr, __VA_ARGS__); \
-			fputc('\n', stderr); \
-		} \
-	} while (0)
-
 #define GOLDEN "test/golden/"
 
-static uint64_t rng_state = 0x243F6A8885A308D3ULL;
-
-static uint64_t
-rng_u64(void)
-{
-	rng_state ^= rng_state >> 12;
-	rng_state ^= rng_state << 25;
-	rng_state ^= rng_state >> 27;
-	return rng_state * 0x2545F4914F6CDD1DULL;
-}
 
 static uint8_t *
 read_file(const char *path, size_t *len)
