@@ -8,7 +8,7 @@ export PGUSER ?= postgres
 export PGDATABASE ?= test
 
 .PHONY: setup setup-bench lock extension extension-check unittest demo test test-python lint bench \
-	bench-core bench-extension bench-analysis bench-scheduled \
+	bench-core bench-extension bench-analysis bench-scheduled bench-verdicts \
 	azure-local azure-bundle bench-db demo-core clean
 
 setup:
@@ -75,7 +75,7 @@ bench-db: extension
 		-c "ALTER SYSTEM SET session_preload_libraries = 'pg_stat_guard'" \
 		-c "SELECT pg_reload_conf()" >/dev/null
 
-bench: bench-core bench-extension bench-analysis bench-scheduled bench-fleet
+bench: bench-core bench-extension bench-analysis bench-scheduled bench-verdicts bench-fleet
 
 bench-core: setup
 	$(PY) bench/bench_core.py
@@ -89,6 +89,11 @@ bench-analysis: bench-db
 # Compares with Evidently and a naive numpy/scipy version (installs the bench extra).
 bench-scheduled: setup-bench
 	$(PY) bench/bench_scheduled_drift.py
+
+# False alarms and detection of the verdict rule on both paths, beside Evidently's defaults
+# and the former rule (about 35 minutes on 2 cores; docs/statistics.md, "Verdicts").
+bench-verdicts: setup-bench
+	$(PY) bench/bench_verdicts.py
 
 clean:
 	-$(MAKE) -C pg_extension clean
