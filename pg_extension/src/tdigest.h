@@ -109,6 +109,13 @@ extern void td_combine_moments(uint64_t na, double *mean, double *residual, doub
  * Upper bound on the centroids td_merge_* can emit for this compression,
  * whatever the input size (<= TD_MAX_CENTROIDS).
  */
+/*
+ * Mean (hi + lo) and M2 of n sorted values given as order-preserving keys, from
+ * deviations from their median, scaled so nothing overflows (tdigest_moments.c).
+ */
+extern void td_block_moments(const uint64_t *keys, uint32_t n, double *hi, double *lo,
+							 double *m2);
+
 extern uint32_t td_centroid_bound(int compression);
 
 /*
