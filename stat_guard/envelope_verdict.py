@@ -190,6 +190,7 @@ def feature_json(report: FeatureReport) -> dict[str, Any]:
     c = report.comparison
     if isinstance(c, CategoricalComparison):
         return categorical_json(report, c)
+    missing_baseline, missing_current = c.evidence().missing_rates
     return {
         "verdict": report.decision.verdict.value,
         "reasons": list(report.decision.reasons),
@@ -200,8 +201,8 @@ def feature_json(report: FeatureReport) -> dict[str, Any]:
         "ks_statistic": json_number(c.ks.statistic),
         "ks_pvalue": json_number(c.ks.pvalue),
         "pvalue_adjusted": json_number(report.pvalue_adjusted),
-        "missing_rate_baseline": json_number(c.evidence().missing_rates[0]),
-        "missing_rate_current": json_number(c.evidence().missing_rates[1]),
+        "missing_rate_baseline": json_number(missing_baseline),
+        "missing_rate_current": json_number(missing_current),
         "kl_divergence": json_number(c.kl.statistic),
         "js_distance": json_number(c.js.statistic),
         "wasserstein_normalized": json_number(c.wasserstein.statistic),
