@@ -22,12 +22,15 @@ import numpy as np
 # The extension's one compression default (PSG_DEFAULT_COMPRESSION in pg_extension/src/
 # pg_stat_guard.h): tdigest_agg(value) and pg_stat_guard.compression alike
 # (tests/core/test_shared_constants.py keeps the two sides equal).
-DEFAULT_COMPRESSION = 60
+DEFAULT_COMPRESSION = 40
 MIN_COMPRESSION = 10
 MAX_COMPRESSION = 10000
 MAX_CENTROIDS = 65536
-EXACT_FACTOR = 50  # windows of up to 50·δ values keep every value as a centroid
-MASS_CAP = 0.75  # no centroid holds more than MASS_CAP/δ of the values (TD_MASS_CAP)
+# Windows of up to 75·δ values keep every value as a centroid (TD_EXACT_FACTOR): 3,000
+# values at the default δ = 40.
+EXACT_FACTOR = 75
+# No centroid holds more than MASS_CAP/δ of the values (TD_MASS_CAP): 1.1% at δ = 40.
+MASS_CAP = 0.44
 
 
 def exact_limit(compression: int) -> int:
@@ -103,7 +106,7 @@ def _finish_mean(hi: float, lo: float, vmin: float, vmax: float) -> tuple[float,
 
 def exact_moments(values: np.ndarray, vmin: float, vmax: float) -> tuple[float, float, float]:
     """(mean, mean_residual, m2) of finite values from correctly rounded sums (math.fsum),
-    bit for bit what td_exact_moments gives: docs/wire-format.md section 1.4."""
+    bit for bit what td_exact_moments gives: docs/wire-format.md section 1.2."""
     n = values.size
     biggest = max(abs(vmin), abs(vmax))
     if n == 0 or biggest == 0.0:

@@ -1,12 +1,13 @@
 """The wire format (docs/wire-format.md): digests (``PSGD``), category count tables
 (``PSGC``) and request envelopes (``PSGE``).
 
-Writing is canonical and writes digest version 2, and envelope version 1 when every column
+Writing is canonical and writes digest version 3, and envelope version 1 when every column
 is numeric, version 2 when one is categorical: one value, one byte string. Reading is
-strict and reads digest versions 1 and 2 (a version 1 digest becomes a version 2 one, as
-the extension converts it) and envelope versions 1 and 2: every malformed input raises
-:class:`WireFormatError` with a message that says what is wrong, and no length field can
-make the reader allocate more than the input itself justifies.
+strict and reads digest versions 1, 2 and 3 (a version 1 digest is converted as the
+extension converts it; every version reads into the same digest) and envelope versions 1
+and 2: every malformed input raises :class:`WireFormatError` with a message that says what
+is wrong, and no length field can make the reader allocate more than the input itself
+justifies.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,13 +33,22 @@ from stat_guard.tdigest import (
 
 DIGEST_MAGIC = b"PSGD"
 ENVELOPE_MAGIC = b"PSGE"
-DIGEST_VERSION = 2  # written; versions 1 and 2 are read
+DIGEST_VERSION = 3  # written; versions 1, 2 and 3 are read
 ENVELOPE_VERSION = 2  # written when a column is categorical; version 1 when none is
 NUMERIC_ENVELOPE_VERSION = 1
-DIGEST_HEADER = struct.Struct("<4sBBHQQQQQdddddI")
-DIGEST_HEADER_SIZE = DIGEST_HEADER.size  # 92
+# Version 3: magic, version, flags, compression, min, max, mean, mean_residual, m2; then
+# the varints (count, the four invalid counts, n_centroids, n mean steps, n weights).
+DIGEST_FIXED = struct.Struct("<4sBBHddddd")
+DIGEST_FIXED_SIZE = DIGEST_FIXED.size  # 48
+DIGEST_HEADER_COUNTS = 6  # varints after the fixed part: count ... n_centroids
+DIGEST_MIN_SIZE = DIGEST_FIXED_SIZE + DIGEST_HEADER_COUNTS  # 54: the empty digest
+DIGEST_HEADER_V2 = struct.Struct("<4sBBHQQQQQdddddI")
+DIGEST_HEADER_V2_SIZE = DIGEST_HEADER_V2.size  # 92
 DIGEST_HEADER_V1 = struct.Struct("<4sBBHQQQQQddddI")
 DIGEST_HEADER_V1_SIZE = DIGEST_HEADER_V1.size  # 84
+# The fewest bytes one centroid takes, checked before anything is allocated: a mean step
+# and a weight of a byte each (version 3), or a double and a weight (versions 1 and 2).
+_CENTROID_MIN_BYTES = {1: 9, 2: 9, 3: 2}
 ENVELOPE_HEADER = struct.Struct("<4sBBHI")
 MAX_METADATA_BYTES = 65536
 MAX_ENTRIES = 4096
@@ -56,8 +67,12 @@ CATEGORY_ENTRY_MIN = 10  # u16 length, no bytes, u64 count
 MAX_TABLE_CATEGORIES = 4096
 MAX_CATEGORY_BYTES = 1024
 _U64_MAX = 2**64 - 1
+_SIGN_BIT = 1 << 63
+_NEGATIVE_ZERO_KEY = _SIGN_BIT - 1  # key(-0.0); key(+0.0) is one more
+MAX_VARINT_BYTES = 10
 
-assert DIGEST_HEADER_SIZE == 92 and DIGEST_HEADER_V1_SIZE == 84 and CATEGORY_HEADER_SIZE == 36
+assert (DIGEST_FIXED_SIZE, DIGEST_MIN_SIZE, DIGEST_HEADER_V2_SIZE, DIGEST_HEADER_V1_SIZE,
+        CATEGORY_HEADER_SIZE) == (48, 54, 92, 84, 36)
 
 
 class WireFormatError(ValueError):
@@ -66,73 +81,120 @@ class WireFormatError(ValueError):
 
 # ---- varints ----------------------------------------------------------------------
 
+_VARINT_SHIFTS = np.arange(MAX_VARINT_BYTES, dtype=np.uint64) * np.uint64(7)
+_VARINT_GROUPS = np.arange(MAX_VARINT_BYTES)
+
 
 def encode_varints(values: np.ndarray) -> bytes:
-    """Unsigned LEB128 of every value, minimal length."""
-    out = bytearray()
-    for value in values.tolist():
-        while value >= 0x80:
-            out.append((value & 0x7F) | 0x80)
-            value >>= 7
-        out.append(value)
-    return bytes(out)
+    """Unsigned LEB128 of every value, minimal length (vectorised: one row of up to ten
+    7-bit groups per value, the groups a value needs kept in order)."""
+    v = np.ascontiguousarray(values, dtype=np.uint64).ravel()
+    if v.size == 0:
+        return b""
+    shifted = v[:, None] >> _VARINT_SHIFTS  # (n, 10)
+    lengths = 1 + np.count_nonzero(shifted[:, 1:], axis=1)
+    groups = (shifted & np.uint64(0x7F)).astype(np.uint8)
+    groups |= np.where(_VARINT_GROUPS < (lengths - 1)[:, None], 0x80, 0).astype(np.uint8)
+    return groups[_VARINT_GROUPS < lengths[:, None]].tobytes()
 
 
-def _decode_varints(buf: np.ndarray, count: int) -> tuple[np.ndarray, int]:
-    """Decode ``count`` varints from the start of ``buf``; return them and bytes used."""
+def _read_varint(view: memoryview, pos: int, name: str) -> tuple[int, int]:
+    """One minimal varint at ``pos`` (``name`` says which field); the value and the
+    position after it."""
+    value = 0
+    for index in range(MAX_VARINT_BYTES):
+        if pos >= len(view):
+            raise WireFormatError(f"digest ends inside the {name} varint")
+        byte = view[pos]
+        pos += 1
+        if index == MAX_VARINT_BYTES - 1 and byte > 1:
+            raise WireFormatError(f"{name} varint exceeds 64 bits")
+        value |= (byte & 0x7F) << (7 * index)
+        if not byte & 0x80:
+            if index and byte == 0:
+                raise WireFormatError(f"{name} varint is not minimally encoded")
+            return value, pos
+    raise WireFormatError(f"{name} varint longer than {MAX_VARINT_BYTES} bytes")
+
+
+def _decode_varints(buf: np.ndarray, count: int, what: str,
+                    name: Callable[[int], str]) -> tuple[np.ndarray, int]:
+    """Decode ``count`` varints from the start of ``buf``; return them and bytes used.
+
+    ``what`` names them all (for a truncation), ``name(i)`` the i-th one."""
     if count == 0:
         return np.empty(0, dtype=np.uint64), 0
     ends = np.flatnonzero((buf & 0x80) == 0)
     if ends.size < count:
-        raise WireFormatError(f"truncated centroid weights: {count} expected, {ends.size} found")
+        raise WireFormatError(f"truncated {what}: {count} expected, {ends.size} found")
     ends = ends[:count]
     used = int(ends[-1]) + 1
     starts = np.concatenate(([0], ends[:-1] + 1))
     lengths = ends - starts + 1
-    if int(lengths.max()) > 10:
-        raise WireFormatError("centroid weight varint longer than 10 bytes")
-    if np.any((lengths > 1) & (buf[ends] == 0)):
-        raise WireFormatError("centroid weight varint is not minimally encoded")
-    if np.any((lengths == 10) & (buf[ends] > 1)):
-        raise WireFormatError("centroid weight varint exceeds 64 bits")
+    for bad, message in (
+            (lengths > MAX_VARINT_BYTES, f"varint longer than {MAX_VARINT_BYTES} bytes"),
+            ((lengths > 1) & (buf[ends] == 0), "varint is not minimally encoded"),
+            ((lengths == MAX_VARINT_BYTES) & (buf[ends] > 1), "varint exceeds 64 bits")):
+        if np.any(bad):
+            raise WireFormatError(f"{name(int(np.argmax(bad)))} {message}")
     body = buf[:used]
-    group = np.repeat(np.arange(count), lengths)
     position = np.arange(used) - np.repeat(starts, lengths)
     parts = (body & 0x7F).astype(np.uint64) << (7 * position).astype(np.uint64)
-    values = np.bitwise_or.reduceat(parts, starts) if count else parts
-    del group
+    values = np.bitwise_or.reduceat(parts, starts)
     return values.astype(np.uint64), used
 
 
 # ---- digests ----------------------------------------------------------------------
 
 
+def _keys(values: np.ndarray) -> np.ndarray:
+    """key(x) of every double: its bits with the sign bit set when it is clear, all bits
+    flipped when it is set; keys are in the order of the values, consecutive doubles
+    have consecutive keys (docs/wire-format.md §1.1)."""
+    bits = np.ascontiguousarray(values, dtype=np.float64).view(np.uint64)
+    negative = (bits >> np.uint64(63)) != 0
+    return np.where(negative, ~bits, bits | np.uint64(_SIGN_BIT))
+
+
+def _key(value: float) -> int:
+    (bits,) = struct.unpack("<Q", struct.pack("<d", value))
+    return (~bits & _U64_MAX) if bits & _SIGN_BIT else bits | _SIGN_BIT
+
+
+def _doubles_from_keys(keys: np.ndarray) -> np.ndarray:
+    positive = keys >= np.uint64(_SIGN_BIT)
+    bits = np.where(positive, keys & np.uint64(_SIGN_BIT - 1), ~keys)
+    return bits.view(np.float64)
+
+
 def encode_digest(digest: TDigest) -> bytes:
-    """The canonical wire bytes of a digest."""
+    """The canonical wire bytes of a digest (version 3)."""
     empty = digest.count == 0
-    header = DIGEST_HEADER.pack(
+    vmin = 0.0 if empty else digest.min + 0.0
+    fixed = DIGEST_FIXED.pack(
         DIGEST_MAGIC,
         DIGEST_VERSION,
         0,
         digest.compression,
-        digest.count,
-        digest.null_count,
-        digest.nan_count,
-        digest.pos_inf_count,
-        digest.neg_inf_count,
-        0.0 if empty else digest.min + 0.0,
+        vmin,
         0.0 if empty else digest.max + 0.0,
         0.0 if empty else digest.mean + 0.0,
         0.0 if empty else digest.mean_residual + 0.0,
         0.0 if empty else digest.m2 + 0.0,
-        digest.means.size,
     )
-    means = (np.ascontiguousarray(digest.means, dtype="<f8") + 0.0).tobytes()
-    return header + means + encode_varints(np.asarray(digest.weights, dtype=np.uint64))
+    means = np.asarray(digest.means, dtype=np.float64) + 0.0
+    # Mean steps: key distances from min to the first mean, then from mean to mean.
+    steps = np.diff(_keys(np.concatenate(([vmin], means))))
+    counts = np.array([digest.count, digest.null_count, digest.nan_count,
+                       digest.pos_inf_count, digest.neg_inf_count, means.size],
+                      dtype=np.uint64)
+    weights = np.asarray(digest.weights, dtype=np.uint64)
+    return fixed + encode_varints(np.concatenate((counts, steps, weights)))
 
 
 def decode_digest(data: bytes | bytearray | memoryview) -> TDigest:
-    """Parse and fully validate one digest; the input must hold exactly one."""
+    """Parse and fully validate one digest (version 1, 2 or 3); the input must hold
+    exactly one."""
     digest, used = _decode_digest_prefix(memoryview(data).cast("B"), 0)
     if used != len(data):
         raise WireFormatError(f"{len(data) - used} trailing bytes after the digest")
@@ -145,39 +207,52 @@ def _is_negative_zero(value: float) -> bool:
 
 def _decode_digest_prefix(view: memoryview, offset: int) -> tuple[TDigest, int]:
     size = len(view) - offset
-    if size < DIGEST_HEADER_V1_SIZE:
+    if size < 5:
         raise WireFormatError(
-            f"digest too short: {size} bytes, the header alone is {DIGEST_HEADER_V1_SIZE}"
+            f"digest too short: {size} bytes, the smallest digest is {DIGEST_MIN_SIZE}"
         )
     magic = bytes(view[offset:offset + 4])
     if magic != DIGEST_MAGIC:
         raise WireFormatError(f"bad digest magic {magic!r}, expected {DIGEST_MAGIC!r}")
     version = view[offset + 4]
+    smallest = {1: DIGEST_HEADER_V1_SIZE, 2: DIGEST_HEADER_V2_SIZE, 3: DIGEST_MIN_SIZE}.get(
+        version)
+    if smallest is None:
+        raise WireFormatError(f"unsupported digest version {version}, expected 1, 2 or 3")
+    if size < smallest:
+        what = "smallest digest" if version == 3 else "header"
+        raise WireFormatError(f"digest too short: {size} bytes, the {what} is {smallest}")
+    vmean = vres = vm2 = vsum = vsum_sq = 0.0
     if version == 1:
-        header = DIGEST_HEADER_V1
         (_, _, flags, compression, count, nulls, nans, pinf, ninf,
-         vmin, vmax, vsum, vsum_sq, n) = header.unpack_from(view, offset)
-        vmean = vres = vm2 = 0.0
+         vmin, vmax, vsum, vsum_sq, n) = DIGEST_HEADER_V1.unpack_from(view, offset)
+        start = offset + DIGEST_HEADER_V1_SIZE
     elif version == 2:
-        header = DIGEST_HEADER
-        if size < header.size:
-            raise WireFormatError(f"digest too short: {size} bytes, the header is {header.size}")
         (_, _, flags, compression, count, nulls, nans, pinf, ninf,
-         vmin, vmax, vmean, vres, vm2, n) = header.unpack_from(view, offset)
-        vsum = vsum_sq = 0.0
+         vmin, vmax, vmean, vres, vm2, n) = DIGEST_HEADER_V2.unpack_from(view, offset)
+        start = offset + DIGEST_HEADER_V2_SIZE
     else:
-        raise WireFormatError(f"unsupported digest version {version}, expected 1 or 2")
+        (_, _, flags, compression, vmin, vmax, vmean, vres,
+         vm2) = DIGEST_FIXED.unpack_from(view, offset)
     if flags != 0:
         raise WireFormatError(f"reserved digest flags must be 0, got {flags}")
     if not MIN_COMPRESSION <= compression <= MAX_COMPRESSION:
         raise WireFormatError(
             f"compression {compression} outside {MIN_COMPRESSION}..{MAX_COMPRESSION}"
         )
+    if version == 3:
+        pos = offset + DIGEST_FIXED_SIZE
+        count, pos = _read_varint(view, pos, "count")
+        nulls, pos = _read_varint(view, pos, "null_count")
+        nans, pos = _read_varint(view, pos, "nan_count")
+        pinf, pos = _read_varint(view, pos, "pos_inf_count")
+        ninf, pos = _read_varint(view, pos, "neg_inf_count")
+        n, start = _read_varint(view, pos, "n_centroids")
     if n > MAX_CENTROIDS:
         raise WireFormatError(f"{n} centroids exceed the limit of {MAX_CENTROIDS}")
     if n > count:
         raise WireFormatError(f"{n} centroids for only {count} values")
-    if header.size + 9 * n > size:
+    if start + _CENTROID_MIN_BYTES[version] * n > offset + size:
         raise WireFormatError(f"{n} centroids cannot fit in {size} bytes")
     if version == 1:
         if math.isnan(vsum) or math.isnan(vsum_sq):
@@ -193,7 +268,6 @@ def _decode_digest_prefix(view: memoryview, offset: int) -> tuple[TDigest, int]:
             raise WireFormatError("mean, mean_residual and m2 of -0.0 are not canonical")
         if not 2.0 * abs(vres) <= ulp(vmean):
             raise WireFormatError("mean_residual exceeds half an ulp of mean")
-    start = offset + header.size
     if count == 0:
         if n != 0:
             raise WireFormatError("an empty digest has no centroids")
@@ -214,24 +288,22 @@ def _decode_digest_prefix(view: memoryview, offset: int) -> tuple[TDigest, int]:
         raise WireFormatError("min and max must be finite")
     if vmin > vmax:
         raise WireFormatError(f"min {vmin!r} is greater than max {vmax!r}")
-    means = np.frombuffer(view, dtype="<f8", count=n, offset=start).astype(np.float64)
-    if not np.all(np.isfinite(means)):
-        raise WireFormatError("centroid means must be finite")
-    if n > 1 and np.any(means[1:] < means[:-1]):
-        raise WireFormatError("centroid means must be sorted in non-decreasing order")
-    if means[0] < vmin or means[-1] > vmax:
-        raise WireFormatError("centroid means must lie within [min, max]")
-    if np.any(np.signbit(means) & (means == 0.0)):
-        raise WireFormatError("a centroid mean of -0.0 is not canonical; write +0.0")
+    if version == 3:
+        means, weights, end = _decode_centroids_v3(view, start, n, vmin, vmax)
+    else:
+        means = _decode_means_v1_v2(view, start, n, vmin, vmax)
     for name, value in (("min", vmin), ("max", vmax)) + ((("sum", vsum),) if version == 1
                                                           else ()):
         if _is_negative_zero(value):
             raise WireFormatError(f"{name} of -0.0 is not canonical; write +0.0")
-    if version == 2 and not vmin <= vmean <= vmax:
+    if version != 1 and not vmin <= vmean <= vmax:
         raise WireFormatError("mean must lie within [min, max]")
-    weight_start = start + 8 * n
-    raw = np.frombuffer(view, dtype=np.uint8, offset=weight_start)
-    weights, used = _decode_varints(raw[: 10 * n], n)
+    if version != 3:
+        weight_start = start + 8 * n
+        raw = np.frombuffer(view, dtype=np.uint8, offset=weight_start)
+        weights, used = _decode_varints(raw[: 10 * n], n, "centroid weights",
+                                        lambda _: "centroid weight")
+        end = weight_start + used
     if np.any(weights == 0):
         raise WireFormatError("centroid weights must be at least 1")
     approx = float(np.sum(weights, dtype=np.float64))
@@ -245,13 +317,60 @@ def _decode_digest_prefix(view: memoryview, offset: int) -> tuple[TDigest, int]:
                      min=vmin, max=vmax, mean=vmean, mean_residual=vres, m2=vm2,
                      null_count=nulls, nan_count=nans, pos_inf_count=pinf,
                      neg_inf_count=ninf)
-    return digest, weight_start + used - offset
+    return digest, end - offset
+
+
+def _decode_means_v1_v2(view: memoryview, start: int, n: int, vmin: float,
+                        vmax: float) -> np.ndarray:
+    """Versions 1 and 2: n doubles, finite, non-decreasing, in [min, max], never -0.0."""
+    means = np.frombuffer(view, dtype="<f8", count=n, offset=start).astype(np.float64)
+    if not np.all(np.isfinite(means)):
+        raise WireFormatError("centroid means must be finite")
+    if n > 1 and np.any(means[1:] < means[:-1]):
+        raise WireFormatError("centroid means must be sorted in non-decreasing order")
+    if means[0] < vmin or means[-1] > vmax:
+        raise WireFormatError("centroid means must lie within [min, max]")
+    if np.any(np.signbit(means) & (means == 0.0)):
+        raise WireFormatError("a centroid mean of -0.0 is not canonical; write +0.0")
+    return means
+
+
+def _decode_centroids_v3(view: memoryview, start: int, n: int, vmin: float,
+                         vmax: float) -> tuple[np.ndarray, np.ndarray, int]:
+    """Version 3: n mean steps and n weights (2n varints); the means rebuilt as running
+    key sums from key(min), never past key(max) and never onto -0.0. Returns the means,
+    the weights and the position after the last weight."""
+    for name, value in (("min", vmin), ("max", vmax)):
+        if _is_negative_zero(value):  # before the keys: key(-0.0) < key(+0.0)
+            raise WireFormatError(f"{name} of -0.0 is not canonical; write +0.0")
+    raw = np.frombuffer(view, dtype=np.uint8, offset=start)
+
+    def name(i: int) -> str:
+        return f"centroid {i} mean step" if i < n else f"centroid {i - n} weight"
+
+    values, used = _decode_varints(raw[: 2 * MAX_VARINT_BYTES * n], 2 * n,
+                                   "centroid mean steps and weights", name)
+    steps, weights = values[:n], values[n:]
+    key_min = _key(vmin)
+    budget = np.uint64(_key(vmax) - key_min)  # >= 0: min <= max, neither -0.0
+    # Running sums of the steps; a sum past 2^64 wraps, and then it decreases (every step
+    # is below 2^64): either way the running key has passed key(max).
+    offsets = np.cumsum(steps, dtype=np.uint64)
+    past = (offsets > budget) | (offsets < np.concatenate(([np.uint64(0)], offsets[:-1])))
+    if np.any(past):
+        raise WireFormatError(f"centroid {int(np.argmax(past))} mean step runs past max")
+    keys = offsets + np.uint64(key_min)
+    negative_zero = keys == np.uint64(_NEGATIVE_ZERO_KEY)
+    if np.any(negative_zero):
+        raise WireFormatError(f"centroid {int(np.argmax(negative_zero))} mean step lands on "
+                              "-0.0, which is not canonical")
+    return _doubles_from_keys(keys), weights, start + used
 
 
 def _moments_from_v1(means: np.ndarray, weights: np.ndarray, count: int, vmin: float,
                      vmax: float, vsum: float, vsum_sq: float) -> tuple[float, float, float]:
-    """Version 1 sums to version 2 moments (docs/wire-format.md, section 1.3), the same
-    operations as the extension's td_convert_v1."""
+    """Version 1 sums to the moments of versions 2 and 3 (docs/wire-format.md, section
+    1.4), the same operations as the extension's td_convert_v1."""
     if means.size == count:  # every value is a centroid: the exact moments
         return exact_moments(means, vmin, vmax)
     n = float(count)
@@ -490,7 +609,7 @@ def decode_envelope(data: bytes | bytearray | memoryview) -> Envelope:
             raise WireFormatError(f"entry {index}: unknown role {role}")
         if kind not in _KIND_NAMES:
             raise WireFormatError(f"entry {index}: unknown kind {kind}")
-        smallest = DIGEST_HEADER_V1_SIZE if kind == KIND_NUMERIC else CATEGORY_HEADER_SIZE
+        smallest = DIGEST_MIN_SIZE if kind == KIND_NUMERIC else CATEGORY_HEADER_SIZE
         if body_len < smallest or offset + body_len > size:
             what = "digest" if kind == KIND_NUMERIC else "category table"
             raise WireFormatError(f"entry {index}: {what} length {body_len} out of range")

@@ -27,9 +27,10 @@ def capture(source: BaselineSource, statement_timeout_ms: int) -> int:
                         (str(statement_timeout_ms),))
             cur.execute(
                 "SELECT capture_baseline(%s::regclass, %s::name, %s::name[], "
-                "now() - %s::interval, now() - %s::interval, %s::integer)",
+                "now() - %s::interval, now() - %s::interval, %s::integer, %s::name[])",
                 (source.source, source.time_column, list(source.value_columns),
-                 source.lookback, source.end_offset, source.compression))
+                 source.lookback, source.end_offset, source.compression,
+                 list(source.category_columns)))
             return int(cur.fetchone()[0])
     except psycopg.OperationalError:
         discard_connection()

@@ -40,10 +40,13 @@ class AnalysisUnavailable(RuntimeError):
 
 def analyse(window: str, source: str | None = None, time_column: str | None = None,
             value_columns: Sequence[str] | None = None,
-            statement_timeout_ms: int | None = None) -> dict[str, Any]:
+            statement_timeout_ms: int | None = None,
+            category_columns: Sequence[str] | None = None) -> dict[str, Any]:
     """``SELECT perform_drift_analysis(...)`` on this process's connection; the verdict.
 
     Without ``source`` the short form uses the extension's configured source.
+    ``category_columns`` names the integer value columns to analyse as categories (the
+    five-argument form); text, boolean and enum columns are categorical anyway.
     """
     timeout = statement_timeout_ms or config.ondemand.statement_timeout_ms
     conn = pg_connection()
@@ -53,10 +56,19 @@ def analyse(window: str, source: str | None = None, time_column: str | None = No
             if source:
                 if not time_column or not value_columns:
                     raise ValueError("a source needs time_column and value_columns")
-                cur.execute("SELECT perform_drift_analysis(%s::interval, %s::regclass, "
-                            "%s::name, %s::name[])",
-                            (window, source, time_column, list(value_columns)))
+                if category_columns:
+                    cur.execute("SELECT perform_drift_analysis(%s::interval, %s::regclass, "
+                                "%s::name, %s::name[], %s::name[])",
+                                (window, source, time_column, list(value_columns),
+                                 list(category_columns)))
+                else:
+                    cur.execute("SELECT perform_drift_analysis(%s::interval, %s::regclass, "
+                                "%s::name, %s::name[])",
+                                (window, source, time_column, list(value_columns)))
             else:
+                if category_columns:
+                    raise ValueError("category_columns needs a source (or set "
+                                     "pg_stat_guard.category_columns)")
                 cur.execute("SELECT perform_drift_analysis(%s::interval)", (window,))
             row = cur.fetchone()
     except psycopg.OperationalError:
@@ -96,7 +108,8 @@ def ondemand_record(verdict: dict[str, Any], model: str, started_at: datetime,
 def run_ondemand_analysis(self: Task, window: str | None = None, source: str | None = None,
                           time_column: str | None = None,
                           value_columns: list[str] | None = None,
-                          model: str | None = None) -> dict[str, Any]:
+                          model: str | None = None,
+                          category_columns: list[str] | None = None) -> dict[str, Any]:
     """Analyse the window in PostgreSQL and publish the verdict to the stream once."""
     settings = config.ondemand
     client = redis_client()
@@ -109,10 +122,12 @@ def run_ondemand_analysis(self: Task, window: str | None = None, source: str | N
     source = source or settings.source or None
     time_column = time_column or settings.time_column or None
     value_columns = list(value_columns or settings.value_columns) or None
+    category_columns = list(category_columns or settings.category_columns) or None
     started_at = datetime.now(UTC)
     began = time.perf_counter()
     try:
-        verdict = analyse(window, source, time_column, value_columns)
+        verdict = analyse(window, source, time_column, value_columns,
+                          category_columns=category_columns)
     except (psycopg.Error, AnalysisUnavailable) as exc:
         sqlstate = getattr(exc, "sqlstate", None) or ""
         if (isinstance(exc, AnalysisUnavailable | psycopg.OperationalError)

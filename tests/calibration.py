@@ -100,7 +100,7 @@ class PairScore:
 
 def score_digest_pair(family: str, baseline: np.ndarray, current: np.ndarray) -> PairScore:
     """Numeric windows as the verdict service sees them: t-digests built as the extension
-    builds them (the same bytes up to 50·δ values), compared and judged by
+    builds them (the same bytes up to 75·δ values), compared and judged by
     ``compare_digests`` and ``evaluate``. Categories as counted category tables, through
     ``categorical_drift`` and the same rule (PSI over the categories, significance by
     their chi-square test)."""

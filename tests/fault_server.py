@@ -547,8 +547,7 @@ def _canned_verdict(body: bytes) -> bytes:
             (digest_len,) = struct.unpack_from("<I", body, offset)
             offset += 4
             if kind == 0:
-                counts = dict(zip(_COUNT_FIELDS, struct.unpack_from("<5Q", body, offset + 8),
-                                  strict=True))
+                counts = dict(zip(_COUNT_FIELDS, _digest_counts(body, offset), strict=True))
             else:  # a category table: its NULLs
                 counts = {"null_count": struct.unpack_from("<Q", body, offset + 8)[0]}
             offset += digest_len
@@ -557,6 +556,25 @@ def _canned_verdict(body: bytes) -> bytes:
     except (struct.error, ValueError, UnicodeDecodeError):
         verdict["columns"] = {}
     return json.dumps(verdict, separators=(",", ":")).encode()
+
+
+def _digest_counts(body: bytes, offset: int) -> list[int]:
+    """The five counts of the digest at offset: u64s in versions 1 and 2, the varints after
+    the 48 fixed bytes in version 3 (docs/wire-format.md §1)."""
+    if body[offset + 4] != 3:
+        return list(struct.unpack_from("<5Q", body, offset + 8))
+    counts, pos = [], offset + 48
+    for _ in range(5):
+        value = shift = 0
+        while True:
+            byte = body[pos]
+            pos += 1
+            value |= (byte & 0x7F) << shift
+            shift += 7
+            if not byte & 0x80:
+                break
+        counts.append(value)
+    return counts
 
 
 def _blocks(block: bytes, total: int) -> Iterator[bytes]:

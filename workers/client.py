@@ -40,6 +40,7 @@ class DriftSignalClient:
 
     def __init__(self, source: str | None = None, time_column: str | None = None,
                  value_columns: Sequence[str] | None = None, window: str | None = None,
+                 category_columns: Sequence[str] | None = None,
                  model: str | None = None, cooldown_s: float | None = None,
                  signal: ThreeSigmaSignal | None = None,
                  client: redis.Redis | None = None, enqueue: Enqueue | None = None,
@@ -49,6 +50,7 @@ class DriftSignalClient:
         self.source = source if source is not None else settings.source
         self.time_column = time_column or settings.time_column
         self.value_columns = list(value_columns or settings.value_columns)
+        self.category_columns = list(category_columns or settings.category_columns)
         self.window = window or settings.window
         self.model = model or settings.model
         self.cooldown_s = settings.cooldown_s if cooldown_s is None else cooldown_s
@@ -90,6 +92,8 @@ class DriftSignalClient:
         if self.source:
             kwargs.update(source=self.source, time_column=self.time_column or None,
                           value_columns=self.value_columns or None)
+            if self.category_columns:  # only when set: workers of earlier releases lack it
+                kwargs["category_columns"] = self.category_columns
         return kwargs
 
 

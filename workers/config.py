@@ -171,6 +171,10 @@ class OnDemandConfig:
     source: str = ""  # empty: the extension's pg_stat_guard.source setting
     time_column: str = ""
     value_columns: tuple[str, ...] = ()
+    # Integer value columns to analyse as categories (text, boolean and enum columns are
+    # categorical without being listed); empty: the extension's
+    # pg_stat_guard.category_columns setting.
+    category_columns: tuple[str, ...] = ()
     model: str = ""  # the model name written in stream records (default: the source)
     statement_timeout_ms: int = 10_000
     cooldown_s: float = 300.0
@@ -190,6 +194,7 @@ class BaselineSource:
     lookback: str = "7 days"  # the baseline window is [now() - lookback, now() - end_offset)
     end_offset: str = "0 seconds"
     compression: int | None = None
+    category_columns: tuple[str, ...] = ()  # integer columns kept as category tables
 
 
 @dataclass(frozen=True)

@@ -94,7 +94,7 @@ CREATE AGGREGATE tdigest_agg(double precision) (
     DESERIALFUNC = tdigest_agg_deserialize,
     PARALLEL = SAFE
 );
-COMMENT ON AGGREGATE tdigest_agg(double precision) IS 't-digest of the values (compression 60)';
+COMMENT ON AGGREGATE tdigest_agg(double precision) IS 't-digest of the values (compression 40)';
 
 CREATE AGGREGATE tdigest_agg(double precision, integer) (
     SFUNC = tdigest_agg_trans,

@@ -30,7 +30,7 @@
  * number (tests/extension/test_defaults.py); chosen with the accuracy sweep
  * of docs/statistics.md and bench/bench_extension.py.
  */
-#define PSG_DEFAULT_COMPRESSION 60
+#define PSG_DEFAULT_COMPRESSION 40
 
 /*
  * Categories named per categorical column and window (pg_stat_guard.max_

@@ -20,18 +20,19 @@
 #define TD_MAX_VARINT_BYTES		10
 #define TD_ERRMSG_SIZE			160
 
-/* Writers write version 2; readers read versions 1 and 2. */
-#define TD_WIRE_VERSION			2
-#define TD_HEADER_SIZE			92	/* version 2 */
+/* Writers write version 3; readers read versions 1, 2 and 3. */
+#define TD_WIRE_VERSION			3
+#define TD_FIXED_SIZE			48	/* version 3: the part before the varints */
+#define TD_MIN_SIZE				54	/* version 3: an empty digest */
+#define TD_HEADER_SIZE_V2		92
 #define TD_HEADER_SIZE_V1		84
-#define TD_MIN_HEADER_SIZE		TD_HEADER_SIZE_V1
 
 /*
  * Up to EXACT_FACTOR * compression values (at most TD_MAX_CENTROIDS) every
  * value is a centroid of its own: small windows stay exact.  Python's
  * stat_guard.tdigest.EXACT_FACTOR is the same number.
  */
-#define TD_EXACT_FACTOR			50
+#define TD_EXACT_FACTOR			75
 
 /*
  * The scale function: k2 (normalised by n) with a cap on a centroid's mass
@@ -39,7 +40,7 @@
  * small where KS and PSI look (docs/statistics.md).  Python's
  * stat_guard.tdigest.MASS_CAP is the same number.
  */
-#define TD_MASS_CAP				0.75
+#define TD_MASS_CAP				0.44
 
 /* Everything of a digest except its centroids. */
 typedef struct TdSummary
@@ -56,8 +57,10 @@ typedef struct TdSummary
 	double		mean_residual;	/* exact mean - mean, |.| <= ulp(mean) / 2 */
 	double		m2;				/* sum of squared deviations from the mean;
 								 * +Inf when it overflows */
-	/* Read from a version 1 digest until td_decode_centroids converts them. */
+	/* Set by td_decode_header for td_decode_centroids. */
 	int			version;
+	size_t		centroids_at;	/* offset of the centroid section */
+	/* Read from a version 1 digest until td_decode_centroids converts them. */
 	double		v1_sum;
 	double		v1_sum_sq;
 } TdSummary;
@@ -249,10 +252,10 @@ extern size_t td_encoded_size(const TdDigest *d);
 extern size_t td_encode(const TdDigest *d, uint8_t *out);
 
 /*
- * First step of decoding (version 1 or 2): check the fixed header and that
+ * First step of decoding (version 1, 2 or 3): check the header and that
  * the input is long enough for the centroid count it announces (header +
- * 9n <= len), so a caller may allocate n means and weights.  Returns true
- * when valid.
+ * 2n <= len in version 3, header + 9n in versions 1 and 2), so a caller may
+ * allocate n means and weights.  Returns true when valid.
  */
 extern bool td_decode_header(const uint8_t *buf, size_t len, TdSummary *s,
 							 uint32_t *n_centroids, char *err, size_t errlen);
@@ -260,7 +263,7 @@ extern bool td_decode_header(const uint8_t *buf, size_t len, TdSummary *s,
 /*
  * Second step: read the centroids into caller arrays of n_centroids entries
  * and validate the whole digest (varints, trailing bytes, all of
- * td_validate).  A version 1 digest is converted to version 2 (s is
+ * td_validate).  A version 1 digest is converted (its moments computed; s is
  * updated).  Returns true when valid.
  */
 extern bool td_decode_centroids(const uint8_t *buf, size_t len, TdSummary *s,

@@ -31,7 +31,7 @@ psg_digest_to_varlena(const TdDigest *d)
 	size_t		size = td_encoded_size(d);
 	struct varlena *v;
 
-	/* size <= 92 + 18 * 65536: far below MaxAllocSize. */
+	/* size <= 48 + 6 * 10 + 20 * 65536: far below MaxAllocSize. */
 	v = (struct varlena *) palloc(VARHDRSZ + size);
 	SET_VARSIZE(v, VARHDRSZ + size);
 	td_encode(d, (uint8_t *) VARDATA(v));
@@ -51,7 +51,7 @@ psg_decode_bytes(const uint8 *bytes, size_t len, TdDigest *d, int errcode_on_fai
 				(errcode(errcode_on_failure),
 				 errmsg("invalid tdigest: %s", err)));
 
-	/* td_decode_header proved header + 9n <= len, so n is backed by input bytes. */
+	/* td_decode_header proved header + 2n <= len, so n is backed by input bytes. */
 	means = (double *) palloc(sizeof(double) * (n > 0 ? n : 1));
 	weights = (uint64_t *) palloc(sizeof(uint64_t) * (n > 0 ? n : 1));
 	if (!td_decode_centroids(bytes, len, &d->s, n, means, weights, err, sizeof(err)))
@@ -361,7 +361,7 @@ psg_tdigest_in(PG_FUNCTION_ARGS)
 	memset(&d, 0, sizeof(d));
 	d.s.version = TD_WIRE_VERSION;
 	expect_char(&tp, '{');
-	for (int k = 0; k < KEYS_PER_FORM - 1 || (k == KEYS_PER_FORM - 1 && d.s.version == 2); k++)
+	for (int k = 0; k < KEYS_PER_FORM - 1 || (k == KEYS_PER_FORM - 1 && d.s.version != 1); k++)
 	{
 		char		key[32];
 		int			which = -1;

@@ -1,7 +1,7 @@
 /*
  * tdigest_wire.c — the PSGD wire format (docs/wire-format.md, section 1):
- * every validity rule, the canonical encoding (version 2), and strict
- * decoding of versions 1 and 2 (a version 1 digest is converted on reading).
+ * every validity rule, the canonical encoding (version 3), and strict
+ * decoding of versions 1, 2 and 3 (a version 1 digest is converted on reading).
  *
  * No PostgreSQL calls and no allocation: see tdigest.h.
  */
@@ -238,13 +238,6 @@ put_u16(uint8_t *p, uint16_t v)
 }
 
 static inline void
-put_u32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t) (v >> (8 * i));
-}
-
-static inline void
 put_u64(uint8_t *p, uint64_t v)
 {
 	for (int i = 0; i < 8; i++)
@@ -314,13 +307,38 @@ varint_size(uint64_t v)
 	return n;
 }
 
+/* The key steps of the means (docs/wire-format.md, section 1.1). */
+static inline uint64_t
+mean_step(const TdDigest *d, uint32_t i)
+{
+	uint64_t	prev = td_key_from_double(i == 0 ? d->s.min + 0.0 : d->means[i - 1] + 0.0);
+
+	return td_key_from_double(d->means[i] + 0.0) - prev;
+}
+
+static inline uint8_t *
+put_varint(uint8_t *p, uint64_t v)
+{
+	while (v >= 0x80)
+	{
+		*p++ = (uint8_t) (v | 0x80);
+		v >>= 7;
+	}
+	*p++ = (uint8_t) v;
+	return p;
+}
+
 size_t
 td_encoded_size(const TdDigest *d)
 {
-	size_t		size = TD_HEADER_SIZE + 8 * (size_t) d->n_centroids;
+	const TdSummary *s = &d->s;
+	size_t		size = TD_FIXED_SIZE;
 
+	size += varint_size(s->count) + varint_size(s->null_count) +
+		varint_size(s->nan_count) + varint_size(s->pos_inf_count) +
+		varint_size(s->neg_inf_count) + varint_size(d->n_centroids);
 	for (uint32_t i = 0; i < d->n_centroids; i++)
-		size += varint_size(d->weights[i]);
+		size += varint_size(mean_step(d, i)) + varint_size(d->weights[i]);
 	return size;
 }
 
@@ -335,53 +353,107 @@ td_encode(const TdDigest *d, uint8_t *out)
 	p[4] = TD_WIRE_VERSION;
 	p[5] = 0;
 	put_u16(p + 6, (uint16_t) s->compression);
-	put_u64(p + 8, s->count);
-	put_u64(p + 16, s->null_count);
-	put_u64(p + 24, s->nan_count);
-	put_u64(p + 32, s->pos_inf_count);
-	put_u64(p + 40, s->neg_inf_count);
-	put_f64(p + 48, empty ? 0.0 : s->min);
-	put_f64(p + 56, empty ? 0.0 : s->max);
-	put_f64(p + 64, empty ? 0.0 : s->mean);
-	put_f64(p + 72, empty ? 0.0 : s->mean_residual);
-	put_f64(p + 80, empty ? 0.0 : s->m2);
-	put_u32(p + 88, d->n_centroids);
-	p += TD_HEADER_SIZE;
-	for (uint32_t i = 0; i < d->n_centroids; i++, p += 8)
-		put_f64(p, d->means[i]);
+	put_f64(p + 8, empty ? 0.0 : s->min);
+	put_f64(p + 16, empty ? 0.0 : s->max);
+	put_f64(p + 24, empty ? 0.0 : s->mean);
+	put_f64(p + 32, empty ? 0.0 : s->mean_residual);
+	put_f64(p + 40, empty ? 0.0 : s->m2);
+	p += TD_FIXED_SIZE;
+	p = put_varint(p, s->count);
+	p = put_varint(p, s->null_count);
+	p = put_varint(p, s->nan_count);
+	p = put_varint(p, s->pos_inf_count);
+	p = put_varint(p, s->neg_inf_count);
+	p = put_varint(p, d->n_centroids);
 	for (uint32_t i = 0; i < d->n_centroids; i++)
-	{
-		uint64_t	v = d->weights[i];
-
-		while (v >= 0x80)
-		{
-			*p++ = (uint8_t) (v | 0x80);
-			v >>= 7;
-		}
-		*p++ = (uint8_t) v;
-	}
+		p = put_varint(p, mean_step(d, i));
+	for (uint32_t i = 0; i < d->n_centroids; i++)
+		p = put_varint(p, d->weights[i]);
 	return (size_t) (p - out);
 }
 
-/* Header size of a digest of this version (0: unsupported). */
-static size_t
-header_size(uint8_t version)
+/*
+ * Read one minimal unsigned LEB128 varint at *pos; what names the field in
+ * the error ("weight of centroid 3").
+ */
+static bool
+get_varint(const uint8_t *buf, size_t len, size_t *pos, uint64_t *out,
+		   const char *what, uint32_t index, char *err, size_t errlen)
 {
-	return version == 1 ? TD_HEADER_SIZE_V1 : version == 2 ? TD_HEADER_SIZE : 0;
+	uint64_t	v = 0;
+	int			nbytes = 0;
+	uint8_t		byte;
+	char		name[64];
+
+	if (index == UINT32_MAX)
+		snprintf(name, sizeof(name), "%s", what);
+	else
+		snprintf(name, sizeof(name), "%s %u", what, (unsigned) index);
+	do
+	{
+		if (*pos >= len)
+		{
+			snprintf(err, errlen, "digest ends inside the %s", name);
+			return false;
+		}
+		if (nbytes == TD_MAX_VARINT_BYTES)
+		{
+			snprintf(err, errlen, "%s is longer than %d bytes", name, TD_MAX_VARINT_BYTES);
+			return false;
+		}
+		byte = buf[(*pos)++];
+		if (nbytes == TD_MAX_VARINT_BYTES - 1 && byte > 1)
+		{
+			snprintf(err, errlen, "%s does not fit 64 bits", name);
+			return false;
+		}
+		v |= (uint64_t) (byte & 0x7f) << (7 * nbytes);
+		nbytes++;
+	} while (byte & 0x80);
+
+	if (nbytes > 1 && byte == 0)
+	{
+		snprintf(err, errlen, "%s is not minimally encoded", name);
+		return false;
+	}
+	*out = v;
+	return true;
+}
+
+static bool
+decode_header_v3(const uint8_t *buf, size_t len, TdSummary *s,
+				 uint64_t *n, char *err, size_t errlen)
+{
+	size_t		pos = TD_FIXED_SIZE;
+
+	s->min = get_f64(buf + 8);
+	s->max = get_f64(buf + 16);
+	s->mean = get_f64(buf + 24);
+	s->mean_residual = get_f64(buf + 32);
+	s->m2 = get_f64(buf + 40);
+	if (!get_varint(buf, len, &pos, &s->count, "count", UINT32_MAX, err, errlen) ||
+		!get_varint(buf, len, &pos, &s->null_count, "null_count", UINT32_MAX, err, errlen) ||
+		!get_varint(buf, len, &pos, &s->nan_count, "nan_count", UINT32_MAX, err, errlen) ||
+		!get_varint(buf, len, &pos, &s->pos_inf_count, "pos_inf_count", UINT32_MAX, err, errlen) ||
+		!get_varint(buf, len, &pos, &s->neg_inf_count, "neg_inf_count", UINT32_MAX, err, errlen) ||
+		!get_varint(buf, len, &pos, n, "n_centroids", UINT32_MAX, err, errlen))
+		return false;
+	s->centroids_at = pos;
+	return true;
 }
 
 bool
 td_decode_header(const uint8_t *buf, size_t len, TdSummary *s,
 				 uint32_t *n_centroids, char *err, size_t errlen)
 {
-	uint32_t	n;
-	size_t		header;
+	uint64_t	n;
+	size_t		need;
 
 	memset(s, 0, sizeof(*s));
-	if (len < TD_MIN_HEADER_SIZE)
+	if (len < 8)
 	{
-		snprintf(err, errlen, "digest is %zu bytes, shorter than the %d-byte header",
-				 len, TD_MIN_HEADER_SIZE);
+		snprintf(err, errlen, "digest is %zu bytes, shorter than the smallest digest (%d bytes)",
+				 len, TD_MIN_SIZE);
 		return false;
 	}
 	if (memcmp(buf, "PSGD", 4) != 0)
@@ -389,19 +461,20 @@ td_decode_header(const uint8_t *buf, size_t len, TdSummary *s,
 		snprintf(err, errlen, "digest does not start with magic \"PSGD\"");
 		return false;
 	}
-	header = header_size(buf[4]);
-	if (header == 0)
+	s->version = buf[4];
+	need = s->version == 3 ? TD_MIN_SIZE : s->version == 2 ? TD_HEADER_SIZE_V2 :
+		s->version == 1 ? TD_HEADER_SIZE_V1 : 0;
+	if (need == 0)
 	{
 		snprintf(err, errlen, "unsupported digest version %u", (unsigned) buf[4]);
 		return false;
 	}
-	if (len < header)
+	if (len < need)
 	{
 		snprintf(err, errlen, "digest is %zu bytes, shorter than the %zu-byte header",
-				 len, header);
+				 len, need);
 		return false;
 	}
-	s->version = buf[4];
 	if (buf[5] != 0)
 	{
 		snprintf(err, errlen, "reserved flags byte is %u, must be 0", (unsigned) buf[5]);
@@ -414,46 +487,98 @@ td_decode_header(const uint8_t *buf, size_t len, TdSummary *s,
 				 s->compression, TD_MIN_COMPRESSION, TD_MAX_COMPRESSION);
 		return false;
 	}
-	s->count = get_u64(buf + 8);
-	s->null_count = get_u64(buf + 16);
-	s->nan_count = get_u64(buf + 24);
-	s->pos_inf_count = get_u64(buf + 32);
-	s->neg_inf_count = get_u64(buf + 40);
-	s->min = get_f64(buf + 48);
-	s->max = get_f64(buf + 56);
-	if (s->version == 1)
+	if (s->version == 3)
 	{
-		s->v1_sum = get_f64(buf + 64);
-		s->v1_sum_sq = get_f64(buf + 72);
-		n = get_u32(buf + 80);
+		if (!decode_header_v3(buf, len, s, &n, err, errlen))
+			return false;
 	}
 	else
 	{
-		s->mean = get_f64(buf + 64);
-		s->mean_residual = get_f64(buf + 72);
-		s->m2 = get_f64(buf + 80);
-		n = get_u32(buf + 88);
+		s->count = get_u64(buf + 8);
+		s->null_count = get_u64(buf + 16);
+		s->nan_count = get_u64(buf + 24);
+		s->pos_inf_count = get_u64(buf + 32);
+		s->neg_inf_count = get_u64(buf + 40);
+		s->min = get_f64(buf + 48);
+		s->max = get_f64(buf + 56);
+		if (s->version == 1)
+		{
+			s->v1_sum = get_f64(buf + 64);
+			s->v1_sum_sq = get_f64(buf + 72);
+			n = get_u32(buf + 80);
+		}
+		else
+		{
+			s->mean = get_f64(buf + 64);
+			s->mean_residual = get_f64(buf + 72);
+			s->m2 = get_f64(buf + 80);
+			n = get_u32(buf + 88);
+		}
+		s->centroids_at = need;
 	}
 	if (n > TD_MAX_CENTROIDS)
 	{
-		snprintf(err, errlen, "%u centroids exceed the limit of %d",
-				 (unsigned) n, TD_MAX_CENTROIDS);
+		snprintf(err, errlen, "%llu centroids exceed the limit of %d",
+				 (unsigned long long) n, TD_MAX_CENTROIDS);
 		return false;
 	}
-	if ((uint64_t) n > s->count)
+	if (n > s->count)
 	{
-		snprintf(err, errlen, "%u centroids exceed count %llu",
-				 (unsigned) n, (unsigned long long) s->count);
+		snprintf(err, errlen, "%llu centroids exceed count %llu",
+				 (unsigned long long) n, (unsigned long long) s->count);
 		return false;
 	}
-	/* Each centroid needs at least 9 bytes: check before anyone allocates. */
-	if (header + 9 * (size_t) n > len)
+	/*
+	 * Each centroid needs at least 2 bytes (version 3: a step and a weight)
+	 * or 9 (a double and a weight): check before anyone allocates.
+	 */
+	if (s->centroids_at + (s->version == 3 ? 2 : 9) * (size_t) n > len)
 	{
 		snprintf(err, errlen, "digest of %zu bytes is too short for %u centroids",
 				 len, (unsigned) n);
 		return false;
 	}
-	*n_centroids = n;
+	*n_centroids = (uint32_t) n;
+	return true;
+}
+
+/*
+ * Version 3 means: running key sums from key(min), never past key(max) and
+ * never onto -0.0.  An invalid min or max is reported by td_validate; here
+ * only the steps are checked, against the keys of whatever min and max hold.
+ */
+static bool
+decode_steps(const uint8_t *buf, size_t len, size_t *pos, const TdSummary *s,
+			 uint32_t n, double *means, char *err, size_t errlen)
+{
+	uint64_t	key = td_key_from_double(s->min);
+	uint64_t	key_max = td_key_from_double(s->max);
+	const uint64_t key_neg_zero = UINT64_C(0x7FFFFFFFFFFFFFFF);
+
+	if (n > 0 && (!isfinite(s->min) || !isfinite(s->max) || s->min > s->max))
+	{
+		snprintf(err, errlen, "min and max must be finite with min <= max");
+		return false;
+	}
+	for (uint32_t i = 0; i < n; i++)
+	{
+		uint64_t	step;
+
+		if (!get_varint(buf, len, pos, &step, "mean step of centroid", i, err, errlen))
+			return false;
+		if (step > key_max - key)
+		{
+			snprintf(err, errlen, "centroid %u mean lies above max", (unsigned) i);
+			return false;
+		}
+		key += step;
+		if (key == key_neg_zero)
+		{
+			snprintf(err, errlen, "centroid %u mean is -0.0 (canonical form is +0.0)", (unsigned) i);
+			return false;
+		}
+		means[i] = td_double_from_key(key);
+	}
 	return true;
 }
 
@@ -462,51 +587,25 @@ td_decode_centroids(const uint8_t *buf, size_t len, TdSummary *s,
 					uint32_t n_centroids, double *means, uint64_t *weights,
 					char *err, size_t errlen)
 {
-	size_t		header = header_size((uint8_t) s->version);
-	size_t		pos = header + 8 * (size_t) n_centroids;
+	size_t		pos = s->centroids_at;
 	TdDigest	d;
 
-	for (uint32_t i = 0; i < n_centroids; i++)
-		means[i] = get_f64(buf + header + 8 * (size_t) i);
+	if (s->version == 3)
+	{
+		if (!decode_steps(buf, len, &pos, s, n_centroids, means, err, errlen))
+			return false;
+	}
+	else
+	{
+		for (uint32_t i = 0; i < n_centroids; i++)
+			means[i] = get_f64(buf + pos + 8 * (size_t) i);
+		pos += 8 * (size_t) n_centroids;
+	}
 
 	for (uint32_t i = 0; i < n_centroids; i++)
 	{
-		uint64_t	v = 0;
-		int			nbytes = 0;
-		uint8_t		byte;
-
-		do
-		{
-			if (pos >= len)
-			{
-				snprintf(err, errlen, "digest ends inside the weight of centroid %u",
-						 (unsigned) i);
-				return false;
-			}
-			if (nbytes == TD_MAX_VARINT_BYTES)
-			{
-				snprintf(err, errlen, "weight of centroid %u is longer than %d bytes",
-						 (unsigned) i, TD_MAX_VARINT_BYTES);
-				return false;
-			}
-			byte = buf[pos++];
-			if (nbytes == TD_MAX_VARINT_BYTES - 1 && byte > 1)
-			{
-				snprintf(err, errlen, "weight of centroid %u does not fit 64 bits",
-						 (unsigned) i);
-				return false;
-			}
-			v |= (uint64_t) (byte & 0x7f) << (7 * nbytes);
-			nbytes++;
-		} while (byte & 0x80);
-
-		if (nbytes > 1 && byte == 0)
-		{
-			snprintf(err, errlen, "weight of centroid %u is not minimally encoded",
-					 (unsigned) i);
+		if (!get_varint(buf, len, &pos, &weights[i], "weight of centroid", i, err, errlen))
 			return false;
-		}
-		weights[i] = v;
 	}
 	if (pos != len)
 	{

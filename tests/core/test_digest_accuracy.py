@@ -2,10 +2,9 @@
 
 Six distributions, sizes 1e2 to 1e6, the default compression. KS must be within 0.01.
 PSI must be within 0.01 wherever the exact PSI is in the decision range (<= 0.5); windows
-of up to 50·δ = 10,000 values are kept exactly, larger ones are compressed (100,000 and
-1,000,000 values here, plus 20,000 and 30,000 just past the exact range). Above 0.5, PSI's
-logarithm magnifies tail rank errors, so the bound is 5% relative, which never changes a
-verdict.
+of up to 75·δ = 3,000 values are kept exactly (δ = 40), larger ones are compressed (10,000
+to 1,000,000 values here). Above 0.5, PSI's logarithm magnifies tail rank errors, so the
+bound is 5% relative, which never changes a verdict.
 The maxima are written to .artifacts/accuracy.json.
 """
 

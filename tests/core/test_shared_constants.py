@@ -1,6 +1,7 @@
 """Values that the Python and the C side each write down must agree: the release version,
-the t-digest compression defaults, the category bounds and the wire format's category
-limits (read from the extension's sources as text, so the tests need no build)."""
+the t-digest compression defaults and scale constants, the digest wire format's version and
+sizes, the category bounds and the wire format's category limits (read from the
+extension's sources as text, so the tests need no build)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import tomllib
 from pathlib import Path
 
 import stat_guard
-from stat_guard import categories, wire
+from stat_guard import categories, tdigest, wire
 from stat_guard.scheduled.config import DriftRunConfig
 from stat_guard.tdigest import DEFAULT_COMPRESSION, MAX_COMPRESSION, MIN_COMPRESSION
 
@@ -69,6 +70,21 @@ def test_compression_defaults_equal_the_extensions():
     bounds = {name: _number(value, defines) for name, value in defines.items()
               if "COMPRESSION" in name and ("MIN" in name or "MAX" in name)}
     assert sorted(bounds.values()) == [MIN_COMPRESSION, MAX_COMPRESSION], bounds
+
+
+def test_digest_constants_and_wire_sizes_equal_the_extensions():
+    defines = _defines()
+    # The scale function and the exactly-kept range: both writers write the same bytes.
+    assert _number("TD_EXACT_FACTOR", defines) == tdigest.EXACT_FACTOR
+    assert float(defines["TD_MASS_CAP"]) == tdigest.MASS_CAP
+    assert _number("TD_MAX_CENTROIDS", defines) == tdigest.MAX_CENTROIDS
+    # docs/wire-format.md §1: version 3 written; versions 2 and 1 read
+    assert _number("TD_WIRE_VERSION", defines) == wire.DIGEST_VERSION
+    assert _number("TD_FIXED_SIZE", defines) == wire.DIGEST_FIXED_SIZE
+    assert _number("TD_MIN_SIZE", defines) == wire.DIGEST_MIN_SIZE
+    assert _number("TD_HEADER_SIZE_V2", defines) == wire.DIGEST_HEADER_V2_SIZE
+    assert _number("TD_HEADER_SIZE_V1", defines) == wire.DIGEST_HEADER_V1_SIZE
+    assert _number("TD_MAX_VARINT_BYTES", defines) == wire.MAX_VARINT_BYTES
 
 
 MAX_CATEGORIES_SETTING = re.compile(

@@ -1,9 +1,10 @@
 """Random and mutated digests never crash the server: each is accepted or an ERROR.
 
-Inputs come from valid digests (golden files and aggregates) mutated the ways real
-corruption and hostile input look: bit flips, truncations, length-field edits, NaN/Inf/-0
-injected into doubles, unsorted means, huge centroid counts, non-minimal varints, trailing
-bytes, spliced headers, garbage.  They go through the bytea cast in server-side batches,
+Inputs come from valid digests (golden files of versions 1, 2 and 3, and aggregates)
+mutated the ways real corruption and hostile input look: bit flips, truncations,
+length-field edits, NaN/Inf/-0 injected into doubles, unsorted means, mean steps past max
+or onto -0.0, huge centroid counts, non-minimal varints, trailing bytes, spliced headers,
+garbage.  They go through the bytea cast in server-side batches,
 through the real binary ``recv`` (psycopg binary parameters), and through text input.
 Where the Python reader (``stat_guard.wire``) is importable it is the oracle: both readers
 must accept and reject the same inputs.  Afterwards the postmaster must not have restarted
@@ -74,9 +75,10 @@ TRY_DIGESTS = _TRY.format(name="digests", kind="bytea") + _TRY.format(name="text
 
 
 def _seed_digests(pg: psycopg.Connection) -> list[bytes]:
-    """Version 2 digests (golden files, aggregates) and the version 1 golden files."""
+    """Version 3 digests (golden files, aggregates) and the version 1 and 2 golden files."""
     seeds = [p.read_bytes() for p in sorted(GOLDEN_DIR.glob("*.psgd"))]
-    seeds += [p.read_bytes() for p in sorted((GOLDEN_DIR / "v1").glob("*.psgd"))]
+    for version in ("v1", "v2"):
+        seeds += [p.read_bytes() for p in sorted((GOLDEN_DIR / version).glob("*.psgd"))]
     cur = pg.cursor(binary=True)
     for sql in [
         "SELECT tdigest_agg(x) FROM generate_series(1, 5) x",
@@ -104,31 +106,110 @@ def _read_varint(buf: bytes, pos: int) -> tuple[int, int]:
             return value, pos
 
 
-def _header(data: bytes | bytearray) -> int:
-    """Header size: 84 bytes for version 1, 92 for version 2 (and anything else)."""
-    return 84 if data[4] == 1 else 92
-
-
-def _layout(seed: bytes) -> tuple[int, list[tuple[int, int]]]:
-    """Centroid count and (start, end) of every weight varint of a valid digest."""
-    header = _header(seed)
-    n = struct.unpack_from("<I", seed, header - 4)[0]
-    pos = header + 8 * n
+def _spans(buf: bytes, pos: int, count: int) -> list[tuple[int, int]]:
+    """(start, end) of count varints from pos (IndexError when the input ends first)."""
     spans = []
-    for _ in range(n):
-        _, end = _read_varint(seed, pos)
+    for _ in range(count):
+        _, end = _read_varint(buf, pos)
         spans.append((pos, end))
         pos = end
-    return n, spans
+    return spans
+
+
+def _header(data: bytes | bytearray) -> int:
+    """Where the centroids start: 84 for version 1, 92 for version 2, after the six
+    header varints for version 3 (48 when they cannot be read)."""
+    if data[4] == 1:
+        return 84
+    if data[4] != 3:
+        return 92
+    try:
+        return _spans(data, 48, 6)[-1][1]
+    except IndexError:
+        return 48
+
+
+def _key(value: float) -> int:
+    (bits,) = struct.unpack("<Q", struct.pack("<d", value))
+    return (bits ^ (2**64 - 1)) if bits >> 63 else bits | 2**63
+
+
+def _layout(seed: bytes) -> tuple[int, list[tuple[int, int]], list[tuple[int, int]]]:
+    """Centroid count, (start, end) of every weight varint and of every other varint
+    (version 3: the header counts and the mean steps) of a valid digest."""
+    if seed[4] == 3:
+        header = _spans(seed, 48, 6)
+        n = _read_varint(seed, header[5][0])[0]
+        if n > 65536:
+            raise IndexError("too many centroids")
+        steps = _spans(seed, header[-1][1], n)
+        weights = _spans(seed, steps[-1][1] if steps else header[-1][1], n)
+        return n, weights, header + steps
+    header = _header(seed)
+    n = struct.unpack_from("<I", seed, header - 4)[0]
+    return n, _spans(seed, header + 8 * n, n), []
+
+
+def _set_varint(data: bytearray, span: tuple[int, int], value: int) -> None:
+    """Replace the varint at span by the minimal varint of value (mod 2^64)."""
+    value %= 2**64
+    out = bytearray()
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    data[span[0]:span[1]] = out
+
+
+def _mutate_v3(rng: random.Random, data: bytearray, kind: int, n: int,
+               weights: list[tuple[int, int]], others: list[tuple[int, int]]) -> bool:
+    """The version 3 forms of the field edits (kinds 3 to 8); False for other kinds.
+    Spans are edited from the last one back, so earlier offsets stay valid."""
+    header, steps = others[:6], others[6:]
+    if kind == 3:  # centroid-count varint
+        _set_varint(data, header[5], rng.choice([0, 1, n - 1, n + 1, 2 * n, 65536, 65537,
+                                                 2**32, 2**64 - 1, rng.randrange(2**64)]))
+    elif kind == 4:  # one of the count varints
+        span = header[rng.randrange(5)]
+        old = _read_varint(data, span[0])[0]
+        _set_varint(data, span, rng.choice([0, 1, 2**63, 2**64 - 1, rng.randrange(2**64),
+                                            old + rng.choice([-1, 1])]))
+    elif kind == 5 and n:  # a mean step: to a special double, past max, onto -0.0
+        i = rng.randrange(n)
+        previous = _key(struct.unpack_from("<d", data, 8)[0]) + sum(
+            _read_varint(data, s[0])[0] for s in steps[:i])
+        old = _read_varint(data, steps[i][0])[0]
+        target = rng.choice([*SPECIAL_DOUBLES, struct.unpack_from("<d", data, 16)[0]])
+        _set_varint(data, steps[i], rng.choice([
+            _key(target) - previous, _key(target) - previous + 1, old + 1, 0, 2**63,
+            2**64 - 1, _key(-0.0) - previous]))
+    elif kind == 6:  # special or nudged double in min / max / mean, residual, m2
+        offset = rng.choice([8, 16, 24, 32, 40])
+        old = struct.unpack_from("<d", data, offset)[0]
+        nudged = [old * (1 + 1e-16), old + 1e-300, old * 2.0, -old, old + 3e-16 * abs(old)]
+        struct.pack_into("<d", data, offset, rng.choice(SPECIAL_DOUBLES + nudged))
+    elif kind == 7 and n >= 2:  # two mean steps swapped
+        i, j = sorted(rng.sample(range(n), 2))
+        a, b = bytes(data[slice(*steps[i])]), bytes(data[slice(*steps[j])])
+        data[slice(*steps[j])] = a
+        data[slice(*steps[i])] = b
+    elif kind == 8:  # non-minimal varint, anywhere
+        start, end = rng.choice(header + steps + weights)
+        data[start:end] = bytes(data[start:end - 1]) + bytes([data[end - 1] | 0x80, 0x00])
+    else:
+        return False
+    return True
 
 
 def _mutate(rng: random.Random, seeds: list[bytes]) -> bytes:
     seed = rng.choice(seeds)
     data = bytearray(seed)
-    n, spans = _layout(seed)
+    n, spans, others = _layout(seed)
     header = _header(seed)
     kind = rng.randrange(15)
-    if kind == 0:  # bit flips
+    if seed[4] == 3 and 3 <= kind <= 8 and _mutate_v3(rng, data, kind, n, spans, others):
+        pass
+    elif kind == 0:  # bit flips
         for _ in range(rng.randint(1, 3)):
             i = rng.randrange(len(data))
             data[i] ^= 1 << rng.randrange(8)
@@ -169,17 +250,17 @@ def _mutate(rng: random.Random, seeds: list[bytes]) -> bytes:
     elif kind == 11:  # splice header of one digest onto the body of another
         other = rng.choice(seeds)
         data = bytearray(data[:header]) + bytearray(other[_header(other):])
-    elif kind == 14:  # the other version's layout read over the same bytes
-        data[4] = rng.choice([1, 2, 0, 3, 255])
+    elif kind == 14:  # another version's layout read over the same bytes
+        data[4] = rng.choice([1, 2, 3, 0, 4, 255])
     elif kind == 12 and n:  # weight edits: zero, huge, one more byte
         start, end = rng.choice(spans)
         data[start:end] = rng.choice([b"\x00", b"\xff" * 9 + b"\x01", b"\xff" * 10 + b"\x01",
                                       b"\x80" * 10, b"\x02"])
     else:  # random bytes, sometimes with the magic
-        prefix = rng.choice([b"PSGD\x01\x00", b"PSGD\x02\x00", b""])
+        prefix = rng.choice([b"PSGD\x01\x00", b"PSGD\x02\x00", b"PSGD\x03\x00", b""])
         data = bytearray(prefix + bytes(rng.randrange(256) for _ in range(rng.randint(0, 300))))
     if rng.random() < 0.2:  # stack a second mutation
-        return _mutate(rng, [bytes(data)]) if len(data) >= 84 and _parses(bytes(data)) \
+        return _mutate(rng, [bytes(data)]) if len(data) >= 54 and _parses(bytes(data)) \
             else bytes(data)
     return bytes(data)
 
@@ -323,8 +404,8 @@ def test_fuzzed_digests_never_crash_and_are_rejected_exactly_when_invalid(pg):
             if verdict is not None and verdict != (state == "ok"):
                 oracle_disagreements.append((data.hex(), state))
             elif verdict and python_encode(python_decode(data)) != bytes(canonical):
-                # Both writers give the same canonical version 2 bytes (a version 1 input
-                # converted the same way, to the bit).
+                # Both writers give the same canonical version 3 bytes (a version 1 input
+                # converted the same way, to the bit; a version 2 one read as it is).
                 oracle_disagreements.append((data.hex(), "canonical bytes differ"))
 
     # Accepted inputs are valid digests, often odd ones (huge weights, ±1e308, subnormal

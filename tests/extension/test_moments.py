@@ -112,4 +112,4 @@ def test_moments_survive_a_binary_round_trip(pg):
     assert abs(digest.mean + digest.mean_residual - exact) < 1e-9 * 1e-4 * 50000
     assert digest.stddev == pytest.approx(1e-4 * math.sqrt(50000 * 50001 / 12), rel=1e-9)
     with pytest.raises(psycopg.errors.InvalidBinaryRepresentation):
-        pg.execute("SELECT %s::bytea::tdigest", [b"PSGD\x03" + bytes(200)])
+        pg.execute("SELECT %s::bytea::tdigest", [b"PSGD\x04" + bytes(200)])

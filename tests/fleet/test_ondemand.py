@@ -47,7 +47,7 @@ def events_table(postgres: PrivatePostgres) -> Iterator[str]:
         table = sql.Identifier(schema, "events")
         conn.execute(sql.SQL("CREATE TABLE {} (id bigserial PRIMARY KEY, "
                              "created_at timestamptz NOT NULL, amount float8, "
-                             "latency float8)").format(table))
+                             "latency float8, plan int)").format(table))
         conn.execute(sql.SQL("CREATE INDEX ON {} (created_at)").format(table))
         normal = "sqrt(-2 * ln(1 - random())) * cos(2 * pi() * random())"
         conn.execute("SELECT setseed(0.25)")
@@ -55,10 +55,14 @@ def events_table(postgres: PrivatePostgres) -> Iterator[str]:
             "INSERT INTO {} (created_at, amount, latency) SELECT now() - interval '6 days' "
             "+ g * (interval '6 days' - interval '1 hour') / 20000, 100 + 15 * " + normal
             + ", 50 + 5 * " + normal + " FROM generate_series(0, 19999) g").format(table))
+        # plan: an integer-coded category, even over 1..4, then mostly 4 in the current window
+        conn.execute(sql.SQL("UPDATE {} SET plan = 1 + id % 4").format(table))
         conn.execute(sql.SQL(
             "INSERT INTO {} (created_at, amount, latency) SELECT now() - interval '10 minutes'"
             " + g * interval '590 seconds' / 3000, 122.5 + 15 * " + normal
             + ", 50 + 5 * " + normal + " FROM generate_series(0, 2999) g").format(table))
+        conn.execute(sql.SQL("UPDATE {} SET plan = CASE WHEN id % 5 = 0 THEN 1 + id % 3 "
+                             "ELSE 4 END WHERE plan IS NULL").format(table))
         conn.execute(sql.SQL("ANALYZE {}").format(table))
         qualified = f"{schema}.events"
         try:
@@ -109,6 +113,45 @@ baselines:
         stored = conn.execute("SELECT count(*) FROM pg_stat_guard_baselines "
                               "WHERE source = %s", [events_table]).fetchone()[0]
     assert stored == 2
+
+
+def test_ondemand_task_analyses_integer_categories(
+        fleet: Fleet, redis_db: redis.Redis, tmp_path: Path, postgres: PrivatePostgres,
+        events_table: str) -> None:
+    """``category_columns`` reaches perform_drift_analysis and capture_baseline: the
+    integer column is scored as categories (chi-square and PSI over its categories, no KS)."""
+    config_path = tmp_path / "App.yaml"
+    config_path.write_text(CONFIG_PATH.read_text() + f"""
+baselines:
+  sources:
+    - source: {events_table}
+      time_column: created_at
+      value_columns: [amount, plan]
+      category_columns: [plan]
+      lookback: 6 days
+      end_offset: 1 hour
+""")
+    fleet.worker("ondemand,drift", concurrency=2,
+                 env={"STAT_GUARD_CONFIG": str(config_path)})
+    refreshed = app.send_task(REFRESH_BASELINES).get(timeout=60)
+    assert refreshed == {"status": "ok", "captured": {events_table: 2}, "failed": {}}
+    with psycopg.connect(postgres.dsn, autocommit=True) as conn:
+        kinds = dict(conn.execute(
+            "SELECT column_name, categories IS NOT NULL FROM pg_stat_guard_baselines "
+            "WHERE source = %s", [events_table]).fetchall())
+    assert kinds == {"amount": False, "plan": True}
+
+    result = app.send_task(RUN_ONDEMAND_ANALYSIS, kwargs={
+        "window": "15 minutes", "source": events_table, "time_column": "created_at",
+        "value_columns": ["amount", "plan"], "category_columns": ["plan"],
+        "model": "events-model"}).get(timeout=30)
+    assert result["status"] == "published"
+    (record,) = stream_records(redis_db)
+    features = json.loads(record["features"])
+    assert features["plan"]["verdict"] == "drift"
+    assert features["plan"]["ks_statistic"] is None  # categories: no KS
+    assert features["plan"]["psi"] > CONFIG.thresholds.psi_drift
+    assert features["amount"]["ks_statistic"] is not None
 
 
 def test_client_burst_enqueues_one_analysis_per_cooldown(

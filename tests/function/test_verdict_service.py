@@ -82,6 +82,24 @@ def test_golden_version_2_envelope_is_answered_with_categorical_columns(service)
     assert tier["psi"] is None
 
 
+def test_envelopes_of_earlier_digest_versions_are_answered_as_the_current_ones(service):
+    """The verdict service is upgraded before the extension: envelopes carrying version 2
+    (golden/v2/) or version 1 (golden/v1/) digests get the answer the same columns get
+    in version 3 digests."""
+    url, _ = service
+    for earlier, current in (("v2/envelope.psge", "envelope.psge"),
+                             ("v1/envelope.psge", "envelope.psge"),
+                             ("v2/envelope_v2.psge", "envelope_v2.psge")):
+        answers = []
+        for name in (earlier, current):
+            status, result = post(url, (GOLDEN_DIR / name).read_bytes(),
+                                  {"x-functions-key": KEY})
+            assert status == 200, (name, result)
+            result.pop("timings_ms", None)
+            answers.append(result)
+        assert answers[0] == answers[1], earlier
+
+
 def test_every_malformed_version_2_envelope_is_a_400(service, golden):
     url, _ = service
     for case in golden["malformed_envelopes_v2"]:

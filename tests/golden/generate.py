@@ -1,12 +1,13 @@
 """Write the golden vectors of the wire format (docs/wire-format.md, section 6): digests,
 category count tables and envelopes (version 1, numeric only, and version 2).
 
-Run once when the format changes: ``python -m tests.golden.generate``. Version 2 files are
-written to ``pg_extension/test/golden/``, beside the extension that reads them in its
-pg_regress suite; the Python tests check that the current writer still reproduces every
-committed file byte for byte. The version 1 files in ``golden/v1/`` were written by the
-version 1 writer and are kept as they are: this script only describes them (what they
-read as, and the version 2 bytes a writer gives back for them).
+Run once when the format changes: ``python -m tests.golden.generate``. Version 3 digests
+(and envelopes carrying them) are written to ``pg_extension/test/golden/``, beside the
+extension that reads them in its pg_regress suite; the Python tests check that the current
+writer still reproduces every committed file byte for byte. The files in ``golden/v1/``
+and ``golden/v2/`` were written by the version 1 and version 2 writers and are kept as
+they are: this script only describes them (what they read as, and the version 3 bytes a
+writer gives back for them).
 """
 
 from __future__ import annotations
@@ -30,10 +31,12 @@ from stat_guard.wire import (
     encode_category_table,
     encode_digest,
     encode_envelope,
+    encode_varints,
 )
 
 OUT_DIR = Path(__file__).resolve().parents[2] / "pg_extension" / "test" / "golden"
 V1_DIR = OUT_DIR / "v1"
+V2_DIR = OUT_DIR / "v2"
 CDF_POINTS = [-1e308, -3.0, -1.0, -0.5, 0.0, 0.25, 1.0, 2.0, 2.5, 3.0, 5.5, 42.5, 100.0, 1e308]
 QUANTILES = [0.0, 0.001, 0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99, 0.999, 1.0]
 
@@ -56,7 +59,7 @@ def golden_digests() -> dict[str, TDigest]:
         "single": TDigest.from_values([42.5], compression=200),
         "small": TDigest.from_values(small, compression=100),
         "normal_1000": TDigest.from_values(rng.normal(0.0, 1.0, 1000), compression=100),
-        # past the exactly-kept range (50·δ values): a compressed digest
+        # past the exactly-kept range (EXACT_FACTOR·δ = 7,500 values): a compressed digest
         "normal_20000": TDigest.from_values(rng.normal(0.0, 1.0, 20_000), compression=100),
         "ties_5000": TDigest.from_values(rng.poisson(3.0, 5000).astype(float), compression=50),
         "extremes": TDigest.from_values([1e308, -1e308, 5e-324, -5e-324, 0.0, 1.5, 1e-300],
@@ -98,6 +101,20 @@ def describe(digest: TDigest) -> dict:
     }
 
 
+def encode_digest_v2(digest: TDigest) -> bytes:
+    """A digest's bytes as the version 2 writer wrote them (docs/wire-format.md §1.3), for
+    read-only vectors and tests: the library writes version 3 only."""
+    empty = digest.count == 0
+    header = struct.pack(
+        "<4sBBHQQQQQdddddI", b"PSGD", 2, 0, digest.compression, digest.count,
+        digest.null_count, digest.nan_count, digest.pos_inf_count, digest.neg_inf_count,
+        *(0.0 if empty else value + 0.0 for value in (
+            digest.min, digest.max, digest.mean, digest.mean_residual, digest.m2)),
+        digest.means.size)
+    means = (np.ascontiguousarray(digest.means, dtype="<f8") + 0.0).tobytes()
+    return header + means + encode_varints(np.asarray(digest.weights, dtype=np.uint64))
+
+
 def malformed(valid: bytes) -> list[dict]:
     """Malformed variants of a valid digest (version 1 or 2), each with why a reader must
     reject it."""
@@ -114,8 +131,9 @@ def malformed(valid: bytes) -> list[dict]:
     n = struct.unpack_from("<I", valid, n_at)[0]
     cases += [
         ("bad magic", b"XSGD" + valid[4:]),
-        ("unsupported version", patch(4, "<B", 3)),
+        ("unsupported version", patch(4, "<B", 4)),
         ("version 0", patch(4, "<B", 0)),
+        (f"the version {version} layout read as version 3", patch(4, "<B", 3)),
         ("reserved flags set", patch(5, "<B", 1)),
         ("compression below 10", patch(6, "<H", 9)),
         ("compression above 10000", patch(6, "<H", 10001)),
@@ -158,7 +176,7 @@ def malformed(valid: bytes) -> list[dict]:
             ("negative zero m2", patch(80, "<d", -0.0)),
         ]
     empty = TDigest.empty(100)
-    empty_bytes = encode_digest(empty) if version == 2 else _v1_empty()
+    empty_bytes = encode_digest_v2(empty) if version == 2 else _v1_empty()
     empty_with_min = bytearray(empty_bytes)
     struct.pack_into("<d", empty_with_min, 48, 1.0)
     cases.append(("empty digest with a non-zero min", bytes(empty_with_min)))
@@ -170,8 +188,192 @@ def malformed(valid: bytes) -> list[dict]:
     struct.pack_into("<Q", no_centroids, 8, 5)
     cases.append(("values but no centroids", bytes(no_centroids)))
     if version == 2:
-        huge_varint = encode_digest(TDigest.from_values([1.0]))[:-1] + b"\xff" * 9 + b"\x02"
+        huge_varint = encode_digest_v2(TDigest.from_values([1.0], compression=60))[:-1] \
+            + b"\xff" * 9 + b"\x02"
         cases.append(("varint over 64 bits", huge_varint))
+    return _rejected(cases, version)
+
+
+def _v1_empty() -> bytes:
+    """The version 1 empty digest (compression 100)."""
+    return struct.pack("<4sBBHQQQQQddddI", b"PSGD", 1, 0, 100, 0, 0, 0, 0, 0,
+                       0.0, 0.0, 0.0, 0.0, 0)
+
+
+# ---- version 3 digests ----------------------------------------------------------------
+
+
+def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = data[pos]
+        value |= (byte & 0x7F) << shift
+        pos += 1
+        shift += 7
+        if not byte & 0x80:
+            return value, pos
+
+
+def v3_fields(valid: bytes) -> tuple[bytes, list[int], list[int], list[int]]:
+    """A valid version 3 digest in parts: the 48 fixed bytes, the six header varints
+    (count, null, NaN, +Inf, -Inf counts, n_centroids), the mean steps, the weights."""
+    pos, ints = 48, []
+    while len(ints) < 6 + 2 * (ints[5] if len(ints) > 5 else 0):
+        value, pos = _read_varint(valid, pos)
+        ints.append(value)
+    assert pos == len(valid)
+    n = ints[5]
+    return valid[:48], ints[:6], ints[6:6 + n], ints[6 + n:]
+
+
+def v3_assemble(fixed: bytes, header: list[int], steps: list[int],
+                weights: list[int]) -> bytes:
+    """Version 3 bytes from parts (the varints minimal, whatever they say)."""
+    return fixed + encode_varints(np.array(header + steps + weights, dtype=np.uint64))
+
+
+def key(value: float) -> int:
+    """key(x) of docs/wire-format.md §1.1."""
+    (bits,) = struct.unpack("<Q", struct.pack("<d", value))
+    return (bits ^ (2**64 - 1)) if bits >> 63 else bits | 2**63
+
+
+def _non_minimal(valid: bytes, index: int) -> bytes:
+    """valid with its index-th varint (from offset 48) padded by one 0x00 byte."""
+    pos = 48
+    for _ in range(index):
+        _, pos = _read_varint(valid, pos)
+    _, end = _read_varint(valid, pos)
+    return valid[:end - 1] + bytes([valid[end - 1] | 0x80, 0x00]) + valid[end:]
+
+
+def _replace_varint(valid: bytes, index: int, raw: bytes) -> bytes:
+    """valid with its index-th varint (from offset 48) replaced by raw bytes."""
+    pos = 48
+    for _ in range(index):
+        _, pos = _read_varint(valid, pos)
+    _, end = _read_varint(valid, pos)
+    return valid[:pos] + raw + valid[end:]
+
+
+def malformed_v3(valid: bytes) -> list[dict]:
+    """Malformed variants of a valid compressed version 3 digest (and of small ones built
+    here), each with why a reader must reject it."""
+    fixed, header, steps, weights = v3_fields(valid)
+    count, n = header[0], header[5]
+    assert valid[4] == 3 and n >= 4 and weights[0] == 1
+
+    def patch(offset: int, fmt: str, value: object, data: bytes = valid) -> bytes:
+        out = bytearray(data)
+        struct.pack_into(fmt, out, offset, value)
+        return bytes(out)
+
+    def with_header(index: int, value: int) -> bytes:
+        changed = list(header)
+        changed[index] = value
+        return v3_assemble(fixed, changed, steps, weights)
+
+    def with_steps(changed: list[int]) -> bytes:
+        return v3_assemble(fixed, header, changed, weights)
+
+    def with_weights(changed: list[int]) -> bytes:
+        return v3_assemble(fixed, header, steps, changed)
+
+    vmin, vmax = struct.unpack_from("<dd", valid, 8)
+    last_key = key(vmin) + sum(steps)
+    # After n_centroids: fewer than 2 bytes per centroid it announces.
+    remaining = len(valid) - len(v3_assemble(fixed, header, [], []))
+    too_many = remaining // 2 + 1
+    assert too_many <= min(count, 65536)
+    # A digest of [-1, 0, 1]: a step can land on key(-0.0), one below key(+0.0).
+    signed = encode_digest(TDigest.from_values([-1.0, 0.0, 1.0], compression=100))
+    s_fixed, s_header, s_steps, s_weights = v3_fields(signed)
+    assert s_steps[1] == key(0.0) - key(-1.0)
+    onto_negative_zero = v3_assemble(s_fixed, s_header, [s_steps[0], s_steps[1] - 1,
+                                                         s_steps[2] + 1], s_weights)
+    # min -1e308, max 1e308: each step within key(max) - key(min) (more than 2^63), their
+    # sum past 2^64; wrapped around it would land within [min, max].
+    wide = encode_digest(TDigest.from_values([-1e308, 1e308], compression=100))
+    w_fixed, w_header, _, w_weights = v3_fields(wide)
+    span = key(1e308) - key(-1e308)
+    assert span > 2**63 and (2 * span) % 2**64 < span
+    wrapping = v3_assemble(w_fixed, w_header, [span, span], w_weights)
+    empty = encode_digest(TDigest.empty(100))
+    zero_min = encode_digest(TDigest.from_values([0.0, 1.0], compression=100))
+    zero_max = encode_digest(TDigest.from_values([-1.0, 0.0], compression=100))
+    e_fixed = empty[:48]
+    cases: list[tuple[str, bytes]] = [
+        ("bad magic", b"XSGD" + valid[4:]),
+        ("unsupported version", patch(4, "<B", 4)),
+        ("version 0", patch(4, "<B", 0)),
+        ("the version 3 layout read as version 2", patch(4, "<B", 2)),
+        ("reserved flags set", patch(5, "<B", 1)),
+        ("compression below 10", patch(6, "<H", 9)),
+        ("compression above 10000", patch(6, "<H", 10001)),
+        ("empty input", b""),
+        ("truncated inside the fixed part", valid[:47]),
+        ("shorter than the smallest digest", empty[:53]),
+        ("input ends inside a header varint", e_fixed + b"\x80" * 6),
+        ("non-minimal count varint", _non_minimal(valid, 0)),
+        ("non-minimal null_count varint", _non_minimal(valid, 1)),
+        ("non-minimal n_centroids varint", _non_minimal(valid, 5)),
+        ("non-minimal count varint of an empty digest", _non_minimal(empty, 0)),
+        ("count varint over 64 bits", _replace_varint(valid, 0, b"\xff" * 9 + b"\x02")),
+        ("count varint of 11 bytes", _replace_varint(valid, 0, b"\x80" * 10 + b"\x01")),
+        ("more centroids than values", with_header(5, count + 1)),
+        ("centroid count over the limit", v3_assemble(
+            fixed, [2**40, *header[1:5], 65537], steps, weights)),
+        ("n_centroids too large for the remaining bytes", with_header(5, too_many)),
+        ("one centroid more than written", with_header(5, n + 1)),
+        ("one centroid fewer than written", with_header(5, n - 1)),
+        ("count does not match the weights", with_header(0, count + 1)),
+        ("weights not summing to count", with_weights([weights[0] + 1, *weights[1:]])),
+        ("weights summing past 2^64", with_weights([2**64 - 1, *weights[1:]])),
+        ("zero weight", with_weights([0, weights[1] + 1, *weights[2:]])),
+        ("non-minimal mean step varint", _non_minimal(valid, 6 + 1)),
+        ("non-minimal weight varint", _non_minimal(valid, 6 + n)),
+        ("weight varint over 64 bits", _replace_varint(valid, 6 + 2 * n - 1,
+                                                       b"\xff" * 9 + b"\x02")),
+        ("a step that runs past max", with_steps(
+            [*steps[:-1], steps[-1] + key(vmax) - last_key + 1])),
+        ("a first step that runs past max", with_steps(
+            [key(vmax) - key(vmin) + 1, *steps[1:]])),
+        ("a step of 2^64 - 1", with_steps([steps[0], 2**64 - 1, *steps[2:]])),
+        ("steps whose running sum passes 2^64", wrapping),
+        ("a step landing on -0.0", onto_negative_zero),
+        ("trailing byte", valid + b"\x00"),
+        ("truncated", valid[:-1]),
+        ("truncated inside the mean steps",
+         valid[:len(v3_assemble(fixed, header, steps[: n // 2], []))]),
+        ("NaN min", patch(8, "<d", float("nan"))),
+        ("infinite max", patch(16, "<d", float("inf"))),
+        ("min greater than max", patch(8, "<d", 1e9)),
+        ("negative zero min", patch(8, "<d", -0.0, zero_min)),
+        ("negative zero max", patch(16, "<d", -0.0, zero_max)),
+        ("NaN mean", patch(24, "<d", float("nan"))),
+        ("infinite mean", patch(24, "<d", float("inf"))),
+        ("mean above max", patch(24, "<d", 1e9)),
+        ("negative zero mean", patch(24, "<d", -0.0)),
+        ("NaN mean_residual", patch(32, "<d", float("nan"))),
+        ("mean_residual above half an ulp of mean", patch(32, "<d", 1e-10)),
+        ("negative zero mean_residual", patch(32, "<d", -0.0)),
+        ("NaN m2", patch(40, "<d", float("nan"))),
+        ("negative m2", patch(40, "<d", -1.0)),
+        ("negative infinite m2", patch(40, "<d", float("-inf"))),
+        ("negative zero m2", patch(40, "<d", -0.0)),
+        ("empty digest with a non-zero min", patch(8, "<d", 1.0, empty)),
+        ("empty digest with a negative zero min", patch(8, "<d", -0.0, empty)),
+        ("empty digest with a non-zero max", patch(16, "<d", 1.0, empty)),
+        ("empty digest with a non-zero mean", patch(24, "<d", 1.0, empty)),
+        ("empty digest with a non-zero m2", patch(40, "<d", 1.0, empty)),
+        ("empty digest with a centroid", v3_assemble(e_fixed, [0, 0, 0, 0, 0, 1], [0], [1])),
+        ("empty digest with a trailing byte", empty + b"\x00"),
+        ("values but no centroids", v3_assemble(e_fixed, [5, 0, 0, 0, 0, 0], [], [])),
+    ]
+    return _rejected(cases, 3)
+
+
+def _rejected(cases: list[tuple[str, bytes]], version: int) -> list[dict]:
     out = []
     for reason, data in cases:
         try:
@@ -181,12 +383,6 @@ def malformed(valid: bytes) -> list[dict]:
             continue
         raise AssertionError(f"malformed case {reason!r} was accepted")
     return out
-
-
-def _v1_empty() -> bytes:
-    """The version 1 empty digest (compression 100)."""
-    return struct.pack("<4sBBHQQQQQddddI", b"PSGD", 1, 0, 100, 0, 0, 0, 0, 0,
-                       0.0, 0.0, 0.0, 0.0, 0)
 
 
 def _golden_envelope(digests: dict[str, TDigest]) -> Envelope:
@@ -375,6 +571,8 @@ def malformed_envelopes_v2(valid: bytes) -> list[dict]:
         ("categorical kind over a digest body", patched(num_role + 1, 1)),
         ("numeric kind over a category table", patched(cat_role + 1, 0)),
         ("a column with a numeric and a categorical entry", cat_as_digest),
+        ("digest length below the smallest digest",
+         valid[:num_role + 2] + struct.pack("<I", 53) + valid[num_role + 6:]),
         ("category table length below its header",
          valid[:cat_role + 2] + struct.pack("<I", 35) + valid[cat_role + 6:]),
         ("category table length beyond the input",
@@ -400,9 +598,10 @@ def malformed_envelopes_v2(valid: bytes) -> list[dict]:
 
 def main() -> None:
     digests = golden_digests()
-    manifest: dict = {"format": "pg_stat_guard wire format: digests version 2 (written), "
-                                "version 1 (read, in v1/); category tables version 1; "
-                                "envelopes version 1 (numeric) and 2", "digests": {}}
+    manifest: dict = {"format": "pg_stat_guard wire format: digests version 3 (written), "
+                                "versions 2 (read, in v2/) and 1 (read, in v1/); category "
+                                "tables version 1; envelopes version 1 (numeric) and 2",
+                      "digests": {}}
     for name, digest in digests.items():
         data = encode_digest(digest)
         (OUT_DIR / f"{name}.psgd").write_bytes(data)
@@ -413,21 +612,31 @@ def main() -> None:
     (OUT_DIR / "envelope.psge").write_bytes(envelope_bytes)
     manifest["envelope"] = {"file": "envelope.psge", "size": len(envelope_bytes),
                             "metadata": envelope.metadata, "columns": ENVELOPE_COLUMNS}
-    # Version 1 files, as the version 1 writer wrote them: what they read as.
-    manifest["v1_digests"] = {}
-    for path in sorted(V1_DIR.glob("*.psgd")):
-        data = path.read_bytes()
-        digest = decode_digest(data)
-        manifest["v1_digests"][path.stem] = {
-            "file": f"v1/{path.name}", "size": len(data), "hex": data.hex(),
-            "reads_as_hex": encode_digest(digest).hex()} | describe(digest)
+    # Version 1 and 2 files, as the version 1 and 2 writers wrote them: what they read as
+    # (and the version 3 bytes a writer gives back).
+    for version, directory in ((1, V1_DIR), (2, V2_DIR)):
+        section = manifest[f"v{version}_digests"] = {}
+        for path in sorted(directory.glob("*.psgd")):
+            data = path.read_bytes()
+            assert data[4] == version, path
+            digest = decode_digest(data)
+            section[path.stem] = {
+                "file": f"{directory.name}/{path.name}", "size": len(data), "hex": data.hex(),
+                "reads_as_hex": encode_digest(digest).hex()} | describe(digest)
+    # The version 2 writer's digests are the ones golden_digests() built then.
+    for name, spec in manifest["v2_digests"].items():
+        if name not in ("normal_20000", "ties_5000"):  # compressed with the former scale
+            assert spec["reads_as_hex"] == manifest["digests"][name]["hex"], name
+        assert (V2_DIR / f"{name}.psgd").read_bytes() == encode_digest_v2(
+            decode_digest((V2_DIR / f"{name}.psgd").read_bytes())), name
     v1_envelope = (V1_DIR / "envelope.psge").read_bytes()
     manifest["v1_envelope"] = {"file": "v1/envelope.psge", "size": len(v1_envelope),
                                "reads_as": "envelope.psge",
                                "columns": ENVELOPE_COLUMNS}
     assert encode_envelope(decode_envelope(v1_envelope)) == envelope_bytes
     manifest["malformed_digests"] = (
-        malformed(encode_digest(digests["normal_20000"]))
+        malformed_v3(encode_digest(digests["normal_20000"]))
+        + malformed((V2_DIR / "normal_20000.psgd").read_bytes())
         + malformed((V1_DIR / "normal_20000.psgd").read_bytes()))
     tables = golden_category_tables()
     manifest["category_tables"] = {}
@@ -445,6 +654,15 @@ def main() -> None:
                                "metadata": envelope_v2.metadata,
                                "columns": ENVELOPE_V2_COLUMNS}
     manifest["malformed_envelopes_v2"] = malformed_envelopes_v2(envelope_v2_bytes)
+    # The envelopes an extension writing version 2 digests sent (the verdict service is
+    # upgraded first): they read as the envelopes above.
+    manifest["v2_envelopes"] = {}
+    for name, reads_as, columns in (("envelope", envelope_bytes, ENVELOPE_COLUMNS),
+                                    ("envelope_v2", envelope_v2_bytes, ENVELOPE_V2_COLUMNS)):
+        data = (V2_DIR / f"{name}.psge").read_bytes()
+        assert encode_envelope(decode_envelope(data)) == reads_as, name
+        manifest["v2_envelopes"][name] = {"file": f"v2/{name}.psge", "size": len(data),
+                                          "reads_as": f"{name}.psge", "columns": columns}
     (OUT_DIR / "golden.json").write_text(json.dumps(manifest, indent=1) + "\n")
 
 

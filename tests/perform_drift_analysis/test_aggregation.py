@@ -9,6 +9,7 @@ import time
 import pytest
 from psycopg import sql
 
+from stat_guard.tdigest import DEFAULT_COMPRESSION
 from stat_guard.wire import decode_envelope
 from tests.perform_drift_analysis.conftest import analyze, attempt, backend_pid
 
@@ -62,9 +63,9 @@ def test_shipped_digests_equal_tdigest_agg_over_the_same_window(big_source, conf
         analyze(conn, source=big_source.qualified, columns=["amount"])
         direct = conn.execute(sql.SQL(
             "SELECT tdigest_count(d), tdigest_min(d), tdigest_max(d), tdigest_sum(d), "
-            "tdigest_compression(d) FROM (SELECT tdigest_agg(amount, 60) d FROM {} "
+            "tdigest_compression(d) FROM (SELECT tdigest_agg(amount, {}) d FROM {} "
             "WHERE created_at >= now() - interval '15 minutes' AND created_at < now()) s"
-        ).format(big_source.ident)).fetchone()
+        ).format(sql.Literal(DEFAULT_COMPRESSION), big_source.ident)).fetchone()
     shipped = decode_envelope(fault.requests[-1].body).columns["amount"].current
     assert shipped.count == direct[0]
     assert (shipped.min, shipped.max) == (direct[1], direct[2])

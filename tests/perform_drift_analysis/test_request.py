@@ -9,6 +9,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from stat_guard.tdigest import DEFAULT_COMPRESSION, exact_limit
 from stat_guard.wire import decode_envelope, encode_digest
 from tests.perform_drift_analysis.conftest import CURRENT_ROWS, HIST_ROWS, TEST_KEY, analyze
 
@@ -49,7 +50,8 @@ def test_request_is_an_octet_stream_envelope_carrying_the_key(config, fault, sou
     assert meta["request_id"] == result["request_id"] and len(meta["request_id"]) >= 8
     assert meta["source"] in (f"{source.schema}.{source.table}", source.qualified)
     assert meta["time_column"] == "created_at"
-    assert meta["compression"] == 60  # the default of pg_stat_guard.compression (one default)
+    # the default of pg_stat_guard.compression (one default)
+    assert meta["compression"] == DEFAULT_COMPRESSION
     assert meta["client"].startswith("pg_stat_guard/")
     assert meta["baseline"]["kind"] == "previous_window"
     start = datetime.fromisoformat(meta["window_start"])
@@ -57,8 +59,10 @@ def test_request_is_an_octet_stream_envelope_carrying_the_key(config, fault, sou
     assert end - start == timedelta(minutes=15)
     assert start.utcoffset() is not None
     assert meta["window_start"] == result["analysis"]["window_start"]
-    # digests only: windows up to 50·δ values (3,000 at δ = 60) keep every value as a
-    # centroid (9 bytes each, docs/statistics.md), larger ones compress to about 1.2 kB
+    # digests only: windows up to 75·δ values (3,000 at δ = 40) keep every value as a
+    # centroid (a mean step and a weight, about 8 bytes; docs/statistics.md), larger ones
+    # compress to about 1.1 kB
+    assert exact_limit(DEFAULT_COMPRESSION) == 3000
     assert request.body_length < 2 * 9 * CURRENT_ROWS * len(columns)
     print(f"\nenvelope {request.body_length} bytes for {len(columns)} columns x "
           f"{CURRENT_ROWS} rows")

@@ -508,13 +508,13 @@ test_moments_at_any_magnitude(void)
 	free(values);
 }
 
-/* Up to 50·δ values every value is a centroid, and the moments are the exact ones. */
+/* Up to 75·δ values every value is a centroid, and the moments are the exact ones. */
 static void
 test_small_inputs_stay_exact(void)
 {
 	Builder		b;
 	TdDigest	d;
-	double		values[5000];
+	double		values[7500];
 	double		mean,
 				res,
 				m2,
@@ -522,8 +522,9 @@ test_small_inputs_stay_exact(void)
 				hi = -INFINITY;
 	bool		all_single = true;
 
+	CHECK(td_exact_limit(100) == 7500, "exact limit %llu", (unsigned long long) td_exact_limit(100));
 	builder_init(&b, 100, 128);
-	for (int i = 0; i < 5000; i++)
+	for (int i = 0; i < 7500; i++)
 	{
 		values[i] = 1e9 + rng_normal();
 		lo = fmin(lo, values[i]);
@@ -531,11 +532,11 @@ test_small_inputs_stay_exact(void)
 		builder_add(&b, values[i]);
 	}
 	d = builder_digest(&b);
-	CHECK(d.n_centroids == 5000, "%u centroids for 5000 values", d.n_centroids);
+	CHECK(d.n_centroids == 7500, "%u centroids for 7500 values", d.n_centroids);
 	for (uint32_t i = 0; i < d.n_centroids; i++)
 		all_single &= d.weights[i] == 1;
 	CHECK(all_single, "every weight is 1");
-	td_exact_moments(values, 5000, lo, hi, &mean, &res, &m2);
+	td_exact_moments(values, 7500, lo, hi, &mean, &res, &m2);
 	CHECK(d.s.mean == mean && d.s.mean_residual == res && d.s.m2 == m2, "exact moments");
 	builder_add(&b, 1e9);
 	d = builder_digest(&b);
@@ -581,10 +582,124 @@ test_version_1_is_read(void)
 	buf[101] = 2;
 	CHECK(td_decode_header(buf, sizeof(buf), &s, &n, err, sizeof(err)), "%s", err);
 	CHECK(td_decode_centroids(buf, sizeof(buf), &s, n, m, w, err, sizeof(err)), "%s", err);
-	CHECK(s.version == 2 && s.mean == 7.0 / 3.0 && s.mean_residual == 0.0 &&
+	CHECK(s.version == TD_WIRE_VERSION && s.mean == 7.0 / 3.0 && s.mean_residual == 0.0 &&
 		  s.m2 == 21.0 - 7.0 * (7.0 / 3.0), "v1 converted: mean %g m2 %g", s.mean, s.m2);
-	buf[4] = 3;
-	CHECK(!td_decode_header(buf, sizeof(buf), &s, &n, err, sizeof(err)), "version 3 refused");
+	buf[4] = 4;
+	CHECK(!td_decode_header(buf, sizeof(buf), &s, &n, err, sizeof(err)), "version 4 refused");
+}
+
+static bool
+decodes(const uint8_t *buf, size_t len, double *means, uint64_t *weights, char *err)
+{
+	TdSummary	s;
+	uint32_t	n;
+
+	return td_decode_header(buf, len, &s, &n, err, TD_ERRMSG_SIZE) &&
+		td_decode_centroids(buf, len, &s, n, means, weights, err, TD_ERRMSG_SIZE);
+}
+
+/*
+ * Version 3 stores the means as key steps: a hand-made digest of -1, -0.0
+ * written as +0.0, 2 reads back bit for bit; a step past max or onto -0.0
+ * is refused; the version 2 layout of the same digest reads as the same
+ * digest, and is larger.
+ */
+static void
+test_version_3_steps(void)
+{
+	double		means[3] = {-1.0, 0.0, 2.0};
+	uint64_t	weights[3] = {1, 2, 1};
+	double		m[3];
+	uint64_t	w[3];
+	uint8_t		buf[128],
+				v2[128];
+	char		err[TD_ERRMSG_SIZE];
+	TdDigest	d;
+	size_t		size,
+				pos;
+	union
+	{
+		double		d;
+		uint64_t	u;
+	}			f;
+
+	td_summary_init(&d.s, 100);
+	d.s.count = 4;
+	d.s.min = -1.0;
+	d.s.max = 2.0;
+	d.s.mean = 0.25;
+	d.s.m2 = 4.75;
+	d.n_centroids = 3;
+	d.means = means;
+	d.weights = weights;
+	size = td_encode(&d, buf);
+	CHECK(size == td_encoded_size(&d), "v3 size %zu", size);
+	CHECK(buf[4] == 3 && size < sizeof(buf), "version 3 written");
+	CHECK(decodes(buf, size, m, w, err), "%s", err);
+	CHECK(memcmp(m, means, sizeof(means)) == 0 && memcmp(w, weights, sizeof(weights)) == 0,
+		  "v3 round trip");
+
+	/* Steps start right after the six one-byte header varints. */
+	pos = TD_FIXED_SIZE + 6;
+	CHECK(buf[pos] == 0, "step 0 is 0 (the first mean is min)");
+	/* Step 1 from -1.0 to +0.0, minus one: lands on -0.0. */
+	{
+		uint64_t	step = td_key_from_double(0.0) - td_key_from_double(-1.0);
+		uint8_t		mutated[128];
+		size_t		mlen;
+		uint8_t    *q;
+
+		memcpy(mutated, buf, pos + 1);
+		q = mutated + pos + 1;
+		for (uint64_t v = step - 1; ; v >>= 7)
+		{
+			*q++ = (uint8_t) (v >= 0x80 ? (v & 0x7f) | 0x80 : v);
+			if (v < 0x80)
+				break;
+		}
+		/* the last step and the weights, as written */
+		{
+			size_t		rest = pos + 1;
+
+			while (buf[rest] & 0x80)
+				rest++;
+			rest++;
+			memcpy(q, buf + rest, size - rest);
+			mlen = (size_t) (q - mutated) + (size - rest);
+		}
+		CHECK(!decodes(mutated, mlen, m, w, err) && strstr(err, "-0.0") != NULL,
+			  "step onto -0.0 refused: %s", err);
+	}
+	/* max lowered below the last mean: the steps run past max. */
+	{
+		uint8_t		mutated[128];
+
+		memcpy(mutated, buf, size);
+		f.d = 1.5;
+		memcpy(mutated + 16, &f.u, 8);
+		CHECK(!decodes(mutated, size, m, w, err) && strstr(err, "above max") != NULL,
+			  "step past max refused: %s", err);
+	}
+
+	/* The same digest in the version 2 layout. */
+	memset(v2, 0, sizeof(v2));
+	memcpy(v2, "PSGD", 4);
+	v2[4] = 2;
+	v2[6] = 100;
+	v2[8] = 4;
+	memcpy(v2 + 48, &d.s.min, 8);
+	memcpy(v2 + 56, &d.s.max, 8);
+	memcpy(v2 + 64, &d.s.mean, 8);
+	memcpy(v2 + 80, &d.s.m2, 8);
+	v2[88] = 3;
+	memcpy(v2 + 92, means, sizeof(means));
+	v2[116] = 1;
+	v2[117] = 2;
+	v2[118] = 1;
+	CHECK(decodes(v2, 119, m, w, err), "v2: %s", err);
+	CHECK(memcmp(m, means, sizeof(means)) == 0 && memcmp(w, weights, sizeof(weights)) == 0,
+		  "v2 read as the same digest");
+	CHECK(size < 119, "v3 (%zu bytes) smaller than v2 (119)", size);
 }
 
 int
@@ -593,6 +708,7 @@ main(void)
 	test_moments_at_any_magnitude();
 	test_small_inputs_stay_exact();
 	test_version_1_is_read();
+	test_version_3_steps();
 	test_heavy_ties_are_exact();
 	test_flush_refuses_count_overflow();
 	test_sort();

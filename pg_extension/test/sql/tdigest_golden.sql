@@ -1,11 +1,11 @@
--- The golden vectors of docs/wire-format.md section 6 (test/golden/): the version 2 files
+-- The golden vectors of docs/wire-format.md section 6 (test/golden/): the version 3 files
 -- decode to the fields golden.json lists, encode back to the same bytes, give the same
--- cdf/quantile values as the Python reader; the version 1 files (test/golden/v1/) read as
--- documented and are written back as the version 2 bytes listed; every malformed input is
--- rejected.
+-- cdf/quantile values as the Python reader; the version 1 and 2 files (test/golden/v1/,
+-- test/golden/v2/) read as documented and are written back as the version 3 bytes listed;
+-- every malformed input is rejected.
 \set VERBOSITY terse
 \set golden `cat test/golden/golden.json`
-\set files `cd test/golden && for f in *.psgd v1/*.psgd; do printf '%s %s\n' "$f" "$(od -An -tx1 -v "$f" | tr -d ' \n')"; done`
+\set files `cd test/golden && for f in *.psgd v1/*.psgd v2/*.psgd; do printf '%s %s\n' "$f" "$(od -An -tx1 -v "$f" | tr -d ' \n')"; done`
 
 CREATE TEMP TABLE golden AS SELECT :'golden'::jsonb AS j;
 CREATE TEMP TABLE golden_file AS
@@ -55,7 +55,7 @@ FROM golden_digest;
 SELECT * FROM golden_fields
 WHERE NOT (compression AND count AND invalid_counts AND min_max_mean AND moments AND n_centroids AND means AND weights);
 
--- Version 1 files: read (binary and bytea), and written back as the documented version 2
+-- Version 1 files: read (binary and bytea), and written back as the documented version 3
 -- bytes with the converted moments.
 CREATE TEMP TABLE golden_v1 AS
 SELECT e.key AS name, e.value AS g, f.bytes, f.bytes::tdigest AS d
@@ -65,6 +65,20 @@ SELECT name AS v1_not_read_as_documented FROM golden_v1
 WHERE NOT (get_byte(bytes, 4) = 1 AND encode(tdigest_send(d), 'hex') = g ->> 'reads_as_hex'
            AND d::text::tdigest::bytea = tdigest_send(d)
            AND tdigest_count(d) = (g ->> 'count')::numeric
+           AND pg_temp.num(d::text::jsonb -> 'm2') = pg_temp.num(g -> 'm2')
+           AND (tdigest_count(d) = 0 OR tdigest_mean(d) = pg_temp.num(g -> 'mean')));
+
+-- Version 2 files: read as the same digests, written back as the version 3 bytes.
+CREATE TEMP TABLE golden_v2 AS
+SELECT e.key AS name, e.value AS g, f.bytes, f.bytes::tdigest AS d
+FROM golden, jsonb_each(j -> 'v2_digests') e JOIN golden_file f ON f.file = e.value ->> 'file';
+SELECT count(*) >= 10 AS has_v2_digests FROM golden_v2;
+SELECT name AS v2_not_read_as_documented FROM golden_v2
+WHERE NOT (get_byte(bytes, 4) = 2 AND encode(tdigest_send(d), 'hex') = g ->> 'reads_as_hex'
+           AND d::text::tdigest::bytea = tdigest_send(d)
+           AND length(tdigest_send(d)) <= length(bytes)
+           AND tdigest_count(d) = (g ->> 'count')::numeric
+           AND tdigest_centroid_count(d) = (g ->> 'n_centroids')::int
            AND pg_temp.num(d::text::jsonb -> 'm2') = pg_temp.num(g -> 'm2')
            AND (tdigest_count(d) = 0 OR tdigest_mean(d) = pg_temp.num(g -> 'mean')));
 

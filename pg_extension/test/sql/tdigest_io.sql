@@ -23,6 +23,7 @@ SELECT '\x'::bytea::tdigest;
 SELECT '\x50534744'::bytea::tdigest;
 SELECT (tdigest_agg(x)::bytea || '\x00'::bytea)::tdigest FROM generate_series(1, 10) x;
 SELECT substr(tdigest_agg(x)::bytea, 1, 100)::tdigest FROM generate_series(1, 10) x;
+SELECT substr(tdigest_agg(x)::bytea, 1, 60)::tdigest FROM generate_series(1, 10) x;
 SELECT overlay(tdigest_agg(x)::bytea PLACING '\x01'::bytea FROM 6)::tdigest FROM generate_series(1, 10) x;
 
 -- Malformed text: every rule of the binary reader applies, and the syntax is strict.
