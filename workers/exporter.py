@@ -1,9 +1,11 @@
 """Prometheus exporter of the fleet's results: ``python -m workers.exporter --port 9808``.
 
-Every scrape reads Redis: the newest stream record per (model, source), the reaction
-counters and the Celery queue lengths. It opens no DuckDB file and keeps no multiprocess
-files; the only state it holds is the count of on-demand analyses it has seen go by.
-Metric names and meanings: docs/observability.md.
+Each build of /metrics reads Redis: the newest stream record per (model, source), the
+reaction counters and the Celery queue lengths. It opens no DuckDB file and keeps no
+multiprocess files; it holds the count of on-demand analyses it has seen go by, each
+(model, source)'s newest record formatted (until a newer one replaces it) and the last
+response, which simultaneous scrapes share. The text: workers/exporter_text.py. Metric
+names and meanings: docs/observability.md.
 """
 
 from __future__ import annotations
@@ -119,10 +121,6 @@ class ResultsCollector:
         # Stream ids are "<ms>-<seq>" of Redis' clock: count what was added after we began.
         self._cursor = f"{int(time.time() * 1000)}-0"
 
-    @property
-    def builds(self) -> int:
-        return self._builds
-
     def response(self) -> Response:
         arrived = time.monotonic()
         seen = self._completed
@@ -136,11 +134,6 @@ class ResultsCollector:
             self._response = Response(body, began)
             self._completed += 1
             return self._response
-
-    def render(self) -> str:
-        """A fresh build as text (tests, the benchmark)."""
-        with self._lock:
-            return "".join(self._build())
 
     def _build(self) -> list[str]:
         began = time.perf_counter()
@@ -166,20 +159,20 @@ class ResultsCollector:
             redis_s = time.perf_counter() - began
             parts = []
         head = [
-            _gauge("exporter_redis_up", "1 when the last scrape could read Redis, else 0.",
-                   redis_up),
+            _gauge("exporter_redis_up",
+                   "1 when the build of this response could read Redis, else 0.", redis_up),
             _gauge("drift_schedule_interval_seconds",
                    "How often beat starts the scheduled drift runs (schedule.drift_interval_s).",
                    self._config.schedule.drift_interval_s)]
         tail = [
             *self._tally_families(),
             _gauge("exporter_scrape_duration_seconds",
-                   "Time the latest build of this response spent reading Redis (stream "
-                   "records, counters, queue lengths), without parsing and formatting.",
+                   "Time the build that produced this response spent reading Redis (stream, "
+                   "latest hashes, counters, queue lengths), without parsing and formatting.",
                    redis_s),
             _gauge("exporter_build_duration_seconds",
-                   "Time the latest build of this response took: reading Redis, parsing new "
-                   "records and formatting (all but joining the text).",
+                   "Time the build that produced this response took: reading Redis, parsing "
+                   "the records that moved and formatting (all but joining the text).",
                    time.perf_counter() - began),
             counter("exporter_builds", "Responses built since the exporter started; "
                     "simultaneous scrapes share one.", [("", float(self._builds))])]
