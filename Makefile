@@ -75,7 +75,8 @@ bench-db: extension
 		-c "ALTER SYSTEM SET session_preload_libraries = 'pg_stat_guard'" \
 		-c "SELECT pg_reload_conf()" >/dev/null
 
-bench: bench-core bench-extension bench-analysis bench-scheduled bench-verdicts bench-fleet
+bench: bench-core bench-extension bench-analysis bench-scheduled bench-verdicts bench-fleet \
+	bench-exporter
 
 bench-core: setup
 	$(PY) bench/bench_core.py
@@ -136,12 +137,17 @@ bench-fleet: setup
 	$(PY) bench/bench_fleet.py
 
 # ---- observability (docs/observability.md) -----------------------------------------------
-.PHONY: exporter dashboard flower-screenshot test-observability compose-check
+.PHONY: exporter dashboard flower-screenshot test-observability compose-check bench-exporter
 
 # The metrics exporter on 127.0.0.1:$(EXPORTER_PORT)/metrics (reads Redis at scrape time).
 EXPORTER_PORT ?= 9808
 exporter: setup
 	$(PY) -m workers.exporter --port $(EXPORTER_PORT)
+
+# Scrape time and size at 100 and 1,000 models x 50 features, 3 concurrent scrapes (a private
+# redis-server; about 20 s).
+bench-exporter: setup
+	$(PY) bench/bench_exporter.py
 
 # Regenerate the Grafana dashboard JSON (commit the result).
 dashboard: setup

@@ -211,6 +211,18 @@ class FlowerConfig:
 
 
 @dataclass(frozen=True)
+class ExporterConfig:
+    """The metrics exporter (workers/exporter.py, docs/observability.md)."""
+
+    # Per-feature series beyond the default verdict and missing-share increase: names from
+    # workers.exporter_text.OPTIONAL_FEATURE_SERIES (psi, ks_statistic, ...) or "all".
+    feature_series: tuple[str, ...] = ()
+    # Scrapes arriving while a build runs are served that build; with max_age_s > 0, so is a
+    # scrape arriving within max_age_s after a build began (results that much older).
+    max_age_s: float = 0.0
+
+
+@dataclass(frozen=True)
 class TestingConfig:
     """Fault-injection pauses for the fleet's tests; zero in production."""
 
@@ -234,6 +246,7 @@ class FleetConfig:
     ondemand: OnDemandConfig = field(default_factory=OnDemandConfig)
     baselines: BaselinesConfig = field(default_factory=BaselinesConfig)
     flower: FlowerConfig = field(default_factory=FlowerConfig)
+    exporter: ExporterConfig = field(default_factory=ExporterConfig)
     testing: TestingConfig = field(default_factory=TestingConfig)
     source_path: str = ""  # the file read, or "" for built-in defaults
 

@@ -1,62 +1,51 @@
 """Prometheus exporter of the fleet's results: ``python -m workers.exporter --port 9808``.
 
-Every scrape reads Redis: the newest stream record per (model, source), the reaction
-counters and the Celery queue lengths. It opens no DuckDB file and keeps no multiprocess
-files; the only state it holds is the count of on-demand analyses it has seen go by.
-Metric names and meanings: docs/observability.md.
+Each build of /metrics reads Redis: the newest stream record per (model, source), the
+reaction counters and the Celery queue lengths. It opens no DuckDB file and keeps no
+multiprocess files; it holds the count of on-demand analyses it has seen go by, each
+(model, source)'s newest record formatted (until a newer one replaces it) and the last
+response, which simultaneous scrapes share. The text: workers/exporter_text.py. Metric
+names and meanings: docs/observability.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import logging
-import math
 import signal
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import redis
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    Metric,
-)
-from prometheus_client.registry import Collector, CollectorRegistry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from stat_guard.result_record import ONDEMAND, SOURCES, ResultRecord, parse_number
-from stat_guard.verdict import Verdict
 from workers.config import FleetConfig
+from workers.exporter_text import (
+    VERDICTS,
+    Layout,
+    RecordBlock,
+    counter,
+    gauge,
+    histogram,
+    resolve_feature_series,
+)
 from workers.reaction_keys import COUNTER_KINDS, counter_key, latest_key
 
 logger = logging.getLogger(__name__)
 
-PREFIX = "stat_guard"
 DEFAULT_PORT = 9808
 DEFAULT_SCAN_LIMIT = 2000  # newest stream entries read per scrape for the latest results
-VERDICTS = tuple(str(v) for v in Verdict)
 # Upper bounds of the on-demand latency histogram: the analysis answers in ~200 ms.
 ONDEMAND_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
-# Per-feature figures: (attribute of the record's FeatureFigures, metric suffix, help).
-FEATURE_STATISTICS = (
-    ("psi", "feature_psi", "Population stability index of the feature's latest run."),
-    ("ks_statistic", "feature_ks_statistic", "Kolmogorov–Smirnov statistic (0..1)."),
-    ("ks_pvalue", "feature_ks_pvalue", "Kolmogorov–Smirnov p-value."),
-    ("kl", "feature_kl_divergence", "Kullback–Leibler divergence (smoothed bins)."),
-    ("js", "feature_js_distance", "Jensen–Shannon distance (0..1)."),
-    ("wasserstein", "feature_wasserstein_normalized",
-     "Wasserstein distance divided by the baseline's spread (dimensionless)."),
-    ("missing_rate_current", "feature_missing_ratio",
-     "Share of the current window's values that are NULL, NaN or infinite (0..1)."),
-    ("missing_rate_baseline", "feature_baseline_missing_ratio",
-     "Share of the baseline's values that are NULL, NaN or infinite (0..1)."),
-)
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # Celery's Redis transport keeps a message with priority p > 0 in "<queue>\x06\x16<p>".
 _PRIORITY_SEPARATOR = "\x06\x16"
 _PRIORITY_STEPS = (3, 6, 9)
@@ -85,60 +74,118 @@ class OnDemandTally:
                 self.bucket_counts[i] += 1
 
 
-class ResultsCollector(Collector):
-    """Builds every ``stat_guard_*`` metric from Redis at collection time."""
+@dataclass
+class Response:
+    """One build of /metrics, shared by every scrape it serves."""
+
+    body: bytes
+    started: float  # time.monotonic() when the build began
+    _gzipped: bytes | None = None
+
+    def gzipped(self) -> bytes:
+        if self._gzipped is None:
+            self._gzipped = gzip.compress(self.body, compresslevel=1)
+        return self._gzipped
+
+
+class ResultsCollector:
+    """Builds every ``stat_guard_*`` metric from Redis: :meth:`response` per scrape.
+
+    One build at a time (a lock); a scrape that arrives while a build runs is served that
+    build, so N simultaneous scrapes cost one (and, with ``exporter.max_age_s`` above 0, a
+    scrape arriving within that long after a build began). Each (model, source)'s record
+    is parsed and formatted once and kept until a newer record (another stream entry,
+    another stored document) replaces it.
+    """
 
     def __init__(self, config: FleetConfig, client: redis.Redis | None = None,
                  scan_limit: int = DEFAULT_SCAN_LIMIT,
-                 counter_kinds: tuple[str, ...] = COUNTER_KINDS) -> None:
+                 counter_kinds: tuple[str, ...] = COUNTER_KINDS,
+                 feature_series: Iterable[str] | None = None,
+                 max_age_s: float | None = None) -> None:
         self._config = config
         self._client = client or scrape_client(config)
         self._scan_limit = scan_limit
         self._counter_kinds = counter_kinds
+        names = config.exporter.feature_series if feature_series is None else feature_series
+        self._layout = Layout(resolve_feature_series(names))
+        self._max_age_s = config.exporter.max_age_s if max_age_s is None else max_age_s
         self._lock = threading.Lock()
+        self._response: Response | None = None
+        self._builds = 0  # begun
+        self._completed = 0
+        # (model, source) -> (what identifies the record: entry id or stored document, block)
+        self._blocks: dict[tuple[str, str], tuple[str, RecordBlock]] = {}
+        self._parse_s = 0.0
         self._tally = OnDemandTally()
         # Stream ids are "<ms>-<seq>" of Redis' clock: count what was added after we began.
         self._cursor = f"{int(time.time() * 1000)}-0"
 
-    def describe(self) -> Iterable[Metric]:
-        return []  # built at scrape time; nothing to register up front
+    def response(self) -> Response:
+        arrived = time.monotonic()
+        seen = self._completed
+        with self._lock:
+            cached = self._response
+            if cached is not None and (self._completed != seen  # finished while we waited
+                                       or arrived - cached.started < self._max_age_s):
+                return cached
+            began = time.monotonic()
+            body = "".join(self._build()).encode()
+            self._response = Response(body, began)
+            self._completed += 1
+            return self._response
 
-    def collect(self) -> Iterator[Metric]:
-        with self._lock:  # the HTTP server may serve two scrapes at once
-            yield from self._collect()
-
-    def _collect(self) -> Iterator[Metric]:
+    def _build(self) -> list[str]:
         began = time.perf_counter()
+        self._builds += 1
         redis_up = 1.0
-        families: list[Metric] = []
+        redis_s = 0.0
+        parts: list[str] = []
         try:
             self._advance_tally()
-            families += self._latest_families(self._latest_results())
-            families += self._reaction_families()
-            families += self._queue_families()
-            families.append(_gauge("results_stream_entries",
-                                   "Entries on the result stream (XLEN).",
-                                   self._client.xlen(self._config.stream.name)))
+            latest = self._latest_results()
+            counters = self._client.mget(self._counter_keys()) if self._counter_kinds else []
+            queues = self._queue_lengths()
+            entries = self._client.xlen(self._config.stream.name)
+            redis_s = time.perf_counter() - began - self._parse_s
+            parts += self._layout.render([block for _key, block in sorted(latest.items())])
+            parts += self._reaction_families(counters)
+            parts += self._queue_families(queues)
+            parts.append(_gauge("results_stream_entries", "Entries on the result stream (XLEN).",
+                                entries))
         except (redis.RedisError, OSError) as exc:
             logger.warning("Redis unavailable during scrape: %s", exc)
             redis_up = 0.0
-            families = []
-        yield _gauge("exporter_redis_up", "1 when the last scrape could read Redis, else 0.",
-                     redis_up)
-        yield _gauge("drift_schedule_interval_seconds",
-                     "How often beat starts the scheduled drift runs (schedule.drift_interval_s).",
-                     self._config.schedule.drift_interval_s)
-        yield from families
-        yield from self._tally_families()
-        yield _gauge("exporter_scrape_duration_seconds",
-                     "Time this scrape spent reading Redis.", time.perf_counter() - began)
+            redis_s = time.perf_counter() - began
+            parts = []
+        head = [
+            _gauge("exporter_redis_up",
+                   "1 when the build of this response could read Redis, else 0.", redis_up),
+            _gauge("drift_schedule_interval_seconds",
+                   "How often beat starts the scheduled drift runs (schedule.drift_interval_s).",
+                   self._config.schedule.drift_interval_s)]
+        tail = [
+            *self._tally_families(),
+            _gauge("exporter_scrape_duration_seconds",
+                   "Time the build that produced this response spent reading Redis (stream, "
+                   "latest hashes, counters, queue lengths), without parsing and formatting.",
+                   redis_s),
+            _gauge("exporter_build_duration_seconds",
+                   "Time the build that produced this response took: reading Redis, parsing "
+                   "the records that moved and formatting (all but joining the text).",
+                   time.perf_counter() - began),
+            counter("exporter_builds", "Responses built since the exporter started; "
+                    "simultaneous scrapes share one.", [("", float(self._builds))])]
+        return [*head, *parts, *tail]
 
     # ---- reading ------------------------------------------------------------------------
 
-    def _latest_results(self) -> dict[tuple[str, str], ResultRecord]:
-        """Newest record per (model, source): the newest ``scan_limit`` stream entries, then
-        the reaction task's ``latest:<source>`` hashes for models not among them."""
-        latest: dict[tuple[str, str], ResultRecord] = {}
+    def _latest_results(self) -> dict[tuple[str, str], RecordBlock]:
+        """Newest record per (model, source), formatted: the newest ``scan_limit`` stream
+        entries, then the reaction task's ``latest:<source>`` hashes for models not among
+        them. A record seen before is neither parsed nor formatted again."""
+        self._parse_s = 0.0
+        latest: dict[tuple[str, str], RecordBlock] = {}
         stream = self._config.stream.name
         upper = "+"
         remaining = self._scan_limit
@@ -147,28 +194,57 @@ class ResultsCollector(Collector):
                                           count=min(remaining, _FORWARD_PAGE))
             if not page:
                 break
-            for _entry_id, fields in page:
-                result = parse_record(fields)
-                if result is not None:
-                    latest.setdefault((result.model, result.source), result)
+            for entry_id, fields in page:
+                key = (_text(fields.get("model", "")), _text(fields.get("source", "")))
+                if key not in latest:
+                    self._take(latest, key, _text(entry_id), fields)
             remaining -= len(page)
             upper = f"({_text(page[-1][0])}"
             if len(page) < _FORWARD_PAGE:
                 break
         for source in SOURCES:
-            stored = self._client.hgetall(latest_key(self._config.redis, source))
-            for model, document in stored.items():
-                key = (_text(model), source)
-                if key in latest:
+            hash_key = latest_key(self._config.redis, source)
+            models = [m for m in self._client.hkeys(hash_key)
+                      if (_text(m), source) not in latest]
+            if not models:
+                continue
+            for model, document in zip(models, self._client.hmget(hash_key, models),
+                                       strict=True):
+                if document is None:
                     continue
-                try:
-                    fields = json.loads(document)
-                except ValueError:
-                    continue
-                result = parse_record(fields) if isinstance(fields, dict) else None
-                if result is not None:
-                    latest[key] = result
+                self._take(latest, (_text(model), source), _text(document), document)
+        seen = set(latest)
+        for key in [k for k in self._blocks if k not in seen]:
+            del self._blocks[key]  # gone from the stream and the hashes
         return latest
+
+    def _take(self, latest: dict[tuple[str, str], RecordBlock], key: tuple[str, str],
+              identity: str, source: Mapping[Any, Any] | str) -> None:
+        """The block of the record ``identity`` for ``key``: the kept one when it is the
+        same record, else parsed (a stored document is JSON) and formatted."""
+        kept = self._blocks.get(key)
+        if kept is not None and kept[0] == identity:
+            latest[key] = kept[1]
+            return
+        began = time.perf_counter()
+        try:
+            fields: Any = source
+            if isinstance(source, str):
+                try:
+                    fields = json.loads(source)
+                except ValueError:
+                    return
+            result = parse_record(fields) if isinstance(fields, dict) else None
+            if result is None:
+                return
+            key = (result.model, result.source)
+            if key in latest:
+                return
+            block = self._layout.block(result)
+            self._blocks[key] = (identity, block)
+            latest[key] = block
+        finally:
+            self._parse_s += time.perf_counter() - began
 
     def _advance_tally(self) -> None:
         """Count the on-demand records added since the last scrape (XRANGE from the cursor)."""
@@ -177,106 +253,60 @@ class ResultsCollector(Collector):
                                        max="+", count=_FORWARD_PAGE)
             for entry_id, fields in page:
                 self._cursor = _text(entry_id)
+                if _text(fields.get("source", "")) != ONDEMAND:
+                    continue  # a scheduled record: its features need not be parsed
                 record = ResultRecord.from_fields(fields)
                 if record.source == ONDEMAND:
                     self._tally.observe(record.verdict or "unknown", record.duration_s)
             if len(page) < _FORWARD_PAGE:
                 return
 
-    # ---- metric families ----------------------------------------------------------------
+    def _counter_keys(self) -> list[str]:
+        return [counter_key(self._config.redis, kind) for kind in self._counter_kinds]
 
-    def _latest_families(self, latest: Mapping[tuple[str, str], ResultRecord]
-                         ) -> list[Metric]:
-        model_labels = ["model", "source"]
-        feature_labels = ["model", "source", "feature"]
-        statistics = {name: GaugeMetricFamily(f"{PREFIX}_{suffix}", text, labels=feature_labels)
-                      for name, suffix, text in FEATURE_STATISTICS}
-        feature_verdict = GaugeMetricFamily(
-            f"{PREFIX}_feature_verdict",
-            "1 for the verdict of the feature's latest run, 0 for the others.",
-            labels=[*feature_labels, "verdict"])
-        feature_error = GaugeMetricFamily(
-            f"{PREFIX}_feature_error", "1 when the feature's latest run reported an error.",
-            labels=feature_labels)
-        score = GaugeMetricFamily(f"{PREFIX}_model_drift_score",
-                                  "The model's drift score (largest feature PSI), latest run.",
-                                  labels=model_labels)
-        model_verdict = GaugeMetricFamily(
-            f"{PREFIX}_model_verdict",
-            "1 for the verdict of the model's latest run, 0 for the others.",
-            labels=[*model_labels, "verdict"])
-        last_success = GaugeMetricFamily(
-            f"{PREFIX}_model_last_success_timestamp_seconds",
-            "When the model's latest completed run finished (Unix time); failed runs "
-            "publish nothing.", labels=model_labels)
-        duration = GaugeMetricFamily(f"{PREFIX}_model_run_duration_seconds",
-                                     "How long the model's latest run took.",
-                                     labels=model_labels)
-        for (model, source), result in sorted(latest.items()):
-            for verdict in _verdict_states(result.verdict):
-                model_verdict.add_metric([model, source, verdict],
-                                         1.0 if verdict == result.verdict else 0.0)
-            _add_finite(score, [model, source], result.drift_score)
-            _add_finite(last_success, [model, source],
-                        result.finished_at.timestamp() if result.finished_at else None)
-            _add_finite(duration, [model, source], result.duration_s)
-            for feature, figures in sorted(result.features.items()):
-                labels = [model, source, feature]
-                for name, family in statistics.items():
-                    _add_finite(family, labels, getattr(figures, name))
-                if figures.verdict:
-                    for verdict in _verdict_states(figures.verdict):
-                        feature_verdict.add_metric([*labels, verdict],
-                                                   1.0 if verdict == figures.verdict else 0.0)
-                feature_error.add_metric(labels, 1.0 if figures.error else 0.0)
-        return [*statistics.values(), feature_verdict, feature_error, score, model_verdict,
-                last_success, duration]
-
-    def _reaction_families(self) -> list[Metric]:
-        keys = [counter_key(self._config.redis, kind) for kind in self._counter_kinds]
-        values = self._client.mget(keys) if keys else []
-        families: list[Metric] = []
-        for kind, key, value in zip(self._counter_kinds, keys, values, strict=True):
-            families.append(CounterMetricFamily(
-                f"{PREFIX}_reactions_{kind}", f"Reactions of kind '{kind}' (Redis counter {key}).",
-                value=parse_number(value) or 0.0))
-        return families
-
-    def _queue_families(self) -> list[Metric]:
-        queues = self._config.queues
-        roles = (("drift", queues.drift), ("ondemand", queues.ondemand),
-                 ("reactions", queues.reactions))
+    def _queue_lengths(self) -> list[int]:
         with self._client.pipeline(transaction=False) as pipe:
-            for _role, name in roles:
+            for _role, name in self._queue_roles():
                 pipe.llen(name)
                 for priority in _PRIORITY_STEPS:
                     pipe.llen(f"{name}{_PRIORITY_SEPARATOR}{priority}")
-            lengths = pipe.execute()
-        per_queue = 1 + len(_PRIORITY_STEPS)
-        families: list[Metric] = []
-        for i, (role, name) in enumerate(roles):
-            total = sum(int(n) for n in lengths[i * per_queue:(i + 1) * per_queue])
-            families.append(_gauge(f"queue_{role}_messages",
-                                   f"Messages waiting in the Celery queue '{name}' "
-                                   f"(queues.{role}; not yet taken by a worker).", total))
-        return families
+            return [int(n) for n in pipe.execute()]
 
-    def _tally_families(self) -> list[Metric]:
+    def _queue_roles(self) -> tuple[tuple[str, str], ...]:
+        queues = self._config.queues
+        return (("drift", queues.drift), ("ondemand", queues.ondemand),
+                ("reactions", queues.reactions))
+
+    # ---- metric families ----------------------------------------------------------------
+
+    def _reaction_families(self, values: list[Any]) -> list[str]:
+        return [counter(f"reactions_{kind}", f"Reactions of kind '{kind}' (Redis counter "
+                        f"{key}).", [("", parse_number(value) or 0.0)])
+                for kind, key, value in zip(self._counter_kinds, self._counter_keys(), values,
+                                            strict=True)]
+
+    def _queue_families(self, lengths: list[int]) -> list[str]:
+        per_queue = 1 + len(_PRIORITY_STEPS)
+        return [_gauge(f"queue_{role}_messages",
+                       f"Messages waiting in the Celery queue '{name}' "
+                       f"(queues.{role}; not yet taken by a worker).",
+                       sum(lengths[i * per_queue:(i + 1) * per_queue]))
+                for i, (role, name) in enumerate(self._queue_roles())]
+
+    def _tally_families(self) -> list[str]:
         tally = self._tally
-        analyses = CounterMetricFamily(
-            f"{PREFIX}_ondemand_analyses",
+        analyses = counter(
+            "ondemand_analyses",
             "On-demand analyses published to the stream since the exporter started.",
-            labels=["verdict"])
-        for verdict in sorted(set(VERDICTS) | set(tally.by_verdict)):
-            analyses.add_metric([verdict], float(tally.by_verdict.get(verdict, 0)))
-        buckets: list[tuple[str, float]] = []
-        for bound, count in zip(ONDEMAND_BUCKETS, tally.bucket_counts, strict=True):
-            buckets.append((_bucket_label(bound), float(count)))
-        buckets.append(("+Inf", float(tally.count)))
-        latency = HistogramMetricFamily(
-            f"{PREFIX}_ondemand_duration_seconds",
+            [(verdict, float(tally.by_verdict.get(verdict, 0)))
+             for verdict in sorted(set(VERDICTS) | set(tally.by_verdict))], label="verdict")
+        latency = histogram(
+            "ondemand_duration_seconds",
             "Duration of on-demand analyses (the record's duration_s) since the exporter "
-            "started.", buckets=buckets, sum_value=tally.total_s)
+            "started.",
+            [(_bucket_label(bound), float(count))
+             for bound, count in zip(ONDEMAND_BUCKETS, tally.bucket_counts, strict=True)],
+            float(tally.count), tally.total_s)
         return [analyses, latency]
 
 
@@ -292,10 +322,6 @@ def parse_record(fields: Mapping[Any, Any]) -> ResultRecord | None:
     return record
 
 
-def _verdict_states(actual: str) -> tuple[str, ...]:
-    return VERDICTS if actual in VERDICTS else (*VERDICTS, actual)
-
-
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -304,13 +330,8 @@ def _bucket_label(bound: float) -> str:
     return repr(float(bound))
 
 
-def _gauge(name: str, text: str, value: float) -> GaugeMetricFamily:
-    return GaugeMetricFamily(f"{PREFIX}_{name}", text, value=float(value))
-
-
-def _add_finite(family: GaugeMetricFamily, labels: list[str], value: float | None) -> None:
-    if value is not None and math.isfinite(value):
-        family.add_metric(labels, value)
+def _gauge(name: str, text: str, value: float) -> str:
+    return gauge(name, text, float(value))
 
 
 # ---- process ----------------------------------------------------------------------------
@@ -326,16 +347,43 @@ def scrape_client(config: FleetConfig) -> redis.Redis:
                        retry=Retry(NoBackoff(), 0))
 
 
-def build_registry(config: FleetConfig, scan_limit: int = DEFAULT_SCAN_LIMIT
-                   ) -> CollectorRegistry:
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(ResultsCollector(config, scan_limit=scan_limit))
-    return registry
+class MetricsHandler(BaseHTTPRequestHandler):
+    """GET /metrics (or /): the collector's shared response, gzipped when accepted."""
+
+    collector: ResultsCollector  # set on the subclass made by serve()
+
+    def do_GET(self) -> None:
+        if self.path.split("?", 1)[0] not in ("/metrics", "/"):
+            self.send_error(404)
+            return
+        response = self.collector.response()
+        body = response.body
+        compressed = "gzip" in self.headers.get("Accept-Encoding", "")
+        if compressed:
+            body = response.gzipped()
+        self.send_response(200)
+        self.send_header("Content-Type", CONTENT_TYPE)
+        if compressed:
+            self.send_header("Content-Encoding", "gzip")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # one line per scrape is noise
+
+
+def serve(collector: ResultsCollector, address: str, port: int
+          ) -> tuple[ThreadingHTTPServer, threading.Thread]:
+    handler = type("Handler", (MetricsHandler,), {"collector": collector})
+    server = ThreadingHTTPServer((address, port), handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, name="exporter-http", daemon=True)
+    thread.start()
+    return server, thread
 
 
 def main(argv: list[str] | None = None) -> None:
-    from prometheus_client import start_http_server
-
     from workers.config import get_config
 
     parser = argparse.ArgumentParser(description="Serve the fleet's results as Prometheus "
@@ -345,11 +393,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=DEFAULT_PORT)
     parser.add_argument("--scan-limit", type=int, default=DEFAULT_SCAN_LIMIT,
                         help="newest stream entries read per scrape")
+    parser.add_argument("--feature-series", default=None,
+                        help="opt-in per-feature series, comma-separated, or 'all' "
+                             "(default: exporter.feature_series)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     config = get_config()
-    server, thread = start_http_server(args.port, addr=args.address,
-                                       registry=build_registry(config, args.scan_limit))
+    series = None if args.feature_series is None else args.feature_series.split(",")
+    try:
+        collector = ResultsCollector(config, scan_limit=args.scan_limit,
+                                     feature_series=series)
+    except ValueError as exc:
+        parser.error(str(exc))
+    server, thread = serve(collector, args.address, args.port)
     logger.info("stat_guard exporter on http://%s:%d/metrics (Redis %s:%d/%d, stream %s)",
                 args.address, args.port, config.redis.host, config.redis.port,
                 config.redis.db, config.stream.name)

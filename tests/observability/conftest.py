@@ -108,13 +108,16 @@ class Processes:
         self.started.append(managed)
         return managed
 
-    def exporter(self, redis_port: int | None = None, scan_limit: int | None = None
-                 ) -> str:
-        """Start ``python -m workers.exporter``; its /metrics URL once it answers."""
+    def exporter(self, redis_port: int | None = None, scan_limit: int | None = None,
+                 feature_series: str | None = None) -> str:
+        """Start ``python -m workers.exporter``; its /metrics URL once it answers.
+        ``feature_series``: its --feature-series (e.g. "all"; default: the config's)."""
         port = free_port()
         argv = [sys.executable, "-m", "workers.exporter", "--port", str(port)]
         if scan_limit is not None:
             argv += ["--scan-limit", str(scan_limit)]
+        if feature_series is not None:
+            argv += ["--feature-series", feature_series]
         env = subprocess_env(**({"STAT_GUARD_REDIS_PORT": str(redis_port)}
                                 if redis_port else {}))
         process = self.start("exporter", argv, env)

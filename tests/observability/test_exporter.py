@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import math
 import re
+import threading
 import time
 
 import pytest
 import redis
 
+from stat_guard.result_record import FeatureFigures
 from tests.local import free_port
 from tests.observability.conftest import CONFIG, Processes, http_get
+from tests.observability.fleet_fill import fill_fleet
 from tests.observability.records import (
     FINISHED,
     feature,
+    parse,
     publish,
     record,
     sample_names,
@@ -45,7 +49,7 @@ def _publish_fixture_results(client: redis.Redis) -> None:
 
 def test_scrape_serves_the_newest_result_per_model_and_source(
         processes: Processes, redis_db: redis.Redis) -> None:
-    url = processes.exporter()
+    url = processes.exporter(feature_series="all")
     _publish_fixture_results(redis_db)
     redis_db.set(CONFIG.redis.key("reactions", "alert"), 3)
     redis_db.set(CONFIG.redis.key("reactions", "given_up"), 1)
@@ -100,6 +104,118 @@ def test_scrape_serves_the_newest_result_per_model_and_source(
     assert value(samples, "stat_guard_drift_schedule_interval_seconds") == 3600
 
 
+def test_default_series_are_the_verdict_label_and_the_missing_share_rise(
+        processes: Processes, redis_db: redis.Redis) -> None:
+    url = processes.exporter()
+    _publish_fixture_results(redis_db)
+    publish(redis_db, record("fraud@2", "fraud", "scheduled", "warning", "0.15", {
+        "amount": FeatureFigures(verdict="warning", psi=0.15, missing_rate_baseline=0.01,
+                                 missing_rate_current=0.41),
+        "country": FeatureFigures(verdict="ok", psi=0.01, missing_rate_baseline=0.1,
+                                  missing_rate_current=0.05)}))
+
+    samples = scrape(url)
+
+    age = {"model": "churn", "source": "scheduled", "feature": "age"}
+    # one series per feature: its verdict as the label, value 1
+    assert [s["verdict"] for s in series(samples, "stat_guard_feature_verdict")
+            if s["feature"] == "age" and s["source"] == "scheduled"] == ["drift"]
+    assert value(samples, "stat_guard_feature_verdict", **age, verdict="drift") == 1
+    fraud = {"model": "fraud", "source": "scheduled"}
+    assert value(samples, "stat_guard_feature_verdict", **fraud, feature="country",
+                 verdict="ok") == 1
+    assert value(samples, "stat_guard_feature_missing_ratio_increase", **fraud,
+                 feature="amount") == 0.4
+    assert [s["feature"] for s in series(samples, "stat_guard_feature_missing_ratio_increase")
+            ] == ["amount"]  # the share of country fell: no series
+    feature_metrics = {n for n in sample_names(samples) if n.startswith("stat_guard_feature_")}
+    assert feature_metrics == {"stat_guard_feature_verdict",
+                               "stat_guard_feature_missing_ratio_increase"}
+    assert value(samples, "stat_guard_model_verdict", **fraud, verdict="warning") == 1
+    assert value(samples, "stat_guard_model_drift_score", **fraud) == 0.15
+    redis_s = value(samples, "stat_guard_exporter_scrape_duration_seconds")
+    build_s = value(samples, "stat_guard_exporter_build_duration_seconds")
+    assert 0 < redis_s <= build_s
+
+    # a newer run of the model replaces its kept, formatted record
+    publish(redis_db, record("fraud@3", "fraud", "scheduled", "ok", "0.02", {
+        "amount": FeatureFigures(verdict="ok", psi=0.02)}))
+    time.sleep(CONFIG.exporter.max_age_s + 0.2)
+    again = scrape(url)
+    assert value(again, "stat_guard_model_drift_score", **fraud) == 0.02
+    assert value(again, "stat_guard_feature_verdict", **fraud, feature="amount",
+                 verdict="ok") == 1
+    assert not series(again, "stat_guard_feature_missing_ratio_increase")
+    assert value(again, "stat_guard_exporter_builds_total") > value(
+        samples, "stat_guard_exporter_builds_total")
+
+
+def test_a_scrape_of_1000_models_by_50_features_is_fast_and_small(
+        processes: Processes, redis_db: redis.Redis) -> None:
+    url = processes.exporter()
+    fill_fleet(redis_db, CONFIG, models=1000, features=50)
+    time.sleep(CONFIG.exporter.max_age_s + 0.2)  # past any max_age_s of the start-up build
+
+    began = time.monotonic()
+    status, body = http_get(url, timeout=30)
+    elapsed = time.monotonic() - began
+
+    assert status == 200
+    assert elapsed < 6, f"scrape took {elapsed:.1f} s"
+    assert len(body) < 10_000_000, f"scrape returned {len(body):,} bytes"
+    samples = parse(body.decode())
+    assert len(series(samples, "stat_guard_model_drift_score")) == 1000
+    assert len(series(samples, "stat_guard_feature_verdict")) == 50_000
+    assert value(samples, "stat_guard_feature_verdict", model="model_0999",
+                 source="scheduled", feature="feature_49",
+                 verdict=_verdict_of(999, 49)) == 1
+    # what Prometheus receives (it asks for gzip)
+    status, zipped = http_get(url, timeout=30, headers={"Accept-Encoding": "gzip"})
+    assert status == 200 and len(zipped) < len(body) / 5
+
+
+def _verdict_of(model: int, feature_index: int) -> str:
+    from tests.observability.fleet_fill import fleet_record
+
+    return fleet_record(model, 50).features[f"feature_{feature_index:02d}"].verdict
+
+
+def test_simultaneous_scrapes_share_one_build(
+        processes: Processes, redis_db: redis.Redis) -> None:
+    url = processes.exporter()
+    fill_fleet(redis_db, CONFIG, models=1000, features=50)
+    time.sleep(CONFIG.exporter.max_age_s + 0.2)
+    bodies: list[bytes] = [b""] * 3
+
+    def get(i: int) -> None:
+        status, bodies[i] = http_get(url, timeout=30)
+        assert status == 200
+
+    threads = [threading.Thread(target=get, args=(i,)) for i in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert bodies[0] and bodies[0] == bodies[1] == bodies[2]  # the same response
+    builds = {value(parse(body.decode()), "stat_guard_exporter_builds_total")
+              for body in bodies}
+    assert len(builds) == 1
+    # a scrape after exporter.max_age_s builds again, reusing the formatted records
+    time.sleep(CONFIG.exporter.max_age_s + 0.2)
+    later = scrape(url)
+    assert value(later, "stat_guard_exporter_builds_total") == builds.pop() + 1
+
+
+def test_an_unknown_feature_series_is_refused() -> None:
+    from workers.exporter_text import resolve_feature_series
+
+    assert "psi" in resolve_feature_series(["all"])
+    assert resolve_feature_series(["psi", " error"]) == {"psi", "error"}
+    with pytest.raises(ValueError, match="verdict_states"):
+        resolve_feature_series(["psi", "pis"])
+
+
 def test_ondemand_analyses_are_counted_with_their_latency(
         processes: Processes, redis_db: redis.Redis) -> None:
     # published before the exporter started: not counted (a restart never counts twice)
@@ -145,7 +261,7 @@ def test_models_beyond_the_scan_come_from_the_reaction_task_hashes(
     publish(redis_db, old)
     redis_db.hset(CONFIG.redis.key("latest", "scheduled"), "old_model",
                   json.dumps(old.to_fields()))
-    url = processes.exporter(scan_limit=2)
+    url = processes.exporter(scan_limit=2, feature_series="psi")
     for i in range(3):
         publish(redis_db, record(f"new@{i}", f"model_{i}", "scheduled", "ok", "0.01", {}))
 

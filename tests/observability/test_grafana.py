@@ -66,7 +66,8 @@ def test_dashboard_is_regenerated_identically() -> None:
 
 def test_dashboard_queries_name_only_metrics_the_exporter_serves(
         processes: Processes, redis_db: redis.Redis) -> None:
-    url = processes.exporter()
+    # the feature panels draw the opt-in statistics (exporter.feature_series)
+    url = processes.exporter(feature_series="all")
     publish(redis_db, record("m@1", "m", "scheduled", "drift", "0.4",
                              {"f": feature(0.4, 0.2, 0.01, 0.3, 0.2, 0.5, "drift")}))
     publish(redis_db, record("r-1", "m", "ondemand", "ok", "0.01",

@@ -37,6 +37,13 @@ def test_prometheus_configuration_passes_promtool() -> None:
     assert "SUCCESS" in result.stdout
 
 
+def test_the_exporter_job_has_a_scrape_timeout() -> None:
+    config = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    timeout = jobs["stat_guard_exporter"].get("scrape_timeout")
+    assert timeout == config["global"]["scrape_timeout"] == "10s"
+
+
 def test_alert_rules_pass_promtool() -> None:
     result = _promtool("check", "rules", "alerts.yml")
     assert result.returncode == 0, result.stdout + result.stderr
@@ -67,9 +74,11 @@ def test_ondemand_alert_names_the_routed_task() -> None:
 def _prometheus_config(tmp_path: Path, exporter_port: int) -> Path:
     """The shipped configuration with a 1 s scrape interval, aimed at the test exporter."""
     config = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
-    config["global"].update({"scrape_interval": "1s", "evaluation_interval": "1s"})
+    config["global"].update({"scrape_interval": "1s", "scrape_timeout": "1s",
+                             "evaluation_interval": "1s"})
     config["rule_files"] = [str(PROMETHEUS_DIR / "alerts.yml")]
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    jobs["stat_guard_exporter"]["scrape_timeout"] = "1s"  # at most the interval
     jobs["stat_guard_exporter"]["static_configs"] = [
         {"targets": [f"127.0.0.1:{exporter_port}"]}]
     config["scrape_configs"] = [jobs["stat_guard_exporter"]]  # no Flower in this test
@@ -93,7 +102,7 @@ def _dashboard_expressions() -> list[str]:
 def test_prometheus_scrapes_the_exporter_and_answers_queries(
         processes: Processes, redis_db: redis.Redis, tmp_path: Path) -> None:
     prometheus = require_tool("prometheus")
-    exporter_url = processes.exporter()
+    exporter_url = processes.exporter(feature_series="all")  # the dashboard's panels
     exporter_port = int(urllib.parse.urlparse(exporter_url).port or 0)
     publish(redis_db, record("churn@1", "churn", "scheduled", "drift", "0.31",
                              {"age": feature(0.31, 0.12, 0.001, 0.2, 0.15, 0.4, "drift")}))
