@@ -46,9 +46,10 @@
 
 /*
  * The tdigest type is a varlena whose payload IS the wire-format digest
- * (version 2), always in canonical form, so send and the bytea cast copy
- * bytes; recv and the cast from bytea also read version 1 and store it as
- * version 2.
+ * (version 3), always in canonical form, so send and the bytea cast copy
+ * bytes; recv and the cast from bytea also read versions 1 and 2 and store
+ * them as version 3.  Values stored by an earlier release keep their
+ * version 2 payload (every reader reads it) until they are rewritten.
  */
 #define DatumGetTDigestPP(d)	((struct varlena *) PG_DETOAST_DATUM_PACKED(d))
 #define PG_GETARG_TDIGEST_PP(n) DatumGetTDigestPP(PG_GETARG_DATUM(n))
