@@ -28,6 +28,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector, CollectorRegistry
 from redis.backoff import NoBackoff
+from redis.client import NEVER_DECODE
 from redis.retry import Retry
 
 from stat_guard.result_record import ONDEMAND, SOURCES, ResultRecord, parse_number
@@ -119,6 +120,10 @@ class ResultsCollector(Collector):
             families.append(_gauge("results_stream_entries",
                                    "Entries on the result stream (XLEN).",
                                    self._client.xlen(self._config.stream.name)))
+            families.append(_gauge(
+                "results_dead_letter_entries",
+                "Poison entries parked in the dead-letter stream (XLEN <stream>:dead).",
+                self._client.xlen(f"{self._config.stream.name}:dead")))
         except (redis.RedisError, OSError) as exc:
             logger.warning("Redis unavailable during scrape: %s", exc)
             redis_up = 0.0
@@ -143,8 +148,10 @@ class ResultsCollector(Collector):
         upper = "+"
         remaining = self._scan_limit
         while remaining > 0:
-            page = self._client.xrevrange(stream, max=upper, min="-",
-                                          count=min(remaining, _FORWARD_PAGE))
+            # Undecoded: one entry that is not UTF-8 must not fail the scrape.
+            page = self._client.execute_command(
+                "XREVRANGE", stream, upper, "-", "COUNT", min(remaining, _FORWARD_PAGE),
+                **{NEVER_DECODE: True})
             if not page:
                 break
             for _entry_id, fields in page:
@@ -173,12 +180,13 @@ class ResultsCollector(Collector):
     def _advance_tally(self) -> None:
         """Count the on-demand records added since the last scrape (XRANGE from the cursor)."""
         for _ in range(_FORWARD_MAX_PAGES):
-            page = self._client.xrange(self._config.stream.name, min=f"({self._cursor}",
-                                       max="+", count=_FORWARD_PAGE)
+            page = self._client.execute_command(
+                "XRANGE", self._config.stream.name, f"({self._cursor}", "+",
+                "COUNT", _FORWARD_PAGE, **{NEVER_DECODE: True})
             for entry_id, fields in page:
                 self._cursor = _text(entry_id)
-                record = ResultRecord.from_fields(fields)
-                if record.source == ONDEMAND:
+                record = parse_record(fields, complete=False)
+                if record is not None and record.source == ONDEMAND:
                     self._tally.observe(record.verdict or "unknown", record.duration_s)
             if len(page) < _FORWARD_PAGE:
                 return
@@ -283,11 +291,14 @@ class ResultsCollector(Collector):
 # ---- records ----------------------------------------------------------------------------
 
 
-def parse_record(fields: Mapping[Any, Any]) -> ResultRecord | None:
-    """A stream record (or the reaction task's stored copy); None without a model, source
-    or verdict, which every metric needs."""
-    record = ResultRecord.from_fields(fields)
-    if not record.model or not record.source or not record.verdict:
+def parse_record(fields: Mapping[Any, Any], complete: bool = True) -> ResultRecord | None:
+    """A stream record (or the reaction task's stored copy); None when a field is not UTF-8
+    or (``complete``) without a model, source or verdict, which every metric needs."""
+    try:
+        record = ResultRecord.from_fields(fields)
+    except (UnicodeDecodeError, ValueError, TypeError):
+        return None
+    if complete and (not record.model or not record.source or not record.verdict):
         return None
     return record
 
