@@ -112,6 +112,9 @@ def run_model_drift_task(self: Task, model: str, run_id: str, busy_retries: int 
                     holder.run_id if holder else "(just released)")
         raise self.retry(countdown=config.drift.lock_retry_countdown_s,
                          kwargs={"busy_retries": busy_retries, "lock_waits": lock_waits + 1})
+    if lock.taken_over is not None:
+        logger.warning("drift run %s took over its own lock from a dead run (%s)", run_id,
+                       lock.taken_over.process or "process unknown")
 
     def retry_later(exc: Exception, what: str) -> Exception:
         if busy_retries >= config.drift.busy_max_retries:
