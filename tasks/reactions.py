@@ -129,6 +129,10 @@ def poison_reason(entry: StreamEntry) -> tuple[ResultRecord | None, str | None]:
         return None, entry.problem
     if entry.size > MAX_ENTRY_BYTES:
         return None, f"entry of {entry.size} bytes exceeds the bound of {MAX_ENTRY_BYTES}"
+    kept = len(kept_document(entry.fields))
+    if kept > MAX_ENTRY_BYTES:  # escaping can make the kept JSON larger than the entry
+        return None, (f"entry of {kept} characters as JSON exceeds the bound of "
+                      f"{MAX_ENTRY_BYTES}")
     try:
         record = ResultRecord.from_fields(entry.fields)
     except Exception as exc:  # from_fields is lenient; anything else is still poison
@@ -202,7 +206,7 @@ def react(client: redis.Redis, record: ResultRecord, fields: Mapping[str, str]) 
     as it is for the exporter and the warning list); the kinds of reaction done."""
     verdict = record.verdict
     source = record.source
-    document = json.dumps(dict(fields), sort_keys=True)
+    document = kept_document(fields)
     client.hset(latest_key(source or "unknown"), record.model, document)
     if verdict == Verdict.DRIFT:
         kinds = []
@@ -229,6 +233,11 @@ def react(client: redis.Redis, record: ResultRecord, fields: Mapping[str, str]) 
                      preview(fields.get("features", ""), 1000))
         return [ERROR]
     return [NONE]
+
+
+def kept_document(fields: Mapping[str, str]) -> str:
+    """The JSON copy of an entry kept in the latest-record hash and the warnings list."""
+    return json.dumps(dict(fields), sort_keys=True)
 
 
 def send_alert(record: ResultRecord) -> None:

@@ -32,6 +32,7 @@ from redis.client import NEVER_DECODE
 from redis.retry import Retry
 
 from stat_guard.result_record import ONDEMAND, SOURCES, ResultRecord, parse_number
+from stat_guard.verdict import ERROR as ERROR_VERDICT
 from stat_guard.verdict import Verdict
 from workers.config import FleetConfig
 from workers.reaction_keys import COUNTER_KINDS, counter_key, latest_key
@@ -100,6 +101,7 @@ class ResultsCollector(Collector):
         self._tally = OnDemandTally()
         # Stream ids are "<ms>-<seq>" of Redis' clock: count what was added after we began.
         self._cursor = f"{int(time.time() * 1000)}-0"
+        self._success: dict[tuple[str, str], float] = {}  # newest non-error finish, per scrape
 
     def describe(self) -> Iterable[Metric]:
         return []  # built at scrape time; nothing to register up front
@@ -114,6 +116,7 @@ class ResultsCollector(Collector):
         families: list[Metric] = []
         try:
             self._advance_tally()
+            self._success = {}
             families += self._latest_families(self._latest_results())
             families += self._reaction_families()
             families += self._queue_families()
@@ -158,6 +161,7 @@ class ResultsCollector(Collector):
                 result = parse_record(fields)
                 if result is not None:
                     latest.setdefault((result.model, result.source), result)
+                    self._note_success(result)
             remaining -= len(page)
             upper = f"({_text(page[-1][0])}"
             if len(page) < _FORWARD_PAGE:
@@ -166,16 +170,24 @@ class ResultsCollector(Collector):
             stored = self._client.hgetall(latest_key(self._config.redis, source))
             for model, document in stored.items():
                 key = (_text(model), source)
-                if key in latest:
-                    continue
                 try:
                     fields = json.loads(document)
                 except ValueError:
                     continue
                 result = parse_record(fields) if isinstance(fields, dict) else None
                 if result is not None:
-                    latest[key] = result
+                    self._note_success(result)
+                    latest.setdefault(key, result)
         return latest
+
+    def _note_success(self, result: ResultRecord) -> None:
+        """Keep the newest finish of a run that did not fail (verdict other than error)."""
+        if result.verdict == ERROR_VERDICT or result.finished_at is None:
+            return
+        key = (result.model, result.source)
+        finished = result.finished_at.timestamp()
+        if finished > self._success.get(key, -math.inf):
+            self._success[key] = finished
 
     def _advance_tally(self) -> None:
         """Count the on-demand records added since the last scrape (XRANGE from the cursor)."""
@@ -215,8 +227,8 @@ class ResultsCollector(Collector):
             labels=[*model_labels, "verdict"])
         last_success = GaugeMetricFamily(
             f"{PREFIX}_model_last_success_timestamp_seconds",
-            "When the model's latest completed run finished (Unix time); failed runs "
-            "publish nothing.", labels=model_labels)
+            "When the model's latest successful run finished (Unix time): runs with "
+            "verdict error (failed) do not count.", labels=model_labels)
         duration = GaugeMetricFamily(f"{PREFIX}_model_run_duration_seconds",
                                      "How long the model's latest run took.",
                                      labels=model_labels)
@@ -225,8 +237,7 @@ class ResultsCollector(Collector):
                 model_verdict.add_metric([model, source, verdict],
                                          1.0 if verdict == result.verdict else 0.0)
             _add_finite(score, [model, source], result.drift_score)
-            _add_finite(last_success, [model, source],
-                        result.finished_at.timestamp() if result.finished_at else None)
+            _add_finite(last_success, [model, source], self._success.get((model, source)))
             _add_finite(duration, [model, source], result.duration_s)
             for feature, figures in sorted(result.features.items()):
                 labels = [model, source, feature]

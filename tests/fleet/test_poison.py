@@ -152,3 +152,23 @@ def test_log_preview_is_bounded() -> None:
     text = preview({b"features": b"\xff" * 100_000, "run_id": "r"})
     assert len(text) < LOG_PREVIEW_CHARS + 100
     assert "more characters" in text
+
+
+def test_entry_whose_kept_json_would_exceed_the_bound_is_parked(redis_db: redis.Redis) -> None:
+    # 60 kB of control characters: small on the stream, six times that as JSON.
+    redis_db.xadd(CONFIG.stream.name, {"run_id": "escaped", "model": "m",
+                                       "source": "scheduled", "verdict": "warning",
+                                       "features": "\x01" * 60_000})
+    summary = reactions.drain(redis_db, "consumer-a")
+    assert summary.counts == {"dead_letter": 1}
+    (dead,) = _dead(redis_db)
+    assert "as JSON exceeds the bound" in dead["reason"]
+    assert redis_db.llen("stat_guard:warnings") == 0
+
+
+def test_long_run_id_is_parked(redis_db: redis.Redis) -> None:
+    redis_db.xadd(CONFIG.stream.name, {"run_id": "r" * 600, "model": "m",
+                                       "source": "scheduled", "verdict": "ok"})
+    assert reactions.drain(redis_db, "consumer-a").counts == {"dead_letter": 1}
+    (dead,) = _dead(redis_db)
+    assert "longer than 512" in dead["reason"]
