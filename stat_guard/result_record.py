@@ -20,6 +20,10 @@ from typing import Any
 SCHEDULED = "scheduled"
 ONDEMAND = "ondemand"
 SOURCES = (SCHEDULED, ONDEMAND)
+# The verdicts a record may carry: the rule's four and "error" (nothing could be scored).
+RECORD_VERDICTS = ("ok", "warning", "drift", "insufficient_data", "error")
+# A record's error text (why a model could not be scored) is cut to this many characters.
+ERROR_LIMIT_CHARS = 2000
 # Redis Stream entries stay small: above this the per-feature JSON is cut down (to_fields).
 FEATURES_LIMIT_BYTES = 60_000
 # A column of the verdict JSON -> the record's figure of the same meaning.
@@ -143,13 +147,18 @@ class ResultRecord:
     duration_s: float | None = None
     details: ScheduledDetails | OnDemandDetails | None = None
     features_truncated: bool = False  # the per-feature JSON was cut down to fit
+    error: str = ""  # why the run could not score the model (verdict "error"), if known
 
     def to_fields(self) -> dict[str, str]:
         """Flat str → str fields for ``XADD``, under about 60 kB.
 
         When the per-feature JSON would not fit, features judged ``ok`` keep only their
-        verdict and ``features_truncated`` is "1".
+        verdict and ``features_truncated`` is "1". A verdict outside ``RECORD_VERDICTS``
+        raises ValueError: the producer refuses it (consumers would park it).
         """
+        if self.verdict not in RECORD_VERDICTS:
+            raise ValueError(f"unknown verdict {self.verdict!r} (expected one of "
+                             f"{', '.join(RECORD_VERDICTS)})")
         features = {name: figures.to_json() for name, figures in self.features.items()}
         encoded = _json(features)
         truncated = self.features_truncated or len(encoded) > FEATURES_LIMIT_BYTES
@@ -169,6 +178,8 @@ class ResultRecord:
             "finished_at": _iso(self.finished_at),
             "duration_s": "" if self.duration_s is None else f"{self.duration_s:.6f}",
         }
+        if self.error:
+            fields["error"] = self.error[:ERROR_LIMIT_CHARS]
         if self.details is not None:
             fields.update(self.details.to_fields())
         return fields
@@ -191,7 +202,8 @@ class ResultRecord:
                    started_at=_timestamp(text.get("started_at")),
                    finished_at=_timestamp(text.get("finished_at")),
                    duration_s=parse_number(text.get("duration_s")), details=details,
-                   features_truncated=text.get("features_truncated") == "1")
+                   features_truncated=text.get("features_truncated") == "1",
+                   error=text.get("error", ""))
 
 
 def figure(value: float | None) -> float | None:

@@ -22,25 +22,25 @@ from typing import Any
 
 import redis
 
-from stat_guard.result_record import SCHEDULED, ResultRecord, number_text
+from stat_guard.result_record import RECORD_VERDICTS, SCHEDULED, ResultRecord, number_text
 from stat_guard.verdict import ERROR as UNSCORED
 from stat_guard.verdict import Verdict
 from workers import reaction_keys
 from workers.celery_app import app, config
 from workers.reaction_keys import (
     ALERT,
+    DEAD_LETTER,
     DUPLICATE,
     ERROR,
     FAILED,
     FLAG,
     GIVEN_UP,
-    MALFORMED,
     NONE,
     WARNING,
 )
 from workers.redis_client import redis_client
 from workers.routing import CONSUME_REACTIONS, FLAG_MODEL
-from workers.stream import StreamConsumer, StreamEntry
+from workers.stream import MAX_ENTRY_BYTES, MAX_NAME_CHARS, StreamConsumer, StreamEntry, preview
 
 logger = logging.getLogger(__name__)
 
@@ -123,16 +123,39 @@ def drain(client: redis.Redis, name: str, time_budget_s: float | None = None) ->
     return summary
 
 
+def poison_reason(entry: StreamEntry) -> tuple[ResultRecord | None, str | None]:
+    """The entry's record, or why it is a poison entry that no reaction can use."""
+    if entry.problem:
+        return None, entry.problem
+    if entry.size > MAX_ENTRY_BYTES:
+        return None, f"entry of {entry.size} bytes exceeds the bound of {MAX_ENTRY_BYTES}"
+    kept = len(kept_document(entry.fields))
+    if kept > MAX_ENTRY_BYTES:  # escaping can make the kept JSON larger than the entry
+        return None, (f"entry of {kept} characters as JSON exceeds the bound of "
+                      f"{MAX_ENTRY_BYTES}")
+    try:
+        record = ResultRecord.from_fields(entry.fields)
+    except Exception as exc:  # from_fields is lenient; anything else is still poison
+        return None, f"unreadable record: {type(exc).__name__}: {exc}"
+    if not record.run_id:
+        return None, "no run id"
+    if len(record.run_id) > MAX_NAME_CHARS or len(record.model) > MAX_NAME_CHARS:
+        return None, f"run id or model longer than {MAX_NAME_CHARS} characters"
+    if not record.verdict:
+        return None, "no verdict"
+    if record.verdict not in RECORD_VERDICTS:
+        return None, f"unknown verdict {record.verdict[:100]!r}"
+    return record, None
+
+
 def _handle(client: redis.Redis, consumer: StreamConsumer, entry: StreamEntry,
             summary: DrainSummary) -> None:
-    record = ResultRecord.from_fields(entry.fields)
-    run_id, verdict = record.run_id, record.verdict
-    if not run_id or not verdict:
-        logger.error("stream entry %s has no run id or verdict; dropped: %s", entry.entry_id,
-                     entry.fields)
-        _count(client, MALFORMED, summary)
-        consumer.ack(entry.entry_id)
+    record, reason = poison_reason(entry)
+    if record is None:
+        consumer.park(entry, reason or "unreadable", counter_key(DEAD_LETTER))
+        summary.add(DEAD_LETTER)
         return
+    run_id, verdict = record.run_id, record.verdict
     marker = marker_key(run_id)
     state = client.get(marker)
     if state == "done":
@@ -183,7 +206,7 @@ def react(client: redis.Redis, record: ResultRecord, fields: Mapping[str, str]) 
     as it is for the exporter and the warning list); the kinds of reaction done."""
     verdict = record.verdict
     source = record.source
-    document = json.dumps(dict(fields), sort_keys=True)
+    document = kept_document(fields)
     client.hset(latest_key(source or "unknown"), record.model, document)
     if verdict == Verdict.DRIFT:
         kinds = []
@@ -205,10 +228,16 @@ def react(client: redis.Redis, record: ResultRecord, fields: Mapping[str, str]) 
                        record.run_id, number_text(record.drift_score))
         return [WARNING]
     if verdict == UNSCORED:
-        logger.error("run %s of %s %s scored nothing: %s", record.run_id, source,
-                     record.model, fields.get("features", "")[:500])
+        logger.error("run %s of %s %s scored nothing: %s %s", record.run_id, source,
+                     record.model, preview(fields.get("error", ""), 1000),
+                     preview(fields.get("features", ""), 1000))
         return [ERROR]
     return [NONE]
+
+
+def kept_document(fields: Mapping[str, str]) -> str:
+    """The JSON copy of an entry kept in the latest-record hash and the warnings list."""
+    return json.dumps(dict(fields), sort_keys=True)
 
 
 def send_alert(record: ResultRecord) -> None:

@@ -18,19 +18,22 @@ from typing import Any
 import redis
 from celery import Task
 
+from stat_guard.result_record import ResultRecord, number_text
 from stat_guard.scheduled.engine import (
     DuckDBBusyError,
+    DuckDBFileMissingError,
     ModelNotFoundError,
     ensure_schema,
     flag_model,
     production_models,
     run_model_drift,
 )
+from stat_guard.scheduled.results import unscored_record
 from workers.celery_app import app, config
 from workers.locks import ModelLock
 from workers.redis_client import redis_client
 from workers.routing import FLAG_MODEL, RUN_MODEL_DRIFT, SCHEDULE_DRIFT_RUNS
-from workers.stream import already_published, publish_once
+from workers.stream import already_published, preview, publish_once
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +56,8 @@ def model_lock_key(model: str) -> str:
 
 @functools.cache
 def _schema_ready(db_path: str) -> bool:
-    ensure_schema(db_path)
+    # create=False: a missing or mistyped duckdb.path is an error, not a new empty database
+    ensure_schema(db_path, create=False)
     return True
 
 
@@ -61,8 +65,12 @@ def enqueue_drift_runs(now: datetime | None = None) -> list[str]:
     """Enqueue one drift run per production model for the slot ``now`` falls in; returns
     the run ids. Reads DuckDB, so it runs where DuckDB is opened: in the drift worker."""
     db_path = config.duckdb.path
-    _schema_ready(db_path)
     slot = schedule_slot(now or datetime.now(UTC), config.schedule.drift_interval_s)
+    try:
+        _schema_ready(db_path)
+    except DuckDBFileMissingError as exc:
+        logger.error("slot %s: no drift runs enqueued: %s", slot.isoformat(), exc)
+        raise
     run_ids = []
     for model in production_models(db_path, config.drift_run_config()):
         run_id = drift_run_id(model, slot)
@@ -70,7 +78,11 @@ def enqueue_drift_runs(now: datetime | None = None) -> list[str]:
         run_model_drift_task.apply_async(args=(model, run_id),
                                           expires=config.schedule.drift_interval_s)
         run_ids.append(run_id)
-    logger.info("slot %s: enqueued %d drift runs", slot.isoformat(), len(run_ids))
+    if run_ids:
+        logger.info("slot %s: enqueued %d drift runs", slot.isoformat(), len(run_ids))
+    else:
+        logger.warning("slot %s: no production models in %s; enqueued 0 drift runs",
+                       slot.isoformat(), db_path)
     return run_ids
 
 
@@ -112,6 +124,9 @@ def run_model_drift_task(self: Task, model: str, run_id: str, busy_retries: int 
                     holder.run_id if holder else "(just released)")
         raise self.retry(countdown=config.drift.lock_retry_countdown_s,
                          kwargs={"busy_retries": busy_retries, "lock_waits": lock_waits + 1})
+    if lock.taken_over is not None:
+        logger.warning("drift run %s took over its own lock from a dead run (%s)", run_id,
+                       lock.taken_over.process or "process unknown")
 
     def retry_later(exc: Exception, what: str) -> Exception:
         if busy_retries >= config.drift.busy_max_retries:
@@ -125,30 +140,51 @@ def run_model_drift_task(self: Task, model: str, run_id: str, busy_retries: int 
         previous = already_published(client, config.redis, run_id)
         if previous:
             return {"status": "already_published", "run_id": run_id, "entry_id": previous}
+        started_at = datetime.now(UTC)
         if config.testing.drift_delay_s:
             time.sleep(config.testing.drift_delay_s)
         try:
             result = run_model_drift(config.duckdb.path, model, run_id,
                                      config=config.drift_run_config())
+            record = result.stream_record()
         except ModelNotFoundError as exc:  # removed since it was enqueued: nothing to do
             logger.warning("drift run %s skipped: %s", run_id, exc)
             return {"status": "skipped_unknown_model", "run_id": run_id}
         except DuckDBBusyError as exc:
-            raise retry_later(exc, "DuckDB busy") from exc
-        # DuckDB holds the scores now; the stream entry follows, once per run id.
+            if busy_retries < config.drift.busy_max_retries:
+                raise retry_later(exc, "DuckDB busy") from exc
+            record = _failed(run_id, model, started_at, f"DuckDB file stayed locked through "
+                             f"{busy_retries} retries: {exc}")
+        except DuckDBFileMissingError as exc:
+            record = _failed(run_id, model, started_at, str(exc))
+        except Exception as exc:  # anything else: the model is reported, never silent
+            logger.exception("drift run %s of %s failed", run_id, model)
+            record = _failed(run_id, model, started_at, f"{type(exc).__name__}: {exc}")
+        # DuckDB holds the scores now (or the run failed); the stream entry follows, once
+        # per run id.
         try:
-            published = publish_once(client, config.redis, config.stream,
-                                     result.stream_record())
+            published = publish_once(client, config.redis, config.stream, record)
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             raise retry_later(exc, "Redis unreachable for the publish") from exc
     finally:
         _release(lock)
-    logger.info("drift run %s: %s (score %.4g) in %.1f s, entry %s", run_id, result.verdict,
-                result.drift_score, result.duration_s, published.entry_id)
+    if record.error and not record.features:
+        logger.error("drift run %s of %s: error published (entry %s): %s", run_id, model,
+                     published.entry_id, preview(record.error, 1000))
+    else:
+        logger.info("drift run %s: %s (score %s) in %.1f s, entry %s", run_id,
+                    record.verdict, number_text(record.drift_score), record.duration_s or 0.0,
+                    published.entry_id)
     return {"status": "published" if published.added else "already_published",
-            "run_id": run_id, "model": model, "verdict": str(result.verdict),
-            "drift_score": result.drift_score, "duration_s": result.duration_s,
-            "entry_id": published.entry_id}
+            "run_id": run_id, "model": model, "verdict": record.verdict,
+            "drift_score": record.drift_score, "duration_s": record.duration_s,
+            "entry_id": published.entry_id, "error": record.error}
+
+
+def _failed(run_id: str, model: str, started_at: datetime, reason: str) -> ResultRecord:
+    logger.error("drift run %s of %s could not score the model: %s", run_id, model,
+                 preview(reason, 1000))
+    return unscored_record(run_id, model, reason, started_at)
 
 
 @app.task(bind=True, name=FLAG_MODEL, max_retries=config.drift.busy_max_retries,

@@ -24,9 +24,11 @@ from typing import Any
 
 import redis
 from redis.backoff import NoBackoff
+from redis.client import NEVER_DECODE
 from redis.retry import Retry
 
 from stat_guard.result_record import ONDEMAND, SOURCES, ResultRecord, parse_number
+from stat_guard.verdict import ERROR as ERROR_VERDICT
 from workers.config import FleetConfig
 from workers.exporter_text import (
     VERDICTS,
@@ -117,6 +119,10 @@ class ResultsCollector:
         # (model, source) -> (what identifies the record: entry id or stored document, block)
         self._blocks: dict[tuple[str, str], tuple[str, RecordBlock]] = {}
         self._parse_s = 0.0
+        # (model, source) -> newest finish of a run that did not fail (verdict not error):
+        # a broken model keeps its last success time, so its staleness alert can fire.
+        self._success: dict[tuple[str, str], float] = {}
+        self._failed: dict[tuple[str, str], ResultRecord] = {}  # latest is an error record
         self._tally = OnDemandTally()
         # Stream ids are "<ms>-<seq>" of Redis' clock: count what was added after we began.
         self._cursor = f"{int(time.time() * 1000)}-0"
@@ -153,6 +159,10 @@ class ResultsCollector:
             parts += self._queue_families(queues)
             parts.append(_gauge("results_stream_entries", "Entries on the result stream (XLEN).",
                                 entries))
+            parts.append(_gauge(
+                "results_dead_letter_entries",
+                "Poison entries parked in the dead-letter stream (XLEN <stream>:dead).",
+                self._client.xlen(f"{self._config.stream.name}:dead")))
         except (redis.RedisError, OSError) as exc:
             logger.warning("Redis unavailable during scrape: %s", exc)
             redis_up = 0.0
@@ -185,19 +195,24 @@ class ResultsCollector:
         entries, then the reaction task's ``latest:<source>`` hashes for models not among
         them. A record seen before is neither parsed nor formatted again."""
         self._parse_s = 0.0
+        self._failed = {}
         latest: dict[tuple[str, str], RecordBlock] = {}
         stream = self._config.stream.name
         upper = "+"
         remaining = self._scan_limit
         while remaining > 0:
-            page = self._client.xrevrange(stream, max=upper, min="-",
-                                          count=min(remaining, _FORWARD_PAGE))
+            # Undecoded: one entry that is not UTF-8 must not fail the scrape.
+            page = self._client.execute_command(
+                "XREVRANGE", stream, upper, "-", "COUNT", min(remaining, _FORWARD_PAGE),
+                **{NEVER_DECODE: True})
             if not page:
                 break
             for entry_id, fields in page:
-                key = (_text(fields.get("model", "")), _text(fields.get("source", "")))
+                key = (_text(fields.get(b"model", b"")), _text(fields.get(b"source", b"")))
                 if key not in latest:
                     self._take(latest, key, _text(entry_id), fields)
+                elif key in self._failed and key not in self._success:
+                    self._note_success(parse_record(fields))  # an older run of a failing model
             remaining -= len(page)
             upper = f"({_text(page[-1][0])}"
             if len(page) < _FORWARD_PAGE:
@@ -213,10 +228,24 @@ class ResultsCollector:
                 if document is None:
                     continue
                 self._take(latest, (_text(model), source), _text(document), document)
+        for key, result in self._failed.items():
+            latest[key] = self._layout.block(result, self._success.get(key))
         seen = set(latest)
         for key in [k for k in self._blocks if k not in seen]:
             del self._blocks[key]  # gone from the stream and the hashes
         return latest
+
+    def _note_success(self, result: ResultRecord | None) -> float | None:
+        """Keep the newest finish of a run that did not fail; the time for ``result``'s
+        model: its own finish, or for a failed run the last success seen."""
+        if result is None:
+            return None
+        key = (result.model, result.source)
+        if result.verdict != ERROR_VERDICT and result.finished_at is not None:
+            finished = result.finished_at.timestamp()
+            if finished > self._success.get(key, float("-inf")):
+                self._success[key] = finished
+        return self._success.get(key)
 
     def _take(self, latest: dict[tuple[str, str], RecordBlock], key: tuple[str, str],
               identity: str, source: Mapping[Any, Any] | str) -> None:
@@ -240,8 +269,13 @@ class ResultsCollector:
             key = (result.model, result.source)
             if key in latest:
                 return
-            block = self._layout.block(result)
-            self._blocks[key] = (identity, block)
+            last_success = self._note_success(result)
+            block = self._layout.block(result, last_success)
+            if result.verdict == ERROR_VERDICT:
+                self._failed[key] = result  # rendered again once older runs are seen
+                self._blocks.pop(key, None)
+            else:
+                self._blocks[key] = (identity, block)
             latest[key] = block
         finally:
             self._parse_s += time.perf_counter() - began
@@ -249,14 +283,15 @@ class ResultsCollector:
     def _advance_tally(self) -> None:
         """Count the on-demand records added since the last scrape (XRANGE from the cursor)."""
         for _ in range(_FORWARD_MAX_PAGES):
-            page = self._client.xrange(self._config.stream.name, min=f"({self._cursor}",
-                                       max="+", count=_FORWARD_PAGE)
+            page = self._client.execute_command(
+                "XRANGE", self._config.stream.name, f"({self._cursor}", "+",
+                "COUNT", _FORWARD_PAGE, **{NEVER_DECODE: True})
             for entry_id, fields in page:
                 self._cursor = _text(entry_id)
-                if _text(fields.get("source", "")) != ONDEMAND:
+                if fields.get(b"source") != ONDEMAND.encode():
                     continue  # a scheduled record: its features need not be parsed
-                record = ResultRecord.from_fields(fields)
-                if record.source == ONDEMAND:
+                record = parse_record(fields, complete=False)
+                if record is not None and record.source == ONDEMAND:
                     self._tally.observe(record.verdict or "unknown", record.duration_s)
             if len(page) < _FORWARD_PAGE:
                 return
@@ -313,11 +348,14 @@ class ResultsCollector:
 # ---- records ----------------------------------------------------------------------------
 
 
-def parse_record(fields: Mapping[Any, Any]) -> ResultRecord | None:
-    """A stream record (or the reaction task's stored copy); None without a model, source
-    or verdict, which every metric needs."""
-    record = ResultRecord.from_fields(fields)
-    if not record.model or not record.source or not record.verdict:
+def parse_record(fields: Mapping[Any, Any], complete: bool = True) -> ResultRecord | None:
+    """A stream record (or the reaction task's stored copy); None when a field is not UTF-8
+    or (``complete``) without a model, source or verdict, which every metric needs."""
+    try:
+        record = ResultRecord.from_fields(fields)
+    except (UnicodeDecodeError, ValueError, TypeError):
+        return None
+    if complete and (not record.model or not record.source or not record.verdict):
         return None
     return record
 

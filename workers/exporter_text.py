@@ -85,8 +85,8 @@ MODEL_FAMILIES = (
     ("model_drift_score", "The model's drift score (largest feature PSI), latest run."),
     ("model_verdict", "1 for the verdict of the model's latest run, 0 for the others."),
     ("model_last_success_timestamp_seconds",
-     "When the model's latest completed run finished (Unix time); failed runs publish "
-     "nothing."),
+     "When the model's latest successful run finished (Unix time): runs with verdict "
+     "error (failed) do not count."),
     ("model_run_duration_seconds", "How long the model's latest run took."),
 )
 
@@ -117,8 +117,9 @@ class Layout:
             (VERDICT_METRIC, VERDICT_HELP),
             *((f"{PREFIX}_{suffix}", text) for suffix, text in MODEL_FAMILIES))
 
-    def block(self, record: ResultRecord) -> RecordBlock:
-        """The record's lines per metric name."""
+    def block(self, record: ResultRecord, last_success: float | None) -> RecordBlock:
+        """The record's lines per metric name; ``last_success`` is the finish of the model's
+        latest run that did not fail (this one's unless it failed)."""
         lines: dict[str, list[str]] = {name: [] for name, _help in self.families}
         model = f'model="{escape_label(record.model)}",source="{escape_label(record.source)}"'
         for feature, figures in sorted(record.features.items()):
@@ -139,8 +140,7 @@ class Layout:
             name = f"{PREFIX}_model_verdict"
             lines[name].append(f'{name}{{{model},verdict="{escape_label(verdict)}"}} '
                                f'{"1.0" if verdict == record.verdict else "0.0"}\n')
-        _add(lines, "model_last_success_timestamp_seconds", model,
-             record.finished_at.timestamp() if record.finished_at else None)
+        _add(lines, "model_last_success_timestamp_seconds", model, last_success)
         _add(lines, "model_run_duration_seconds", model, record.duration_s)
         return RecordBlock({name: "".join(text) for name, text in lines.items() if text})
 

@@ -14,8 +14,10 @@ ERROR = "error"  # the run could not score any feature (engine verdict "error"):
 DUPLICATE = "duplicate"  # a run id already reacted to: acknowledged only
 FAILED = "failed"  # an attempt failed; the entry stays pending and is retried
 GIVEN_UP = "given_up"  # failed max_deliveries times: acknowledged without reacting
-MALFORMED = "malformed"  # no run id or verdict: acknowledged and dropped
-COUNTER_KINDS = (ALERT, FLAG, WARNING, NONE, ERROR, DUPLICATE, FAILED, GIVEN_UP, MALFORMED)
+# A poison entry (not UTF-8, no run id or verdict, an unknown verdict, too large): parked in
+# the dead-letter stream and acknowledged.
+DEAD_LETTER = "dead_letter"
+COUNTER_KINDS = (ALERT, FLAG, WARNING, NONE, ERROR, DUPLICATE, FAILED, GIVEN_UP, DEAD_LETTER)
 
 
 def counter_key(redis_config: RedisConfig, kind: str) -> str:

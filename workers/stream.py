@@ -7,16 +7,30 @@ Each entry is a :class:`stat_guard.result_record.ResultRecord` (docs/fleet.md).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import redis
+from redis.client import NEVER_DECODE
 
 from stat_guard.result_record import ResultRecord
 from workers.config import RedisConfig, StreamConfig
 
 logger = logging.getLogger(__name__)
+
+# Bounds (docs/fleet.md, "Poison entries and bounds"). An entry larger than this is not
+# acted on (it would be kept whole in the latest-record hash and the warnings list).
+MAX_ENTRY_BYTES = 256 * 1024
+# A run id or model name longer than this makes an entry poison (they go in keys and logs).
+MAX_NAME_CHARS = 512
+# A parked entry keeps each original field cut to this many bytes, at most this many fields.
+DEAD_FIELD_BYTES = 4096
+DEAD_MAX_FIELDS = 64
+# The dead-letter stream is capped like the main one (MAXLEN ~).
+DEAD_MAXLEN = 10_000
+# A stream entry (or a part of it) written to a log line is cut to this many characters.
+LOG_PREVIEW_CHARS = 2048
 
 # Publish at most once per key, atomically: the marker and the entry appear together or
 # not at all, so a redelivered task can never add a second entry for the same run.
@@ -67,9 +81,63 @@ def already_published(client: redis.Redis, redis_config: RedisConfig,
 
 @dataclass(frozen=True)
 class StreamEntry:
+    """One delivered entry. ``fields`` is decoded (UTF-8); when that failed, ``problem``
+    says why, ``fields`` is empty and only ``raw`` holds what Redis returned."""
+
     entry_id: str
     fields: dict[str, str]
     reclaimed: bool = False
+    raw: Mapping[bytes, bytes] | None = None
+    problem: str | None = None
+    size: int = 0  # bytes of the field names and values
+
+
+def decode_entry(entry_id: Any, raw_fields: Mapping[Any, Any] | None,
+                 reclaimed: bool = False) -> StreamEntry:
+    """An entry read without decoding, decoded field by field: one undecodable value makes
+    this entry a poison entry (``problem`` set), never its whole read batch."""
+    raw = {_raw(name): _raw(value) for name, value in (raw_fields or {}).items()}
+    size = sum(len(name) + len(value) for name, value in raw.items())
+    entry_id = _raw(entry_id).decode("ascii", "replace")
+    fields: dict[str, str] = {}
+    for name, value in raw.items():
+        try:
+            fields[name.decode()] = value.decode()
+        except UnicodeDecodeError as exc:
+            field = name.decode("utf-8", "replace")
+            return StreamEntry(entry_id, {}, reclaimed, raw,
+                               f"field {field[:100]!r} is not UTF-8 ({exc.reason} at byte "
+                               f"{exc.start})", size)
+    return StreamEntry(entry_id, fields, reclaimed, raw, None, size)
+
+
+def dead_letter_name(stream: StreamConfig) -> str:
+    """The dead-letter stream of ``stream``: ``<stream.name>:dead``."""
+    return f"{stream.name}:dead"
+
+
+def preview(value: Any, limit: int = LOG_PREVIEW_CHARS) -> str:
+    """``value`` (a str, bytes or a mapping of them) as log text of at most ``limit``
+    characters; undecodable bytes are shown escaped."""
+    if isinstance(value, Mapping):
+        text = "{" + ", ".join(f"{_show(k)}: {_show(v)}" for k, v in value.items()) + "}"
+    else:
+        text = _show(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text) - limit} more characters)"
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, bytes):
+        return repr(value.decode("utf-8", "backslashreplace"))
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def _raw(value: Any) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    return str(value).encode()
 
 
 class StreamConsumer:
@@ -98,28 +166,52 @@ class StreamConsumer:
         start = "0-0"
         while len(entries) < limit:
             count = min(self.stream.batch_size, limit - len(entries))
+            # Read undecoded: a value that is not UTF-8 must not fail the whole reply.
             reply = self._with_group(
-                lambda start=start, count=count: self._client.xautoclaim(
-                    self.stream.name, self.stream.group, self.name, idle_ms,
-                    start_id=start, count=count))
-            start, claimed = reply[0], reply[1]
+                lambda start=start, count=count: self._client.execute_command(
+                    "XAUTOCLAIM", self.stream.name, self.stream.group, self.name, idle_ms,
+                    start, "COUNT", count, **{NEVER_DECODE: True}))
+            start, claimed = _raw(reply[0]).decode(), reply[1]
             deleted = reply[2] if len(reply) > 2 else []
             if deleted:
                 self._client.xack(self.stream.name, self.stream.group, *deleted)
-            entries += [StreamEntry(entry_id, dict(fields or {}), reclaimed=True)
+            entries += [decode_entry(entry_id, fields, reclaimed=True)
                         for entry_id, fields in claimed if fields is not None]
-            if start in ("0-0", b"0-0"):
+            if start == "0-0":
                 break
         return entries
 
     def read_new(self, count: int) -> list[StreamEntry]:
         """Entries never delivered to this group before (XREADGROUP ``>``)."""
-        reply = self._with_group(lambda: self._client.xreadgroup(
-            self.stream.group, self.name, {self.stream.name: ">"}, count=count))
+        reply = self._with_group(lambda: self._client.execute_command(
+            "XREADGROUP", "GROUP", self.stream.group, self.name, "COUNT", count,
+            "STREAMS", self.stream.name, ">", **{NEVER_DECODE: True}))
         entries: list[StreamEntry] = []
-        for _stream, items in reply or []:
-            entries += [StreamEntry(entry_id, dict(fields or {})) for entry_id, fields in items]
+        for _stream, items in _stream_items(reply):
+            entries += [decode_entry(entry_id, fields) for entry_id, fields in items]
         return entries
+
+    def park(self, entry: StreamEntry, reason: str, counter_key: str) -> str:
+        """Move a poison entry to the dead-letter stream (its reason, original id and
+        fields, each cut to ``DEAD_FIELD_BYTES``), acknowledge it here and count it in
+        ``counter_key``, in one transaction; returns the dead-letter entry id."""
+        dead: dict[bytes | str, bytes | str] = {
+            "reason": reason[:DEAD_FIELD_BYTES], "original_id": entry.entry_id,
+            "stream": self.stream.name, "consumer": self.name,
+            "original_bytes": str(entry.size)}
+        raw = entry.raw if entry.raw is not None else {
+            name.encode(): value.encode() for name, value in entry.fields.items()}
+        for name, value in list(raw.items())[:DEAD_MAX_FIELDS]:
+            dead[b"field:" + name[:200]] = value[:DEAD_FIELD_BYTES]
+        with self._client.pipeline(transaction=True) as pipe:
+            pipe.xadd(dead_letter_name(self.stream), dead, maxlen=DEAD_MAXLEN,
+                      approximate=True)
+            pipe.xack(self.stream.name, self.stream.group, entry.entry_id)
+            pipe.incr(counter_key)
+            dead_id = pipe.execute()[0]
+        logger.error("stream entry %s parked in %s as %s: %s; fields %s", entry.entry_id,
+                     dead_letter_name(self.stream), dead_id, reason, preview(raw))
+        return str(dead_id)
 
     def ack(self, entry_id: str) -> None:
         self._client.xack(self.stream.name, self.stream.group, entry_id)
@@ -156,3 +248,8 @@ class StreamConsumer:
                            self.stream.group, self.stream.name)
             self.ensure_group()
             return command()
+
+
+def _stream_items(reply: Any) -> list[tuple[Any, list[Any]]]:
+    """XREADGROUP's reply (RESP2, parsed by redis-py) as (stream, entries) pairs."""
+    return [(name, items) for name, items in reply or []]

@@ -42,7 +42,7 @@ PSI_STEPS = ((None, "green"), (0.1, "yellow"), (0.25, "red"))
 KS_STATISTIC_STEPS = ((None, "green"), (0.1, "yellow"))
 KS_PVALUE_STEPS = ((None, "yellow"), (0.05, "green"))
 REACTION_KINDS_SHOWN = ("alert", "flag", "warning", "failed", "given_up", "duplicate",
-                        "malformed")
+                        "dead_letter")
 
 
 # ---- small typed helpers ------------------------------------------------------------------

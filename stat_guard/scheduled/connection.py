@@ -8,6 +8,7 @@ access and locking").
 
 from __future__ import annotations
 
+import os
 import random
 import re
 import time
@@ -24,6 +25,18 @@ _LOCK_MESSAGES = ("could not set lock", "conflicting lock")
 
 class DuckDBBusyError(RuntimeError):
     """The DuckDB file stayed locked by another process through every retry."""
+
+
+class DuckDBFileMissingError(FileNotFoundError):
+    """The DuckDB file does not exist (a missing or mistyped ``duckdb.path``): a run never
+    creates an empty database in its place."""
+
+
+def duckdb_error_text(error: BaseException, limit: int = 500) -> str:
+    """``Type: first line of the message``, cut to ``limit`` characters, for error entries."""
+    lines = str(error).strip().splitlines()
+    text = f"{type(error).__name__}: {lines[0] if lines else ''}"
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def quote_ident(name: str) -> str:
@@ -100,13 +113,19 @@ class PhaseTimer:
 
 @contextmanager
 def open_duckdb(db_path: str, config: DriftRunConfig, *, read_only: bool,
-                timer: PhaseTimer | None = None) -> Iterator[Session]:
+                timer: PhaseTimer | None = None, create: bool = False) -> Iterator[Session]:
     """Open ``db_path`` (retrying lock conflicts), yield a session, always close it.
+
+    A file that does not exist raises :class:`DuckDBFileMissingError` unless ``create``
+    (only :func:`stat_guard.scheduled.engine.ensure_schema` may make a new database).
 
     Retries use exponential backoff with equal jitter (a delay drawn from half to all of
     the ceiling), capped at ``lock_max_delay_s``;
     after ``lock_attempts`` failed opens :class:`DuckDBBusyError` is raised.
     """
+    if not create and db_path != ":memory:" and not os.path.exists(db_path):
+        raise DuckDBFileMissingError(f"DuckDB file {db_path!r} does not exist "
+                                     f"(check duckdb.path)")
     timer = timer or PhaseTimer()
     settings = {"threads": config.duckdb_threads, "memory_limit": config.duckdb_memory_limit}
     wait_started = time.perf_counter()

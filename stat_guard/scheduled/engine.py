@@ -16,6 +16,8 @@ import re
 import time
 from typing import Any
 
+import duckdb
+
 from stat_guard.scheduled.aggregates import (
     CATEGORICAL,
     NUMERIC,
@@ -26,8 +28,10 @@ from stat_guard.scheduled.aggregates import (
 from stat_guard.scheduled.config import DEFAULT_CONFIG, DriftRunConfig, WindowConfig
 from stat_guard.scheduled.connection import (
     DuckDBBusyError,
+    DuckDBFileMissingError,
     PhaseTimer,
     Session,
+    duckdb_error_text,
     open_duckdb,
     quote_ident,
 )
@@ -54,6 +58,7 @@ __all__ = [
     "DEFAULT_CONFIG",
     "DriftRunConfig",
     "DuckDBBusyError",
+    "DuckDBFileMissingError",
     "FeatureDrift",
     "ModelDrift",
     "ModelDriftResult",
@@ -76,9 +81,12 @@ class ModelNotFoundError(LookupError):
     """The model has no row in ``model_metadata``."""
 
 
-def ensure_schema(db_path: str, config: DriftRunConfig = DEFAULT_CONFIG) -> None:
-    """Create ``model_metadata``, ``model_events`` and ``drift_runs`` if missing."""
-    with open_duckdb(db_path, config, read_only=False) as session:
+def ensure_schema(db_path: str, config: DriftRunConfig = DEFAULT_CONFIG,
+                  create: bool = True) -> None:
+    """Create ``model_metadata``, ``model_events`` and ``drift_runs`` if missing (and the
+    file itself when ``create``; otherwise a missing file raises
+    :class:`DuckDBFileMissingError`)."""
+    with open_duckdb(db_path, config, read_only=False, create=create) as session:
         apply_schema(session)
 
 
@@ -108,8 +116,11 @@ def run_model_drift(db_path: str, model: str, run_id: str,
                     config: DriftRunConfig = DEFAULT_CONFIG) -> ModelDriftResult:
     """Compare the model's current window with its historical one and store the scores.
 
-    Raises :class:`ModelNotFoundError` for an unknown model and :class:`DuckDBBusyError`
-    when the file stays locked; bad data in a feature never raises, it is reported.
+    Raises :class:`ModelNotFoundError` for an unknown model, :class:`DuckDBBusyError`
+    when the file stays locked and :class:`DuckDBFileMissingError` when there is no file;
+    bad data in a feature never raises, it is reported, and so is a feature table (or
+    ``model_events``) that exists but cannot be read (a view over a dropped table): every
+    feature then gets an error entry naming the DuckDB error.
     """
     started_at = dt.datetime.now(dt.UTC)
     clock = time.perf_counter()
@@ -228,10 +239,16 @@ def _read_features(session: Session, metadata: dict[str, Any], config: DriftRunC
     source = Source(relation=quote_ident(table), where="TRUE", params={},
                     ts=quote_ident(ts_name),
                     key=quote_ident(key_name) if key_name in columns else "rowid")
-    plan = plan_windows(session, source, config.windows)
-    aggregates = aggregate_source(session, source, plan, specs, config.psi_bins,
-                                  config.ks_bins, config.duckdb_memory_limit,
-                                  memory_limit_max=config.duckdb_memory_limit_max)
+    try:
+        plan = plan_windows(session, source, config.windows)
+        aggregates = aggregate_source(session, source, plan, specs, config.psi_bins,
+                                      config.ks_bins, config.duckdb_memory_limit,
+                                      memory_limit_max=config.duckdb_memory_limit_max)
+    except duckdb.Error as exc:  # e.g. a view over a dropped table: CatalogException
+        message = f"feature table {table!r} could not be read: {duckdb_error_text(exc)}"
+        for spec in specs:
+            errors[spec.name] = error_feature(spec.name, spec.kind, message)
+        return [], errors, _empty_plan(config.windows)
     plan = _with_sampled(plan, aggregates)
     for name, message in aggregates.errors.items():
         kind = next(s.kind for s in specs if s.name == name)
@@ -290,12 +307,16 @@ def _read_events(session: Session, model: str, metadata: dict[str, Any],
     has_label = "label" in columns
     source = Source(relation="model_events", where="model = $model", params={"model": model},
                     ts="ts", key="hash(ts, prediction" + (", label)" if has_label else ")"))
-    plan = plan_windows(session, source, config.windows)
     spec = FeatureSpec("prediction", kind, "prediction")
     extras = {"performance": value_sql, "labeled": count_sql} if has_label else {}
-    aggregates = aggregate_source(session, source, plan, [spec], config.psi_bins,
-                                  config.ks_bins, config.duckdb_memory_limit, extras,
-                                  memory_limit_max=config.duckdb_memory_limit_max)
+    try:
+        plan = plan_windows(session, source, config.windows)
+        aggregates = aggregate_source(session, source, plan, [spec], config.psi_bins,
+                                      config.ks_bins, config.duckdb_memory_limit, extras,
+                                      memory_limit_max=config.duckdb_memory_limit_max)
+    except duckdb.Error as exc:
+        return {"kind": kind,
+                "error": f"model_events could not be read: {duckdb_error_text(exc)}"}
     return {"kind": kind, "metric": metric if has_label else None,
             "plan": _with_sampled(plan, aggregates), "aggregates": aggregates}
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from stat_guard.result_record import (
+    ERROR_LIMIT_CHARS,
     SCHEDULED,
     FeatureFigures,
     ResultRecord,
@@ -15,6 +16,7 @@ from stat_guard.result_record import (
     figure,
 )
 from stat_guard.scheduled.windows import WindowBounds
+from stat_guard.verdict import ERROR as ERROR_VERDICT
 
 
 @dataclass(frozen=True)
@@ -126,9 +128,12 @@ class ModelDriftResult:
                 "current": figure(performance.current)},
             "error": self.model_drift.error,
         }
+        error = ""
+        if self.verdict == ERROR_VERDICT:  # nothing scored: say why, once per distinct reason
+            error = "; ".join(dict.fromkeys(self.errors.values()))[:ERROR_LIMIT_CHARS]
         return ResultRecord(
             run_id=self.run_id, model=self.model, source=SCHEDULED, verdict=self.verdict,
-            drift_score=self.drift_score,
+            drift_score=self.drift_score, error=error,
             features={name: f.figures() for name, f in self.features.items()},
             started_at=self.started_at, finished_at=self.finished_at,
             duration_s=self.duration_s,
@@ -137,6 +142,23 @@ class ModelDriftResult:
                 historical_rows=self.historical_window.sampled_rows,
                 current_rows=self.current_window.sampled_rows,
                 read_lock_s=self.read_lock_s, write_lock_s=self.write_lock_s))
+
+
+def unscored_record(run_id: str, model: str, reason: str, started_at: dt.datetime,
+                    finished_at: dt.datetime | None = None) -> ResultRecord:
+    """The stream record of a run that failed before the engine could judge anything (no
+    DuckDB file, DuckDB busy through every retry, an unexpected exception): verdict
+    ``error``, no features, ``error`` the reason (cut to ``ERROR_LIMIT_CHARS``)."""
+    finished_at = finished_at or dt.datetime.now(dt.UTC)
+    reason = reason[:ERROR_LIMIT_CHARS]
+    return ResultRecord(
+        run_id=run_id, model=model, source=SCHEDULED, verdict=ERROR_VERDICT,
+        drift_score=None, error=reason, started_at=started_at, finished_at=finished_at,
+        duration_s=(finished_at - started_at).total_seconds(),
+        details=ScheduledDetails(model_drift={"prediction": None, "performance": None,
+                                              "error": reason},
+                                 error_count=1, historical_rows=0, current_rows=0,
+                                 read_lock_s=0.0, write_lock_s=0.0))
 
 
 def _share(missing: int, present: int) -> float | None:

@@ -79,7 +79,7 @@ def test_malformed_and_quiet_entries(redis_db: redis.Redis) -> None:
     publish_once(redis_db, CONFIG.redis, CONFIG.stream,
                  _record("few", "insufficient_data"))
     summary = reactions.drain(redis_db, "consumer-a")
-    assert summary.counts == {"malformed": 1, "none": 2}
+    assert summary.counts == {"dead_letter": 1, "none": 2}
     assert pending_count(redis_db) == 0
     latest = json.loads(redis_db.hget("stat_guard:latest:ondemand", "events"))
     assert latest["run_id"] == "few"

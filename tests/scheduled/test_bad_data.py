@@ -126,3 +126,52 @@ def test_a_feature_that_outgrows_the_memory_limit_is_retried_alone_under_the_lar
     assert set(capped.errors) == {"customer"}
     assert "Out of Memory" in capped.errors["customer"]
     assert capped.features["x"].verdict != "error"
+
+
+def _broken_view_model(path: str) -> str:
+    """A production model whose feature table is a view over a table since dropped."""
+    ensure_schema(path)
+    connection = duckdb.connect(path)
+    try:
+        connection.execute("CREATE TABLE base AS SELECT i AS entity_id, TIMESTAMP '2025-01-01'"
+                           " + to_microseconds(i * 1000000) AS ts, i / 7.0 AS x "
+                           "FROM range(1000) r(i)")
+        connection.execute("CREATE VIEW features_broken AS SELECT * FROM base")
+        connection.execute("INSERT INTO model_metadata (name, status, features, feature_table)"
+                           " VALUES ('broken', 'production', ['x'], 'features_broken')")
+        connection.execute("DROP TABLE base")
+    finally:
+        connection.close()
+    return path
+
+
+def test_a_view_over_a_dropped_table_is_an_error_result_not_an_exception(tmp_path):
+    path = _broken_view_model(str(tmp_path / "broken.duckdb"))
+    result = run_model_drift(path, "broken", "broken-1")
+    assert result.verdict == "error"
+    assert result.features["x"].verdict == "error"
+    assert "could not be read" in result.errors["x"]
+    assert "CatalogException" in result.errors["x"]
+    record = result.stream_record()
+    assert record.verdict == "error" and "could not be read" in record.error
+    assert record.to_fields()["error"] == record.error
+    connection = duckdb.connect(path, read_only=True)
+    try:
+        rows = connection.execute("SELECT feature, verdict FROM drift_runs WHERE run_id = "
+                                  "'broken-1' ORDER BY feature").fetchall()
+    finally:
+        connection.close()
+    assert ("x", "error") in rows and ("__model__", "error") in rows
+
+
+def test_a_missing_duckdb_file_raises_and_is_never_created(tmp_path):
+    from stat_guard.scheduled.engine import DuckDBFileMissingError, production_models
+
+    path = tmp_path / "typo.duckdb"
+    with pytest.raises(DuckDBFileMissingError, match="does not exist"):
+        run_model_drift(str(path), "m", "r-1")
+    with pytest.raises(DuckDBFileMissingError):
+        production_models(str(path))
+    with pytest.raises(DuckDBFileMissingError):
+        ensure_schema(str(path), create=False)
+    assert not path.exists()
