@@ -361,7 +361,7 @@ def parse_record(fields: Mapping[Any, Any], complete: bool = True) -> ResultReco
 
 
 def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
 
 
 def _bucket_label(bound: float) -> str:

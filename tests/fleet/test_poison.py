@@ -10,8 +10,6 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import redis
-from prometheus_client import generate_latest
-from prometheus_client.registry import CollectorRegistry
 
 import tasks.reactions as reactions
 from stat_guard.result_record import FeatureFigures, ResultRecord
@@ -134,11 +132,9 @@ def test_scrape_answers_with_a_poison_entry_on_the_stream(redis_db: redis.Redis)
                                   b"source": b"ondemand"})
     raw.close()
     reactions.drain(redis_db, "consumer-a")
-    registry = CollectorRegistry(auto_describe=False)
     client = scrape_client(CONFIG)
-    registry.register(ResultsCollector(CONFIG, client=client))
     try:
-        text = generate_latest(registry).decode()
+        text = ResultsCollector(CONFIG, client=client).response().body.decode()
     finally:
         client.close()
     assert "stat_guard_exporter_redis_up 1.0" in text

@@ -107,9 +107,6 @@ def test_scheduling_with_a_missing_duckdb_file_is_an_error_not_an_empty_database
 def test_exporter_last_success_ignores_error_records(redis_db: redis.Redis) -> None:
     import datetime as dt
 
-    from prometheus_client import generate_latest
-    from prometheus_client.registry import CollectorRegistry
-
     from stat_guard.scheduled.results import unscored_record
     from workers.exporter import ResultsCollector, scrape_client
     from workers.stream import publish_once
@@ -121,11 +118,9 @@ def test_exporter_last_success_ignores_error_records(redis_db: redis.Redis) -> N
     failed = unscored_record("churn@2", "churn", "DuckDB file 'x' does not exist",
                              ok_at + dt.timedelta(hours=1))
     publish_once(redis_db, CONFIG.redis, CONFIG.stream, failed)
-    registry = CollectorRegistry(auto_describe=False)
     client = scrape_client(CONFIG)
-    registry.register(ResultsCollector(CONFIG, client=client))
     try:
-        text = generate_latest(registry).decode()
+        text = ResultsCollector(CONFIG, client=client).response().body.decode()
     finally:
         client.close()
     assert 'stat_guard_model_verdict{model="churn",source="scheduled",verdict="error"} 1.0' \
