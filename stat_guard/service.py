@@ -18,7 +18,7 @@ Settings come from the environment once, when the app is built (Azure app settin
 | ``STAT_GUARD_MIN_COUNT`` | 30 | fewer values: insufficient_data |
 | ``STAT_GUARD_BODY_TIMEOUT`` | 30 | seconds to receive a whole body, else 408 |
 | ``STAT_GUARD_ANALYSIS_PROCESSES`` | cores / workers | analysis processes; 0: a thread |
-| ``STAT_GUARD_INLINE_BYTES`` | 16384 | bodies up to this size are analysed in place |
+| ``STAT_GUARD_INLINE_BYTES`` | 0 | bodies up to this size are analysed in place |
 
 ``python -m stat_guard.service`` also reads ``STAT_GUARD_WORKERS`` (1),
 ``STAT_GUARD_HEADER_TIMEOUT`` (10 s), ``STAT_GUARD_KEEP_ALIVE_TIMEOUT`` (5 s) and
@@ -37,6 +37,8 @@ import json
 import logging
 import multiprocessing
 import os
+import threading
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -52,7 +54,10 @@ DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 KEY_HEADER = b"x-functions-key"
 DRAIN_LIMIT_BYTES = 128 * 1024 * 1024
 DEFAULT_BODY_TIMEOUT = 30.0
-DEFAULT_INLINE_BYTES = 16 * 1024  # about 8 numeric columns: a few milliseconds
+# Bodies analysed on the event loop itself. 0: none, measured best (docs/function.md):
+# a 3-column analysis in place blocks the loop for several milliseconds per request, and
+# a trip to an analysis process costs less than that.
+DEFAULT_INLINE_BYTES = 0
 DEFAULT_HEADER_TIMEOUT = 10.0
 DEFAULT_KEEP_ALIVE_TIMEOUT = 5
 DEFAULT_MAX_CONNECTIONS = 500
@@ -159,14 +164,29 @@ def analyze_to_json(body: bytes, thresholds: Thresholds) -> tuple[int, bytes]:
 
 
 def _warm_up() -> None:
-    """Run in each analysis process at its start: the imports are done by then."""
+    """Nothing: submitted once at the start, it makes the pool start its processes."""
+
+
+def _watch_parent(parent: int) -> None:
+    """The initializer of an analysis process: exit when the serving process is gone.
+
+    uvicorn ends on SIGTERM by raising the signal again once it has shut down, so no exit
+    handler of the serving process runs; and every process of the pool holds the pool's
+    queue open, so none would see it close."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 class _Analyzer:
     """Runs the statistics off the event loop: in a pool of processes (the analysis is
     CPU-bound Python, which threads would serialise on the GIL), or in a thread when
-    ``processes`` is 0. Bodies up to ``inline_bytes`` are analysed in place: a few
-    milliseconds, less than a trip to another process."""
+    ``processes`` is 0. Bodies up to ``inline_bytes`` (default none) are analysed on the
+    event loop itself."""
 
     def __init__(self, processes: int, inline_bytes: int) -> None:
         self.processes = processes
@@ -179,7 +199,7 @@ class _Analyzer:
             # handlers; the children import the library once, at their start.
             self._pool = concurrent.futures.ProcessPoolExecutor(
                 self.processes, mp_context=multiprocessing.get_context("spawn"),
-                initializer=_warm_up)
+                initializer=_watch_parent, initargs=(os.getpid(),))
         return self._pool
 
     async def start(self) -> None:
@@ -187,10 +207,12 @@ class _Analyzer:
             loop = asyncio.get_running_loop()
             await loop.run_in_executor(self._executor(), _warm_up)
 
-    def stop(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
+    async def stop(self) -> None:
+        """Stop the processes (uvicorn has finished the requests in flight by then)."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await asyncio.get_running_loop().run_in_executor(
+                None, lambda: pool.shutdown(wait=True, cancel_futures=True))
 
     async def analyze(self, body: bytes, thresholds: Thresholds) -> tuple[int, bytes]:
         if len(body) <= self.inline_bytes:
@@ -266,7 +288,7 @@ async def _lifespan(receive: Receive, send: Send, analyzer: _Analyzer) -> None:
                 return
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
-            analyzer.stop()
+            await analyzer.stop()
             await send({"type": "lifespan.shutdown.complete"})
             return
 

@@ -4,11 +4,16 @@ malformed metadata, slow clients, and a large analysis beside health checks."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,7 +22,8 @@ from hypothesis import strategies as st
 
 from stat_guard.tdigest import TDigest
 from stat_guard.wire import ColumnDigests, Envelope, encode_envelope
-from tests.http_server import verdict_service
+from tests.http_server import ROOT, verdict_service
+from tests.local import free_port, wait_for
 
 HEADER_TIMEOUT = 1.0
 BODY_TIMEOUT = 1.0
@@ -293,3 +299,51 @@ def test_health_answers_while_a_large_envelope_is_analysed(service, digests):
     assert status == 200 and len(json.loads(raw)["columns"]) == 1024
     assert len(latencies) >= 3, "the analysis ended before health was probed"
     assert max(latencies) < 0.5, latencies
+
+
+# ---- the analysis processes end with the service ---------------------------------------
+
+
+def _children(pid: int) -> set[int]:
+    found: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found |= {int(c) for c in (task / "children").read_text().split()}
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGKILL])
+def test_analysis_processes_end_with_the_service(stop):
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "stat_guard.service", "--port", str(port)], cwd=ROOT,
+        env={**os.environ, "STAT_GUARD_ANALYSIS_PROCESSES": "2"},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: _listening(port), 30, "the service")  # after the pool's start
+        _health_is_answered(f"http://127.0.0.1:{port}")
+        children = _children(process.pid)
+        assert len(children) >= 2  # the analysis processes (and spawn's resource tracker)
+        process.send_signal(stop)
+        process.wait(15)
+        wait_for(lambda: not any(_alive(c) for c in children), 10,
+                 "the analysis processes to end")
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def _listening(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True
