@@ -8,7 +8,7 @@ export PGUSER ?= postgres
 export PGDATABASE ?= test
 
 .PHONY: setup setup-bench lock extension extension-check unittest demo test test-python lint bench \
-	bench-core bench-extension bench-analysis bench-scheduled bench-verdicts \
+	bench-core bench-extension bench-analysis bench-scheduled bench-verdicts bench-service \
 	azure-local azure-bundle bench-db demo-core clean
 
 setup:
@@ -76,7 +76,7 @@ bench-db: extension
 		-c "SELECT pg_reload_conf()" >/dev/null
 
 bench: bench-core bench-extension bench-analysis bench-scheduled bench-verdicts bench-fleet \
-	bench-exporter
+	bench-exporter bench-service
 
 bench-core: setup
 	$(PY) bench/bench_core.py
@@ -86,6 +86,11 @@ bench-extension: extension
 
 bench-analysis: bench-db
 	$(PY) bench/bench_analysis.py
+
+# Throughput, p50/p99 latency and /api/health latency of the verdict service under load
+# (a real uvicorn on a free port; 1 and 2 workers, 1, 8 and 32 clients; about a minute).
+bench-service: setup
+	$(PY) bench/bench_service.py
 
 # Compares with Evidently and a naive numpy/scipy version (installs the bench extra).
 bench-scheduled: setup-bench

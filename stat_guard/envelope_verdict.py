@@ -39,7 +39,7 @@ from stat_guard.verdict import (
     decide,
     model_verdict,
 )
-from stat_guard.wire import ColumnCategories, decode_envelope
+from stat_guard.wire import ColumnCategories, WireFormatError, decode_envelope
 
 # Categories listed with their shares in a categorical column's verdict.
 MAX_TOP_LISTED = 20
@@ -278,6 +278,10 @@ def analyze_envelope(body: bytes, thresholds: Thresholds = DEFAULT_THRESHOLDS) -
     """
     started = time.perf_counter()
     envelope = decode_envelope(body)
+    request_id = envelope.metadata.get("request_id")
+    if request_id is not None and not isinstance(request_id, str):
+        raise WireFormatError(f"metadata request_id must be a string, got "
+                              f"{type(request_id).__name__}")
     decoded = time.perf_counter()
     comparisons: dict[str, Comparison] = {
         name: compare_categories(pair.baseline, pair.current)
@@ -296,7 +300,7 @@ def analyze_envelope(body: bytes, thresholds: Thresholds = DEFAULT_THRESHOLDS) -
     return {
         "status": "ok",
         "verdict": report.verdict.value,
-        "request_id": envelope.metadata.get("request_id"),
+        "request_id": request_id,
         "function_version": __version__,
         "thresholds": thresholds.as_dict(),
         "columns": columns,

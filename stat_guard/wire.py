@@ -571,9 +571,13 @@ def decode_envelope(data: bytes | bytearray | memoryview) -> Envelope:
         raise WireFormatError("envelope truncated inside the metadata")
     try:
         metadata = json.loads(bytes(view[offset:offset + meta_len]).decode("utf-8"),
-                              parse_constant=_reject_constant)
+                              parse_constant=_reject_constant, parse_float=_finite_float)
+    except WireFormatError:
+        raise
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise WireFormatError(f"metadata is not UTF-8 JSON: {exc}") from None
+    except ValueError as exc:  # an integer past sys.get_int_max_str_digits()
+        raise WireFormatError(f"metadata holds an unreadable number: {exc}") from None
     if not isinstance(metadata, dict):
         raise WireFormatError("metadata must be a JSON object")
     offset += meta_len
@@ -643,3 +647,10 @@ def decode_envelope(data: bytes | bytearray | memoryview) -> Envelope:
 
 def _reject_constant(name: str) -> None:
     raise WireFormatError(f"metadata must not contain {name}")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise WireFormatError(f"metadata number {text[:40]} overflows a double")
+    return value

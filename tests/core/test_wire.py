@@ -455,6 +455,21 @@ def test_malformed_envelopes_say_what_is_wrong(mutate, message):
         decode_envelope(mutate(_envelope_bytes()))
 
 
+@pytest.mark.parametrize("metadata, message", [
+    (b'{"request_id":1e999}', "overflows"),
+    (b'{"x":[-1e400]}', "overflows"),
+    (b'{"x":NaN}', "NaN"),
+    (b'{"x":' + b"9" * 4301 + b"}", "unreadable number"),
+    (b'{"x":' + b"[" * 30000 + b"]" * 30000 + b"}", "JSON"),
+])
+def test_metadata_numbers_a_double_cannot_hold_are_refused(metadata, message):
+    d = TDigest.from_values([1.0, 2.0])
+    data = encode_envelope(Envelope({}, {"a": ColumnDigests(d, d)}))
+    body = data[:8] + struct.pack("<I", len(metadata)) + metadata + data[14:]
+    with pytest.raises(WireFormatError, match=message):
+        decode_envelope(body)
+
+
 def test_an_envelope_column_needs_both_roles():
     d = TDigest.from_values([1.0, 2.0])
     data = bytearray(encode_envelope(Envelope({}, {"a": ColumnDigests(d, d)})))

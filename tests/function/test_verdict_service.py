@@ -151,6 +151,34 @@ def test_invalid_settings_are_refused_at_start():
         ServiceSettings.from_environ({"STAT_GUARD_PSI_DRIFT": "high"})
     with pytest.raises(ValueError, match="psi_warning"):
         ServiceSettings.from_environ({"STAT_GUARD_PSI_DRIFT": "0.05"})
+    for name, value in [("STAT_GUARD_BODY_TIMEOUT", "0"), ("STAT_GUARD_HEADER_TIMEOUT", "nan"),
+                        ("STAT_GUARD_KEEP_ALIVE_TIMEOUT", "1.5"), ("STAT_GUARD_WORKERS", "0"),
+                        ("STAT_GUARD_MAX_CONNECTIONS", "-1"),
+                        ("STAT_GUARD_ANALYSIS_PROCESSES", "-1"),
+                        ("STAT_GUARD_INLINE_BYTES", "-5")]:
+        with pytest.raises(ValueError, match=name):
+            ServiceSettings.from_environ({name: value})
+
+
+def test_server_settings_defaults_and_the_processes_per_worker():
+    from stat_guard.service import ServiceSettings
+    settings = ServiceSettings.from_environ({})
+    assert (settings.body_timeout, settings.header_timeout, settings.keep_alive_timeout,
+            settings.max_connections, settings.workers, settings.inline_bytes) == (
+        30.0, 10.0, 5, 500, 1, 0)
+    assert settings.analysis_processes >= 1
+    many = ServiceSettings.from_environ({"STAT_GUARD_WORKERS": "64"})
+    assert many.workers == 64 and many.analysis_processes == 1
+    assert ServiceSettings.from_environ(
+        {"STAT_GUARD_ANALYSIS_PROCESSES": "0"}).analysis_processes == 0
+
+
+def test_two_workers_answer(tmp_path):
+    with verdict_service({"STAT_GUARD_WORKERS": "2"}, tmp_path / "service.log") as url:
+        for shift in (0.0, 0.7):
+            status, result = post(url, _envelope(shift))
+            assert status == 200 and result["request_id"] == f"shift-{shift}"
+    assert "Started parent process" in (tmp_path / "service.log").read_text()
 
 
 @pytest.mark.slow
