@@ -52,6 +52,7 @@ from stat_guard.scheduled.windows import (
     plan_windows,
 )
 from stat_guard.scheduled.writes import flag, write_run
+from stat_guard.verdict import ERROR as ERROR_VERDICT
 from stat_guard.verdict import model_verdict
 
 __all__ = [
@@ -71,6 +72,10 @@ __all__ = [
     "production_models",
     "run_model_drift",
 ]
+
+# A model whose model_metadata row lists no features: its run's error, under this key.
+NO_FEATURES = "no features listed in model_metadata"
+NO_FEATURES_KEY = "model_metadata"
 
 _NUMERIC_TYPE = re.compile(
     r"^(TINYINT|SMALLINT|INTEGER|BIGINT|HUGEINT|UTINYINT|USMALLINT|UINTEGER|UBIGINT|UHUGEINT|"
@@ -139,12 +144,19 @@ def run_model_drift(db_path: str, model: str, run_id: str,
     if model_drift.prediction is not None:
         everything.append(model_drift.prediction)
     overall = model_verdict((f.verdict, f.psi) for f in everything)
+    errors = {name: f.error for name, f in judged.items() if f.error}
+    if not judged:
+        # No feature to judge (none listed): the run says so instead of a bare
+        # insufficient_data; an error when nothing at all was scored.
+        errors[NO_FEATURES_KEY] = NO_FEATURES
+        if model_drift.prediction is None:
+            overall = dataclasses.replace(overall, verdict=ERROR_VERDICT)
     bounds = [f.ks_error_bound for f in everything if math.isfinite(f.ks_error_bound)]
     result = ModelDriftResult(
         run_id=run_id, model=model, verdict=overall.verdict, drift_score=overall.drift_score,
         features=judged, model_drift=model_drift,
         historical_window=feature_plan.historical, current_window=feature_plan.current,
-        errors={name: f.error for name, f in judged.items() if f.error},
+        errors=errors,
         started_at=started_at, finished_at=dt.datetime.now(dt.UTC), duration_s=0.0,
         read_lock_s=read_timer.held_s, write_lock_s=0.0, bytes_fetched=bytes_fetched,
         ks_error_bound=max(bounds, default=math.nan),
@@ -214,7 +226,7 @@ def _read_features(session: Session, metadata: dict[str, Any], config: DriftRunC
     ts_name = metadata.get("timestamp_column") or "ts"
     missing_all = None
     if not declared:
-        missing_all = "no features listed in model_metadata"
+        missing_all = NO_FEATURES
     elif columns is None:
         missing_all = f"feature table {table!r} not found"
     elif ts_name not in columns:

@@ -86,6 +86,22 @@ def test_an_empty_feature_table_gives_insufficient_data(make_model):
     assert result.verdict == "insufficient_data"
 
 
+def test_a_model_without_features_is_an_error_with_its_reason(make_model):
+    """NULL or empty features in model_metadata: an error run that says why (it was a
+    bare insufficient_data, the reason lost)."""
+    path = make_model({"x": np.arange(100.0)}, [])
+    connection = duckdb.connect(path)
+    try:
+        connection.execute("UPDATE model_metadata SET features = NULL WHERE name = 'm'")
+    finally:
+        connection.close()
+    result = run_model_drift(path, "m", "no-features")
+    assert result.verdict == "error"
+    assert result.errors == {"model_metadata": "no features listed in model_metadata"}
+    record = result.stream_record()
+    assert record.verdict == "error" and record.error == "no features listed in model_metadata"
+
+
 def test_a_missing_feature_table_is_an_error_for_every_feature(make_model):
     path = make_model({"x": np.arange(100.0)}, ["x", "y"], table="features_m")
     import duckdb
