@@ -220,6 +220,9 @@ class ExporterConfig:
     # Scrapes arriving while a build runs are served that build; with max_age_s > 0, so is a
     # scrape arriving within max_age_s after a build began (results that much older).
     max_age_s: float = 0.0
+    # At most this many features of one model get series (the drift, warning and error ones
+    # first, then the rest by name); stat_guard_model_features_omitted counts the others.
+    max_features_per_model: int = 1000
 
 
 @dataclass(frozen=True)

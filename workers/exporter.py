@@ -110,7 +110,10 @@ class ResultsCollector:
         self._scan_limit = scan_limit
         self._counter_kinds = counter_kinds
         names = config.exporter.feature_series if feature_series is None else feature_series
-        self._layout = Layout(resolve_feature_series(names))
+        if config.exporter.max_features_per_model < 1:
+            raise ValueError("exporter.max_features_per_model must be at least 1")
+        self._layout = Layout(resolve_feature_series(names),
+                              config.exporter.max_features_per_model)
         self._max_age_s = config.exporter.max_age_s if max_age_s is None else max_age_s
         self._lock = threading.Lock()
         self._response: Response | None = None

@@ -88,7 +88,13 @@ MODEL_FAMILIES = (
      "When the model's latest successful run finished (Unix time): runs with verdict "
      "error (failed) do not count."),
     ("model_run_duration_seconds", "How long the model's latest run took."),
+    ("model_features_omitted",
+     "Features of the model's latest run left without series (beyond "
+     "exporter.max_features_per_model; drift, warning and error features are kept first)."),
 )
+
+# Which features keep their series when a model has more than the cap: the worst first.
+_KEEP_ORDER = {"drift": 0, "error": 1, "warning": 2}
 
 
 def resolve_feature_series(names: Iterable[str]) -> frozenset[str]:
@@ -106,8 +112,9 @@ def resolve_feature_series(names: Iterable[str]) -> frozenset[str]:
 class Layout:
     """The record families of one configuration, in exposition order."""
 
-    def __init__(self, optional: frozenset[str]) -> None:
+    def __init__(self, optional: frozenset[str], max_features: int = 1000) -> None:
         self.optional = optional
+        self.max_features = max_features
         self.feature_series: tuple[FeatureSeries, ...] = (
             *(s for s in OPTIONAL_FEATURE_SERIES if s.key in optional),
             *DEFAULT_FEATURE_SERIES)
@@ -122,7 +129,12 @@ class Layout:
         latest run that did not fail (this one's unless it failed)."""
         lines: dict[str, list[str]] = {name: [] for name, _help in self.families}
         model = f'model="{escape_label(record.model)}",source="{escape_label(record.source)}"'
-        for feature, figures in sorted(record.features.items()):
+        features = record.features
+        omitted = max(0, len(features) - self.max_features)
+        if omitted:
+            kept = sorted(features, key=lambda f: (_KEEP_ORDER.get(features[f].verdict, 3), f))
+            features = {name: features[name] for name in kept[:self.max_features]}
+        for feature, figures in sorted(features.items()):
             labels = f'{model},feature="{escape_label(feature)}"'
             for series in self.feature_series:
                 value = series.value(figures)
@@ -142,6 +154,8 @@ class Layout:
                                f'{"1.0" if verdict == record.verdict else "0.0"}\n')
         _add(lines, "model_last_success_timestamp_seconds", model, last_success)
         _add(lines, "model_run_duration_seconds", model, record.duration_s)
+        if omitted:
+            _add(lines, "model_features_omitted", model, float(omitted))
         return RecordBlock({name: "".join(text) for name, text in lines.items() if text})
 
     def render(self, blocks: Sequence[RecordBlock]) -> list[str]:

@@ -313,3 +313,32 @@ def test_malformed_features_json_yields_no_feature_series(text: str) -> None:
     assert result is not None
     assert result.features == {}
     assert result.drift_score is None
+
+
+def test_series_per_model_are_bounded_worst_features_first() -> None:
+    """A record of 1,500 features with the cap at 1,000: 1,000 features get series, the
+    drift and error ones among them though their names sort last; the rest are counted."""
+    import datetime as dt
+
+    from stat_guard.result_record import ResultRecord
+    from workers.exporter_text import Layout
+
+    features = {f"f{i:04d}": FeatureFigures("ok", psi=0.01) for i in range(1_495)}
+    features |= {f"zz_drift_{i}": FeatureFigures("drift", psi=0.5) for i in range(4)}
+    features["zz_broken"] = FeatureFigures("error", error="column missing")
+    at = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
+    wide = ResultRecord(run_id="wide@1", model="wide", source="scheduled", verdict="drift",
+                        drift_score=0.5, features=features, started_at=at, finished_at=at,
+                        duration_s=1.0)
+    text = "".join(Layout(frozenset(), max_features=1_000).render(
+        [Layout(frozenset(), max_features=1_000).block(wide, at.timestamp())]))
+    samples = parse(text)
+    verdicts = series(samples, "stat_guard_feature_verdict")
+    assert len(verdicts) == 1_000
+    kept = {labels["feature"] for labels in verdicts}
+    assert {f"zz_drift_{i}" for i in range(4)} | {"zz_broken"} <= kept
+    assert value(samples, "stat_guard_model_features_omitted", model="wide",
+                 source="scheduled") == 500
+    # under the cap: no omitted series at all
+    small = Layout(frozenset(), max_features=2_000).block(wide, at.timestamp())
+    assert "stat_guard_model_features_omitted" not in "".join(small.lines.values())
