@@ -67,6 +67,12 @@ def steps(pairs: tuple[tuple[float | None, str], ...]) -> dash.ThresholdsConfig:
         [Threshold(value=value, color=color) for value, color in pairs])
 
 
+def opt_in(series: str) -> str:
+    """The panel's series is not exported by default (docs/observability.md)."""
+    return (f"Needs the exporter's opt-in series {series} (exporter.feature_series; "
+            "docker-compose.yml switches it on).")
+
+
 def series_panel(title: str, description: str, targets: list[prometheus.Dataquery],
                  unit: str = "short", width: int = 12, height: int = 8,
                  thresholds: tuple[tuple[float | None, str], ...] | None = None,
@@ -140,7 +146,8 @@ def build() -> dash.Dashboard:
         rename={"Value #B": "drift score", "Value #C": "seconds since run"}))
     board = board.with_panel(table_panel(
         "Feature verdicts ($model)", "Latest verdict of each feature of the selected "
-        "models, with its PSI and KS p-value.",
+        "models, with its PSI and KS p-value (those two columns need the exporter's "
+        "opt-in series psi and ks_pvalue: exporter.feature_series).",
         [query(f"stat_guard_feature_verdict{{{MODEL}}} == 1", ref_id="A", instant=True,
                table_format=True),
          query(f"stat_guard_feature_psi{{{MODEL}}}", ref_id="B", instant=True,
@@ -152,29 +159,29 @@ def build() -> dash.Dashboard:
     board = board.with_row(dash.Row("Drift per feature ($model)"))
     board = board.with_panel(series_panel(
         "PSI per feature", "Population stability index of each feature's latest run; "
-        "dashed lines at 0.1 (watch) and 0.25 (drift).",
+        "dashed lines at 0.1 (watch) and 0.25 (drift). " + opt_in("psi"),
         [query(f"stat_guard_feature_psi{{{MODEL}}}", feature_legend)],
         thresholds=PSI_STEPS))
     board = board.with_panel(series_panel(
         "KS statistic per feature", "Kolmogorov–Smirnov statistic; it warns only above "
-        "0.1 together with p < 0.05.",
+        "0.1 together with p < 0.05. " + opt_in("ks_statistic"),
         [query(f"stat_guard_feature_ks_statistic{{{MODEL}}}", feature_legend)],
         thresholds=KS_STATISTIC_STEPS))
     board = board.with_panel(series_panel(
         "KS p-value per feature", "Kolmogorov–Smirnov p-value (log scale); the dashed "
-        "line is 0.05.",
+        "line is 0.05. " + opt_in("ks_pvalue"),
         [query(f"stat_guard_feature_ks_pvalue{{{MODEL}}}", feature_legend)],
         thresholds=KS_PVALUE_STEPS, log_scale=True))
     board = board.with_panel(series_panel(
         "KL divergence per feature", "Kullback–Leibler divergence of the current window "
-        "from the baseline (smoothed bins).",
+        "from the baseline (smoothed bins). " + opt_in("kl_divergence"),
         [query(f"stat_guard_feature_kl_divergence{{{MODEL}}}", feature_legend)]))
     board = board.with_panel(series_panel(
-        "Jensen–Shannon distance per feature", "Symmetric, bounded 0..1.",
+        "Jensen–Shannon distance per feature", "Symmetric, bounded 0..1. " + opt_in("js_distance"),
         [query(f"stat_guard_feature_js_distance{{{MODEL}}}", feature_legend)]))
     board = board.with_panel(series_panel(
         "Wasserstein distance per feature", "Earth mover's distance divided by the "
-        "baseline's spread.",
+        "baseline's spread. " + opt_in("wasserstein_normalized"),
         [query(f"stat_guard_feature_wasserstein_normalized{{{MODEL}}}", feature_legend)]))
 
     board = board.with_row(dash.Row("Runs"))
