@@ -21,14 +21,13 @@ from typing import Any
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from stat_guard.service import DEFAULT_HEADER_TIMEOUT
-
 log = logging.getLogger("stat_guard.service")
 
 
 def header_timeout() -> float:
-    raw = os.environ.get("STAT_GUARD_HEADER_TIMEOUT") or DEFAULT_HEADER_TIMEOUT
-    return float(raw)  # validated by ServiceSettings.from_environ at start
+    # ``stat_guard.service.main`` validates its settings and puts this one in the
+    # environment before uvicorn starts, so every worker process reads the same value.
+    return float(os.environ["STAT_GUARD_HEADER_TIMEOUT"])
 
 
 class GuardedH11Protocol(H11Protocol):

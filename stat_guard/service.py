@@ -344,6 +344,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.workers is not None:  # the workers read their settings from the environment
         os.environ["STAT_GUARD_WORKERS"] = str(args.workers)
     settings = ServiceSettings.from_environ()  # a malformed value stops here, once
+    os.environ["STAT_GUARD_HEADER_TIMEOUT"] = repr(settings.header_timeout)
     uvicorn.run("stat_guard.service:create_app", factory=True, host=args.host, port=args.port,
                 workers=settings.workers, http=GuardedH11Protocol,
                 timeout_keep_alive=settings.keep_alive_timeout,
