@@ -14,7 +14,7 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 SCHEDULED = "scheduled"
@@ -22,6 +22,21 @@ ONDEMAND = "ondemand"
 SOURCES = (SCHEDULED, ONDEMAND)
 # The verdicts a record may carry: the rule's four and "error" (nothing could be scored).
 RECORD_VERDICTS = ("ok", "warning", "drift", "insufficient_data", "error")
+# A run asked for by hand (``stat-guard run``) has a run id of its own, never a schedule
+# slot's: ``<model>@manual-<UTC time to the microsecond>``; results and alerts name it so.
+MANUAL_MARK = "@manual-"
+TRIGGERS = ("scheduled", "manual")
+
+
+def manual_run_id(model: str, now: datetime) -> str:
+    return f"{model}{MANUAL_MARK}{now.astimezone(UTC):%Y%m%dT%H%M%S%fZ}"
+
+
+def run_trigger(run_id: str) -> str:
+    """``manual`` for a run id made by :func:`manual_run_id`, else ``scheduled``."""
+    return "manual" if MANUAL_MARK in run_id else "scheduled"
+
+
 # A record's error text (why a model could not be scored) is cut to this many characters.
 ERROR_LIMIT_CHARS = 2000
 # Redis Stream entries stay small: above this the per-feature JSON is cut down (to_fields).

@@ -14,6 +14,7 @@ from workers.config import QueuesConfig
 SCHEDULE_DRIFT_RUNS = "stat_guard.schedule_drift_runs"
 RUN_MODEL_DRIFT = "stat_guard.run_model_drift"
 FLAG_MODEL = "stat_guard.flag_model"
+UNFLAG_MODEL = "stat_guard.unflag_model"
 RUN_ONDEMAND_ANALYSIS = "stat_guard.run_ondemand_analysis"
 REFRESH_BASELINES = "stat_guard.refresh_baselines"
 CONSUME_REACTIONS = "stat_guard.consume_reactions"
@@ -33,6 +34,7 @@ def task_routes(queues: QueuesConfig) -> dict[str, dict[str, str]]:
         SCHEDULE_DRIFT_RUNS: {"queue": queues.drift},
         RUN_MODEL_DRIFT: {"queue": queues.drift},
         FLAG_MODEL: {"queue": queues.drift},
+        UNFLAG_MODEL: {"queue": queues.drift},
         RUN_ONDEMAND_ANALYSIS: {"queue": queues.ondemand},
         REFRESH_BASELINES: {"queue": queues.drift},
         CONSUME_REACTIONS: {"queue": queues.reactions},
