@@ -98,6 +98,9 @@ class DriftConfig:
 @dataclass(frozen=True)
 class ScheduleConfig:
     drift_interval_s: float = 3600.0
+    # Send the drift entry once when beat starts (the slot's run ids make a restart within
+    # one interval a no-op), then every drift_interval_s.
+    drift_run_at_start: bool = True
     baseline_refresh_interval_s: float = 86400.0
     reactions_interval_s: float = 10.0
 
