@@ -20,6 +20,7 @@ from urllib.parse import quote
 
 from stat_guard.scheduled.config import DEFAULT_CONFIG as ENGINE_DEFAULTS
 from stat_guard.scheduled.config import ConfigError, DriftRunConfig, WindowConfig
+from stat_guard.scheduled.export import default_results_dir
 from stat_guard.verdict import Thresholds
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,6 +80,11 @@ class DuckDBConfig:
     lock_attempts: int = ENGINE_DEFAULTS.lock_attempts
     lock_base_delay_s: float = ENGINE_DEFAULTS.lock_base_delay_s
     lock_max_delay_s: float = ENGINE_DEFAULTS.lock_max_delay_s
+    # After each run, the model's newest rows and model_metadata as Parquet in results_dir
+    # ("" = beside the file: data/x.duckdb -> data/x.results/), for readers that must not
+    # hold the DuckDB file (docs/scheduled-drift.md, "Reading results while the fleet runs").
+    export_results: bool = True
+    results_dir: str = ""
 
 
 @dataclass(frozen=True)
@@ -283,7 +289,14 @@ class FleetConfig:
             duckdb_threads=duckdb.threads, duckdb_memory_limit=duckdb.memory_limit,
             duckdb_memory_limit_max=duckdb.memory_limit_max,
             lock_attempts=duckdb.lock_attempts, lock_base_delay_s=duckdb.lock_base_delay_s,
-            lock_max_delay_s=duckdb.lock_max_delay_s)
+            lock_max_delay_s=duckdb.lock_max_delay_s, results_dir=self.results_dir())
+
+    def results_dir(self) -> str:
+        """Where the drift worker writes the Parquet copy of results ("" when turned off)."""
+        duckdb = self.duckdb
+        if not duckdb.export_results:
+            return ""
+        return duckdb.results_dir or default_results_dir(duckdb.path)
 
 
 def load_config(path: str | os.PathLike[str] | None = None,

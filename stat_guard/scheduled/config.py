@@ -61,6 +61,9 @@ class DriftRunConfig:
     lock_attempts: int = 8  # opening a locked file: retries with backoff and jitter
     lock_base_delay_s: float = 0.2
     lock_max_delay_s: float = 5.0
+    # Where the write phase copies the model's newest rows and model_metadata as Parquet
+    # (stat_guard/scheduled/export.py); "" writes no copy.
+    results_dir: str = ""
 
     def __post_init__(self) -> None:
         if self.psi_bins < 2 or self.ks_bins < 2:

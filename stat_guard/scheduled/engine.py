@@ -11,9 +11,11 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import logging
 import math
 import re
 import time
+from collections.abc import Callable
 from typing import Any
 
 import duckdb
@@ -35,6 +37,7 @@ from stat_guard.scheduled.connection import (
     open_duckdb,
     quote_ident,
 )
+from stat_guard.scheduled.export import export_metadata, export_run
 from stat_guard.scheduled.results import (
     FeatureDrift,
     ModelDrift,
@@ -54,6 +57,8 @@ from stat_guard.scheduled.windows import (
 from stat_guard.scheduled.writes import flag, write_run
 from stat_guard.verdict import ERROR as ERROR_VERDICT
 from stat_guard.verdict import model_verdict
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "DEFAULT_CONFIG",
@@ -114,7 +119,8 @@ def flag_model(db_path: str, model: str, run_id: str, verdict: str,
     model is a no-op.
     """
     with open_duckdb(db_path, config, read_only=False) as session:
-        flag(session, model, run_id, reason or verdict)
+        if flag(session, model, run_id, reason or verdict):
+            _export(session, config, lambda: export_metadata(session, config.results_dir))
 
 
 def run_model_drift(db_path: str, model: str, run_id: str,
@@ -165,10 +171,22 @@ def run_model_drift(db_path: str, model: str, run_id: str,
 
     with open_duckdb(db_path, config, read_only=False, timer=write_timer) as session:
         write_run(session, result)
+        _export(session, config, lambda: export_run(session, config.results_dir, model, run_id))
     finished_at = dt.datetime.now(dt.UTC)
     return dataclasses.replace(
         result, finished_at=finished_at, duration_s=time.perf_counter() - clock,
         write_lock_s=write_timer.held_s, lock_wait_s=read_timer.waited_s + write_timer.waited_s)
+
+
+def _export(session: Session, config: DriftRunConfig, write: Callable[[], None]) -> None:
+    """Refresh the Parquet copy readers use; the scores are committed already, so a copy
+    that cannot be written (a full disk, a read-only directory) is logged, not raised."""
+    if not config.results_dir:
+        return
+    try:
+        write()
+    except (OSError, duckdb.Error) as exc:
+        logger.warning("results copy in %s not refreshed: %s", config.results_dir, exc)
 
 
 # ---- read phase -------------------------------------------------------------------
