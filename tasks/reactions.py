@@ -1,7 +1,8 @@
-"""Reactions to results on the stream: drift → alert (webhook) and the model flagged in
-DuckDB; warning → recorded in a capped list; ok → nothing. Every reaction is logged and
-counted in Redis (``stat_guard:reactions:<kind>``, workers/reaction_keys.py), once per
-run id.
+"""Reactions to results on the stream: drift → the model flagged in DuckDB; warning →
+recorded in a capped list; drift and error results → the alert cycle (workers/alert_state.py):
+one alert when a model enters drift or starts failing, a reminder while it stays so, one
+resolved when it is back. Every reaction is logged and counted in Redis
+(``stat_guard:reactions:<kind>``, workers/reaction_keys.py), once per run id.
 
 Delivery is at least once, so each run id is claimed with a short lease before acting and
 marked done afterwards; a second delivery of a done run id is only acknowledged.
@@ -18,14 +19,22 @@ import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import redis
 
-from stat_guard.result_record import RECORD_VERDICTS, SCHEDULED, ResultRecord, number_text
+from stat_guard.result_record import (
+    ONDEMAND,
+    RECORD_VERDICTS,
+    SCHEDULED,
+    ResultRecord,
+    number_text,
+    run_trigger,
+)
 from stat_guard.verdict import ERROR as UNSCORED
 from stat_guard.verdict import Verdict
-from workers import reaction_keys
+from workers import alert_state, reaction_keys
 from workers.celery_app import app, config
 from workers.reaction_keys import (
     ALERT,
@@ -36,6 +45,10 @@ from workers.reaction_keys import (
     FLAG,
     GIVEN_UP,
     NONE,
+    OUT_OF_ORDER,
+    REMINDER,
+    RESOLVED,
+    SUPPRESSED,
     WARNING,
 )
 from workers.redis_client import redis_client
@@ -203,36 +216,72 @@ def _handle(client: redis.Redis, consumer: StreamConsumer, entry: StreamEntry,
 
 def react(client: redis.Redis, record: ResultRecord, fields: Mapping[str, str]) -> list[str]:
     """Apply the reaction policy to one record (``fields``: as it came off the stream, kept
-    as it is for the exporter and the warning list); the kinds of reaction done."""
+    as it is for the exporter and the warning list); the kinds of reaction done.
+
+    The alert cycle (workers/alert_state.py) decides first, once per run id, so a retried
+    entry sends what the first attempt meant to send."""
     verdict = record.verdict
     source = record.source
+    settings = config.reactions
+    decision = alert_state.decide(
+        client, config.redis, model=record.model, source=source or "unknown",
+        run_id=record.run_id, verdict=verdict, run_at=run_time(record), now=time.time(),
+        remind_after_s=settings.remind_after_s, state_ttl_s=settings.state_ttl_s,
+        decision_ttl_s=settings.marker_ttl_s)
+    if alert_state.OUT_OF_ORDER in decision.actions:
+        logger.warning("run %s of %s %s (%s) is older than the newest run seen; the alert "
+                       "state is left as it is", record.run_id, source, record.model, verdict)
+        return [OUT_OF_ORDER]
     document = kept_document(fields)
     client.hset(latest_key(source or "unknown"), record.model, document)
-    if verdict == Verdict.DRIFT:
-        kinds = []
-        if source == SCHEDULED or config.reactions.flag_ondemand:
-            # Flag first: it is idempotent per run id, an alert is not, so a failure here
-            # retries without having alerted. The flag itself is written by the drift
-            # worker (DuckDB's one writer), never here.
-            app.send_task(FLAG_MODEL, args=(record.model, record.run_id, verdict))
-            kinds.append(FLAG)
-        send_alert(record)
-        kinds.append(ALERT)
-        return kinds
+    kinds = []
+    if verdict == Verdict.DRIFT and (source == SCHEDULED or settings.flag_ondemand):
+        # Flag first: it is idempotent per run id, an alert is not. The flag itself is
+        # written by the drift worker (DuckDB's one writer), never here.
+        app.send_task(FLAG_MODEL, args=(record.model, record.run_id, verdict))
+        kinds.append(FLAG)
     if verdict == Verdict.WARNING:
         with client.pipeline(transaction=True) as pipe:
             pipe.lpush(warnings_key(), document)
-            pipe.ltrim(warnings_key(), 0, config.reactions.warnings_maxlen - 1)
+            pipe.ltrim(warnings_key(), 0, settings.warnings_maxlen - 1)
             pipe.execute()
         logger.warning("drift warning for %s %s (run %s, score %s)", source, record.model,
                        record.run_id, number_text(record.drift_score))
-        return [WARNING]
+        kinds.append(WARNING)
     if verdict == UNSCORED:
         logger.error("run %s of %s %s scored nothing: %s %s", record.run_id, source,
                      record.model, preview(fields.get("error", ""), 1000),
                      preview(fields.get("features", ""), 1000))
-        return [ERROR]
-    return [NONE]
+        kinds.append(ERROR)
+    for action in decision.actions:
+        notify(record, action, decision)
+        kinds.append(_ACTION_KINDS[action])
+    return kinds or [NONE]
+
+
+# What each decision of the alert cycle counts as.
+_ACTION_KINDS = {
+    alert_state.FIRE: ALERT, alert_state.FAIL: ALERT,
+    alert_state.REMIND: REMINDER, alert_state.FAIL_REMIND: REMINDER,
+    alert_state.SUPPRESS: SUPPRESSED, alert_state.FAIL_SUPPRESS: SUPPRESSED,
+    alert_state.RESOLVE: RESOLVED, alert_state.FAIL_RESOLVE: RESOLVED,
+    alert_state.OUT_OF_ORDER: OUT_OF_ORDER,
+}
+_DRIFT_ACTIONS = (alert_state.FIRE, alert_state.REMIND, alert_state.RESOLVE)
+_FAILURE_ACTIONS = (alert_state.FAIL, alert_state.FAIL_REMIND, alert_state.FAIL_RESOLVE)
+
+
+def run_time(record: ResultRecord) -> float | None:
+    """When the run happened, for ordering runs of one model: its finish, else its start."""
+    moment = record.finished_at or record.started_at
+    return None if moment is None else moment.timestamp()
+
+
+def run_kind(record: ResultRecord) -> str:
+    """How a result names its run: scheduled run, manual run or on-demand analysis."""
+    if record.source == ONDEMAND:
+        return "on-demand analysis"
+    return f"{run_trigger(record.run_id)} run"
 
 
 def kept_document(fields: Mapping[str, str]) -> str:
@@ -240,14 +289,19 @@ def kept_document(fields: Mapping[str, str]) -> str:
     return json.dumps(dict(fields), sort_keys=True)
 
 
-def send_alert(record: ResultRecord) -> None:
-    """POST the drift alert to the configured webhook (or only log it if none)."""
+def notify(record: ResultRecord, action: str, decision: alert_state.AlertDecision) -> None:
+    """Log one notification of the alert cycle and POST it to the configured webhook;
+    a quiet decision (suppressed) is only logged at INFO."""
     settings = config.reactions
-    logger.warning("DRIFT for %s %s (run %s, score %s)", record.source, record.model,
-                   record.run_id, number_text(record.drift_score))
+    if action not in _DRIFT_ACTIONS and action not in _FAILURE_ACTIONS:
+        logger.info("%s %s: %s (run %s); nothing sent", record.source, record.model,
+                    action, record.run_id)
+        return
+    payload = alert_payload(record, settings.webhook_format, action, decision)
+    logger.warning("%s", notification_summary(record, action, decision))
     if not settings.webhook_url:
         return
-    body = json.dumps(alert_payload(record, settings.webhook_format)).encode()
+    body = json.dumps(payload).encode()
     request = urllib.request.Request(settings.webhook_url, data=body, method="POST",
                                      headers={"Content-Type": "application/json"})
     try:
@@ -257,23 +311,79 @@ def send_alert(record: ResultRecord) -> None:
         raise RuntimeError(f"webhook {settings.webhook_url} failed: {exc}") from exc
 
 
-def alert_payload(record: ResultRecord, webhook_format: str) -> Any:
-    """Alertmanager's ``POST /api/v2/alerts`` body (a list of alerts) or Slack's
-    ``{"text": ...}``."""
-    drifted = sorted(name for name, figures in record.features.items()
-                     if figures.verdict == Verdict.DRIFT)
-    score = number_text(record.drift_score)
-    summary = (f"Drift in {record.model} ({record.source} run {record.run_id}): score {score}"
-               + (f"; features {', '.join(drifted)}" if drifted else ""))
+def features_with(record: ResultRecord, verdict: str) -> list[str]:
+    return sorted(name for name, figures in record.features.items()
+                  if figures.verdict == verdict)
+
+
+def notification_summary(record: ResultRecord, action: str,
+                         decision: alert_state.AlertDecision) -> str:
+    """One line saying what happened, for the log, Slack and the alert's summary."""
+    run = f"{run_kind(record)} {record.run_id}"
+    if action in _FAILURE_ACTIONS:
+        if action == alert_state.FAIL_RESOLVE:
+            return (f"Resolved: runs of {record.model} ({record.source}) succeed again "
+                    f"({run}: {record.verdict}); failing since "
+                    f"{_iso(decision.failing_since)}")
+        head = "Run failed" if action == alert_state.FAIL else "Still failing"
+        since = "" if action == alert_state.FAIL else f" since {_iso(decision.failing_since)}"
+        return (f"{head}: {record.model} ({run}) could not be scored{since}: "
+                f"{record.error or 'no reason given'}")
+    if action == alert_state.RESOLVE:
+        return (f"Resolved: drift in {record.model} ({record.source}) is over: {run} is ok; "
+                f"in drift since {_iso(decision.drift_since)}")
+    drifted, warned = features_with(record, Verdict.DRIFT), features_with(record, Verdict.WARNING)
+    head = "Drift" if action == alert_state.FIRE else "Still drifting"
+    since = "" if action == alert_state.FIRE else f" since {_iso(decision.drift_since)}"
+    return (f"{head} in {record.model} ({run}){since}: score "
+            f"{number_text(record.drift_score)}"
+            + (f"; features {', '.join(drifted)}" if drifted else "")
+            + (f"; warning features {', '.join(warned)}" if warned else ""))
+
+
+def alert_payload(record: ResultRecord, webhook_format: str, action: str = alert_state.FIRE,
+                  decision: alert_state.AlertDecision | None = None) -> Any:
+    """Alertmanager's ``POST /api/v2/alerts`` body (a list of one alert) or Slack's
+    ``{"text": ...}``.
+
+    The labels of a streak's firing, reminder and resolved alerts are the same, so
+    Alertmanager sees one alert. A firing alert ends ``2 × reactions.remind_after_s``
+    ahead (the next reminder moves it on; Alertmanager resolves an alert by itself after
+    its resolve timeout when no end is given); a resolved one ends at the run that ended
+    it."""
+    decision = decision or alert_state.AlertDecision(actions=(action,))
+    summary = notification_summary(record, action, decision)
     if webhook_format == "slack":
         return {"text": summary}
+    failure = action in _FAILURE_ACTIONS
+    resolved = action in (alert_state.RESOLVE, alert_state.FAIL_RESOLVE)
+    since = decision.failing_since if failure else decision.drift_since
+    run_at = run_time(record) or time.time()
+    annotations = {"summary": summary, "run_id": record.run_id, "trigger": run_kind(record),
+                   "notification": ("resolved" if resolved else "reminder"
+                                    if action in (alert_state.REMIND, alert_state.FAIL_REMIND)
+                                    else "firing")}
+    if failure:
+        annotations["reason"] = record.error
+        annotations["opened_by"] = decision.failing_run_id
+    else:
+        annotations.update({"drift_score": number_text(record.drift_score),
+                            "features": ",".join(features_with(record, Verdict.DRIFT)),
+                            "warning_features": ",".join(features_with(record,
+                                                                       Verdict.WARNING)),
+                            "opened_by": decision.drift_run_id})
+    ends = run_at if resolved else time.time() + 2 * config.reactions.remind_after_s
     return [{
-        "labels": {"alertname": "StatGuardDrift", "severity": "critical",
-                   "model": record.model, "source": record.source},
-        "annotations": {"summary": summary, "run_id": record.run_id, "drift_score": score,
-                        "features": ",".join(drifted)},
-        "startsAt": record.finished_at.isoformat() if record.finished_at else "",
+        "labels": {"alertname": "StatGuardRunFailed" if failure else "StatGuardDrift",
+                   "severity": "critical", "model": record.model, "source": record.source},
+        "annotations": annotations,
+        "startsAt": _iso(since if since is not None else run_at),
+        "endsAt": _iso(ends),
     }]
+
+
+def _iso(moment: float | None) -> str:
+    return "" if moment is None else datetime.fromtimestamp(moment, UTC).isoformat()
 
 
 def _count(client: redis.Redis, kind: str, summary: DrainSummary) -> None:

@@ -98,7 +98,33 @@ def schedule_drift_runs(self: Task) -> dict[str, Any]:
     return {"run_ids": run_ids}
 
 
-@app.task(bind=True, name=RUN_MODEL_DRIFT, max_retries=None,
+class DriftRunTask(Task):
+    """A drift run whose task fails for good (an exception escaping it after its retries:
+    Redis unreachable for the publish, the time limit) still reaches the stream: an
+    unscored ``error`` record, unless a record of the run id was published."""
+
+    def on_failure(self, exc: BaseException, task_id: str, args: Any, kwargs: Any,
+                   einfo: Any) -> None:
+        model = kwargs.get("model") or (args[0] if len(args) > 0 else "")
+        run_id = kwargs.get("run_id") or (args[1] if len(args) > 1 else "")
+        if not model or not run_id:
+            return
+        reason = f"the drift task failed: {type(exc).__name__}: {exc}"
+        try:
+            client = redis_client()
+            if already_published(client, config.redis, run_id):
+                return
+            record = unscored_record(run_id, model, reason, datetime.now(UTC))
+            published = publish_once(client, config.redis, config.stream, record)
+        except redis.RedisError as publish_exc:  # nothing more can be done from here
+            logger.error("drift run %s of %s failed (%s) and its error record could not be "
+                         "published: %s", run_id, model, reason, publish_exc)
+            return
+        logger.error("drift run %s of %s failed; error record published (entry %s): %s",
+                     run_id, model, published.entry_id, preview(reason, 1000))
+
+
+@app.task(bind=True, base=DriftRunTask, name=RUN_MODEL_DRIFT, max_retries=None,
           soft_time_limit=config.limits.drift_soft_time_limit_s,
           time_limit=config.limits.drift_time_limit_s)
 def run_model_drift_task(self: Task, model: str, run_id: str, busy_retries: int = 0,

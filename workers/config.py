@@ -168,10 +168,18 @@ class ReactionsConfig:
     marker_ttl_s: int = 7 * 86400  # "already reacted to this run id"
     warnings_maxlen: int = 1000
     flag_ondemand: bool = False  # flag_model for on-demand drift too (model must exist)
+    # A model still in drift (or still failing) is reminded of this long after the last
+    # notification, at its next such run; the runs between send nothing.
+    remind_after_s: float = 4 * 3600.0
+    state_ttl_s: int = 30 * 86400  # a (model, source)'s alert state outlives its last run
 
     def __post_init__(self) -> None:
         if self.webhook_format not in ("alertmanager", "slack"):
             raise ConfigError("reactions.webhook_format must be 'alertmanager' or 'slack'")
+        if not self.remind_after_s > 0:
+            raise ConfigError("reactions.remind_after_s must be above 0")
+        if self.state_ttl_s < 1:
+            raise ConfigError("reactions.state_ttl_s must be at least 1")
 
 
 @dataclass(frozen=True)

@@ -14,11 +14,14 @@ import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from stat_guard.result_record import FeatureFigures, ResultRecord
+from stat_guard.result_record import RECORD_VERDICTS, FeatureFigures, ResultRecord
 from stat_guard.verdict import Verdict
 
 PREFIX = "stat_guard"
 VERDICTS = tuple(str(v) for v in Verdict)
+# A model's verdict series cover every verdict a record may carry, "error" included, so a
+# model whose runs fail and then recover sees verdict="error" go from 1 to 0.
+MODEL_VERDICTS = RECORD_VERDICTS
 ALL = "all"
 
 
@@ -83,7 +86,8 @@ OPTIONAL_KEYS = (*(s.key for s in OPTIONAL_FEATURE_SERIES), VERDICT_STATES)
 # Per-model gauges: (metric suffix, help).
 MODEL_FAMILIES = (
     ("model_drift_score", "The model's drift score (largest feature PSI), latest run."),
-    ("model_verdict", "1 for the verdict of the model's latest run, 0 for the others."),
+    ("model_verdict", "1 for the verdict of the model's latest run, 0 for the others "
+     "(ok, warning, drift, insufficient_data, error)."),
     ("model_last_success_timestamp_seconds",
      "When the model's latest successful run finished (Unix time): runs with verdict "
      "error (failed) do not count."),
@@ -148,7 +152,7 @@ class Layout:
                         f'{VERDICT_METRIC}{{{labels},verdict="{escape_label(verdict)}"}} '
                         f'{"1" if verdict == figures.verdict else "0"}\n')
         _add(lines, "model_drift_score", model, record.drift_score)
-        for verdict in _states(record.verdict):
+        for verdict in _states(record.verdict, MODEL_VERDICTS):
             name = f"{PREFIX}_model_verdict"
             lines[name].append(f'{name}{{{model},verdict="{escape_label(verdict)}"}} '
                                f'{"1.0" if verdict == record.verdict else "0.0"}\n')
@@ -172,8 +176,8 @@ class RecordBlock:
     lines: dict[str, str]
 
 
-def _states(actual: str) -> tuple[str, ...]:
-    return VERDICTS if actual in VERDICTS else (*VERDICTS, actual)
+def _states(actual: str, known: tuple[str, ...] = VERDICTS) -> tuple[str, ...]:
+    return known if actual in known else (*known, actual)
 
 
 def _add(lines: dict[str, list[str]], suffix: str, labels: str, value: float | None) -> None:

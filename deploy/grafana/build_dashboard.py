@@ -41,8 +41,8 @@ RATE = "$__rate_interval"
 PSI_STEPS = ((None, "green"), (0.1, "yellow"), (0.25, "red"))
 KS_STATISTIC_STEPS = ((None, "green"), (0.1, "yellow"))
 KS_PVALUE_STEPS = ((None, "yellow"), (0.05, "green"))
-REACTION_KINDS_SHOWN = ("alert", "flag", "warning", "failed", "given_up", "duplicate",
-                        "dead_letter")
+REACTION_KINDS_SHOWN = ("alert", "reminder", "resolved", "suppressed", "out_of_order", "flag",
+                        "warning", "error", "failed", "given_up", "duplicate", "dead_letter")
 
 
 # ---- small typed helpers ------------------------------------------------------------------
