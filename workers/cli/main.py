@@ -62,9 +62,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def describe(exc: Exception) -> tuple[str, int]:
     """What to tell the user about ``exc``, and the exit code."""
-    import redis
-    from kombu.exceptions import OperationalError
-
     if isinstance(exc, CommandError):
         return str(exc), exc.exit_code
     if isinstance(exc, ConfigError):
@@ -76,11 +73,23 @@ def describe(exc: Exception) -> tuple[str, int]:
         return str(exc), FAILED
     if isinstance(exc, ModelRegistrationError):
         return f"model not added: {exc}", FAILED
-    if isinstance(exc, redis.ConnectionError | redis.TimeoutError | OperationalError):
-        return f"Redis is unreachable: {exc}", REDIS_UNREACHABLE
     if isinstance(exc, duckdb.Error):
         return f"DuckDB: {exc}", FAILED
+    if _is_redis_unreachable(exc):
+        return f"Redis is unreachable: {exc}", REDIS_UNREACHABLE
     return f"{type(exc).__name__}: {exc}", FAILED
+
+
+def _is_redis_unreachable(exc: Exception) -> bool:
+    # Only a command that imported Redis (or Celery's kombu) can have failed on it.
+    redis = sys.modules.get("redis")
+    kombu = sys.modules.get("kombu.exceptions")
+    kinds: tuple[type[BaseException], ...] = ()
+    if redis is not None:
+        kinds += (redis.ConnectionError, redis.TimeoutError)
+    if kombu is not None:
+        kinds += (kombu.OperationalError,)
+    return bool(kinds) and isinstance(exc, kinds)
 
 
 def _one_line(message: str) -> str:

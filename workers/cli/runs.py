@@ -6,6 +6,9 @@ write, publish once) and the verdict table is read back from the stream. ``--loc
 the engine in this process with a progress line per feature, then publishes the record
 once so reactions, the exporter and ``stat-guard status`` see it (``--no-publish``: not).
 Exit code: 0, 1 when the verdict is drift, 2 when the run failed (verdict error).
+
+Redis and Celery are imported by the functions that use them, so ``--help`` and the
+other commands start quickly.
 """
 
 from __future__ import annotations
@@ -14,17 +17,12 @@ import argparse
 import sys
 from datetime import UTC, datetime
 
-import redis
-
 from stat_guard.result_record import ResultRecord, manual_run_id
 from stat_guard.scheduled.engine import RunProgress, run_model_drift
 from stat_guard.verdict import ERROR, Verdict
 from workers.cli.errors import DRIFT, FAILED, OK, REDIS_UNREACHABLE, CommandError
-from workers.cli.remote import reachable_redis, send_and_wait, unreachable
 from workers.cli.tables import figure, moment, render_table
 from workers.config import FleetConfig
-from workers.routing import RUN_MODEL_DRIFT
-from workers.stream import publish_once
 
 DEFAULT_TIMEOUT_S = 900.0
 
@@ -76,6 +74,9 @@ def _run(args: argparse.Namespace, config: FleetConfig) -> int:
 
 
 def _run_on_fleet(model: str, run_id: str, timeout_s: float, config: FleetConfig) -> int:
+    from workers.cli.remote import send_and_wait
+    from workers.routing import RUN_MODEL_DRIFT
+
     answer = send_and_wait(config, RUN_MODEL_DRIFT, (model, run_id), timeout_s)
     status = answer.get("status")
     if status == "skipped_unknown_model":
@@ -93,6 +94,8 @@ def _run_on_fleet(model: str, run_id: str, timeout_s: float, config: FleetConfig
 
 
 def _published_record(config: FleetConfig, entry_id: object) -> ResultRecord | None:
+    from workers.cli.remote import reachable_redis
+
     if not isinstance(entry_id, str) or not entry_id:
         return None
     client = reachable_redis(config)
@@ -122,6 +125,11 @@ def _run_here(model: str, run_id: str, publish: bool, config: FleetConfig) -> in
     if not publish:
         print("not published (--no-publish): reactions and stat-guard status do not see it")
         return code
+    import redis
+
+    from workers.cli.remote import reachable_redis, unreachable
+    from workers.stream import publish_once
+
     try:
         client = reachable_redis(config)
         published = publish_once(client, config.redis, config.stream, record)

@@ -10,15 +10,11 @@ from __future__ import annotations
 
 import argparse
 
-import redis
-
 from stat_guard.result_record import ResultRecord
 from stat_guard.verdict import ERROR, Verdict
 from workers.cli.errors import DRIFT, FAILED, OK
-from workers.cli.remote import reachable_redis, unreachable
 from workers.cli.tables import figure, moment, render_table, to_json
 from workers.config import FleetConfig
-from workers.reaction_keys import latest_records
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -39,6 +35,11 @@ def status_exit_code(records: list[ResultRecord]) -> int:
 
 
 def _status(args: argparse.Namespace, config: FleetConfig) -> int:
+    import redis  # here, not at the top: the other commands start without it
+
+    from workers.cli.remote import reachable_redis, unreachable
+    from workers.reaction_keys import latest_records
+
     client = reachable_redis(config)
     try:
         records = latest_records(client, config.redis)

@@ -10,9 +10,7 @@ import argparse
 
 from stat_guard.scheduled.engine import ModelNotFoundError, unflag_model
 from workers.cli.errors import OK, CommandError
-from workers.cli.remote import send_and_wait
 from workers.config import FleetConfig
-from workers.routing import UNFLAG_MODEL
 
 DEFAULT_TIMEOUT_S = 120.0
 
@@ -35,6 +33,9 @@ def _unflag(args: argparse.Namespace, config: FleetConfig) -> int:
     if args.local:
         was_flagged = unflag_model(config.duckdb.path, args.model, config.drift_run_config())
     else:
+        from workers.cli.remote import send_and_wait  # Redis and Celery only for this
+        from workers.routing import UNFLAG_MODEL
+
         answer = send_and_wait(config, UNFLAG_MODEL, (args.model,), args.timeout)
         if answer.get("status") == "unknown_model":
             raise ModelNotFoundError(f"model {args.model!r} is not in model_metadata")
