@@ -224,8 +224,8 @@ def react(client: redis.Redis, record: ResultRecord, fields: Mapping[str, str]) 
             pipe.lpush(warnings_key(), document)
             pipe.ltrim(warnings_key(), 0, config.reactions.warnings_maxlen - 1)
             pipe.execute()
-        logger.warning("drift warning for %s %s (run %s, score %s)", source, record.model,
-                       record.run_id, number_text(record.drift_score))
+        logger.warning("drift warning for %s %s (%s run %s, score %s)", source, record.model,
+                       record.trigger, record.run_id, number_text(record.drift_score))
         return [WARNING]
     if verdict == UNSCORED:
         logger.error("run %s of %s %s scored nothing: %s %s", record.run_id, source,
@@ -243,8 +243,8 @@ def kept_document(fields: Mapping[str, str]) -> str:
 def send_alert(record: ResultRecord) -> None:
     """POST the drift alert to the configured webhook (or only log it if none)."""
     settings = config.reactions
-    logger.warning("DRIFT for %s %s (run %s, score %s)", record.source, record.model,
-                   record.run_id, number_text(record.drift_score))
+    logger.warning("DRIFT for %s %s (%s run %s, score %s)", record.source, record.model,
+                   record.trigger, record.run_id, number_text(record.drift_score))
     if not settings.webhook_url:
         return
     body = json.dumps(alert_payload(record, settings.webhook_format)).encode()
@@ -263,13 +263,14 @@ def alert_payload(record: ResultRecord, webhook_format: str) -> Any:
     drifted = sorted(name for name, figures in record.features.items()
                      if figures.verdict == Verdict.DRIFT)
     score = number_text(record.drift_score)
-    summary = (f"Drift in {record.model} ({record.source} run {record.run_id}): score {score}"
+    summary = (f"Drift in {record.model} ({record.trigger} run {record.run_id}): score {score}"
                + (f"; features {', '.join(drifted)}" if drifted else ""))
     if webhook_format == "slack":
         return {"text": summary}
     return [{
         "labels": {"alertname": "StatGuardDrift", "severity": "critical",
-                   "model": record.model, "source": record.source},
+                   "model": record.model, "source": record.source,
+                   "trigger": record.trigger},
         "annotations": {"summary": summary, "run_id": record.run_id, "drift_score": score,
                         "features": ",".join(drifted)},
         "startsAt": record.finished_at.isoformat() if record.finished_at else "",
