@@ -81,14 +81,26 @@ psg_function_key_problem(const char *key)
 
 /* ------------------------------------------------------------- reading */
 
-/* The extension's own table, not one of the same name someone else created. */
+/*
+ * The extension's own table, not one of the same name someone else created.
+ * The answer is kept for the backend (a relation's OID stays its own while it
+ * exists), so a call does not scan pg_depend each time.
+ */
 static bool
 is_extension_table(Oid relid)
 {
-	Oid			extension = get_extension_oid("pg_stat_guard", true);
+	static Oid	member_relid = InvalidOid;
+	Oid			extension;
 
-	return OidIsValid(extension) &&
-		getExtensionOfObject(RelationRelationId, relid) == extension;
+	if (OidIsValid(member_relid) && relid == member_relid)
+		return true;
+	extension = get_extension_oid("pg_stat_guard", true);
+	if (OidIsValid(extension) && getExtensionOfObject(RelationRelationId, relid) == extension)
+	{
+		member_relid = relid;
+		return true;
+	}
+	return false;
 }
 
 static char *
