@@ -2,6 +2,8 @@
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# The fleet's command line (workers/cli, docs/fleet.md "Command line").
+STAT_GUARD := $(VENV)/bin/stat-guard
 export PGHOST ?= 127.0.0.1
 export PGPORT ?= 5432
 export PGUSER ?= postgres
@@ -50,7 +52,7 @@ demo-core: setup
 
 # The Azure Function's ASGI app under uvicorn on 127.0.0.1:7071 (override with PORT=...).
 azure-local: setup
-	$(PY) -m stat_guard.service --port $${PORT:-7071}
+	$(STAT_GUARD) function --port $${PORT:-7071}
 
 azure-bundle: setup
 	$(PY) scripts/build_azure_bundle.py
@@ -109,7 +111,6 @@ clean:
 # Each target runs one process in the foreground, as a process supervisor (systemd, a
 # container) would. Configuration: Global_Configs/App.yaml or STAT_GUARD_CONFIG, then
 # STAT_GUARD_* variables. NODE names the worker (default: queue@host).
-CELERY := $(VENV)/bin/celery
 NODE ?= %h
 FLEET_LOGLEVEL ?= info
 
@@ -117,23 +118,22 @@ FLEET_LOGLEVEL ?= info
 
 # Heavy DuckDB runs and baseline captures: one at a time, at the lowest OS priority.
 worker-drift: setup
-	nice -n 19 $(CELERY) -A workers.celery_app worker -Q drift -c 1 -n drift@$(NODE) \
-		-l $(FLEET_LOGLEVEL) --without-gossip --without-mingle
+	$(STAT_GUARD) worker drift --node drift@$(NODE) --loglevel $(FLEET_LOGLEVEL)
 
 worker-ondemand: setup
-	$(CELERY) -A workers.celery_app worker -Q ondemand -P threads -c $${CONCURRENCY:-4} \
-		-n ondemand@$(NODE) -l $(FLEET_LOGLEVEL) --without-gossip --without-mingle
+	$(STAT_GUARD) worker ondemand --concurrency $${CONCURRENCY:-4} --node ondemand@$(NODE) \
+		--loglevel $(FLEET_LOGLEVEL)
 
 worker-reactions: setup
-	$(CELERY) -A workers.celery_app worker -Q reactions -c 1 -n reactions@$(NODE) \
-		-l $(FLEET_LOGLEVEL) --without-gossip --without-mingle
+	$(STAT_GUARD) worker reactions --node reactions@$(NODE) --loglevel $(FLEET_LOGLEVEL)
 
 # Exactly one beat per deployment (see docs/fleet.md, "Operations").
 beat: setup
-	$(CELERY) -A beat_schedule beat -l $(FLEET_LOGLEVEL) -s $${BEAT_SCHEDULE_FILE:-celerybeat-schedule}
+	$(STAT_GUARD) beat --loglevel $(FLEET_LOGLEVEL) \
+		--schedule-file $${BEAT_SCHEDULE_FILE:-celerybeat-schedule}
 
 flower: setup
-	$(PY) -m workers.flower
+	$(STAT_GUARD) flower
 
 test-fleet: setup
 	$(PY) -m pytest -q tests/fleet
@@ -147,7 +147,7 @@ bench-fleet: setup
 # The metrics exporter on 127.0.0.1:$(EXPORTER_PORT)/metrics (reads Redis at scrape time).
 EXPORTER_PORT ?= 9808
 exporter: setup
-	$(PY) -m workers.exporter --port $(EXPORTER_PORT)
+	$(STAT_GUARD) exporter --port $(EXPORTER_PORT)
 
 # Scrape time and size at 100 and 1,000 models x 50 features, 3 concurrent scrapes (a private
 # redis-server; about 20 s).

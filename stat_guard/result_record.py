@@ -164,6 +164,12 @@ class ResultRecord:
     features_truncated: bool = False  # the per-feature JSON was cut down to fit
     error: str = ""  # why the run could not score the model (verdict "error"), if known
 
+    @property
+    def trigger(self) -> str:
+        """What started the run: ``manual`` (``stat-guard run``), ``scheduled`` (a beat
+        slot) or ``ondemand`` (the local signal)."""
+        return run_trigger(self.run_id) if self.source == SCHEDULED else self.source
+
     def to_fields(self) -> dict[str, str]:
         """Flat str → str fields for ``XADD``, under about 60 kB.
 
@@ -185,6 +191,7 @@ class ResultRecord:
             "run_id": self.run_id,
             "model": self.model,
             "source": self.source,
+            "trigger": self.trigger,
             "verdict": self.verdict,
             "drift_score": number_text(self.drift_score),
             "features": encoded,

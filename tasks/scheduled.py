@@ -1,6 +1,6 @@
 """The scheduled drift tasks: enumerate the production models and run one drift task per
-model on the low-priority ``drift`` queue; the engine (``stat_guard.scheduled``) does the
-work.
+model on the low-priority ``drift`` queue; flag and unflag models. The engine
+(``stat_guard.scheduled``) does the work.
 
 A run takes the model's Redis lock, lets the engine read DuckDB, compute and write its
 scores (idempotent by run id), then publishes the result to the stream once per run id.
@@ -27,12 +27,13 @@ from stat_guard.scheduled.engine import (
     flag_model,
     production_models,
     run_model_drift,
+    unflag_model,
 )
 from stat_guard.scheduled.results import unscored_record
 from workers.celery_app import app, config
 from workers.locks import ModelLock
 from workers.redis_client import redis_client
-from workers.routing import FLAG_MODEL, RUN_MODEL_DRIFT, SCHEDULE_DRIFT_RUNS
+from workers.routing import FLAG_MODEL, RUN_MODEL_DRIFT, SCHEDULE_DRIFT_RUNS, UNFLAG_MODEL
 from workers.stream import already_published, preview, publish_once
 
 logger = logging.getLogger(__name__)
@@ -226,6 +227,23 @@ def flag_model_task(self: Task, model: str, run_id: str, verdict: str) -> dict[s
         raise self.retry(exc=exc, countdown=_busy_countdown(self.request.retries)) from exc
     logger.info("model %s flagged by run %s (%s)", model, run_id, verdict)
     return {"model": model, "run_id": run_id, "verdict": verdict}
+
+
+@app.task(bind=True, name=UNFLAG_MODEL, max_retries=config.drift.busy_max_retries,
+          soft_time_limit=config.limits.drift_soft_time_limit_s,
+          time_limit=config.limits.drift_time_limit_s)
+def unflag_model_task(self: Task, model: str) -> dict[str, Any]:
+    """Clear ``model``'s flag in ``model_metadata`` (``stat-guard unflag``), on the drift
+    worker like every DuckDB write. Status ``unflagged``, ``not_flagged`` or
+    ``unknown_model`` (answered, not raised: the caller reports it)."""
+    try:
+        was_flagged = unflag_model(config.duckdb.path, model, config=config.drift_run_config())
+    except ModelNotFoundError:
+        return {"model": model, "status": "unknown_model"}
+    except DuckDBBusyError as exc:
+        raise self.retry(exc=exc, countdown=_busy_countdown(self.request.retries)) from exc
+    logger.info("model %s %s", model, "unflagged" if was_flagged else "was not flagged")
+    return {"model": model, "status": "unflagged" if was_flagged else "not_flagged"}
 
 
 def _release(lock: ModelLock) -> None:

@@ -39,7 +39,7 @@ from workers.exporter_text import (
     histogram,
     resolve_feature_series,
 )
-from workers.reaction_keys import COUNTER_KINDS, counter_key, latest_key
+from workers.reaction_keys import COUNTER_KINDS, counter_key, latest_documents
 
 logger = logging.getLogger(__name__)
 
@@ -221,15 +221,9 @@ class ResultsCollector:
             if len(page) < _FORWARD_PAGE:
                 break
         for source in SOURCES:
-            hash_key = latest_key(self._config.redis, source)
-            models = [m for m in self._client.hkeys(hash_key)
-                      if (_text(m), source) not in latest]
-            if not models:
-                continue
-            for model, document in zip(models, self._client.hmget(hash_key, models),
-                                       strict=True):
-                if document is None:
-                    continue
+            for model, document in latest_documents(
+                    self._client, self._config.redis, source,
+                    skip=lambda m, source=source: (_text(m), source) in latest):
                 self._take(latest, (_text(model), source), _text(document), document)
         for key, result in self._failed.items():
             latest[key] = self._layout.block(result, self._success.get(key))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import sys
 
-from workers.config import get_config
+from workers.config import CONFIG_PATH_VARIABLE, DEFAULT_CONFIG_PATH, get_config
 
 
 def flower_command() -> list[str]:
@@ -21,11 +21,18 @@ def flower_command() -> list[str]:
             "--persistent=False"]
 
 
+def config_source() -> str:
+    """The file the configuration is read from, or where it would be."""
+    return os.environ.get(CONFIG_PATH_VARIABLE) or str(DEFAULT_CONFIG_PATH)
+
+
 def main() -> None:
     settings = get_config().flower
     if not settings.basic_auth or ":" not in settings.basic_auth:
         sys.exit("flower.basic_auth (user:password) is not set; refusing to start Flower "
-                 "without authentication")
+                 "without authentication. Set it in the configuration file "
+                 f"({config_source()}: flower: basic_auth: \"ops:<password>\") or in the "
+                 "environment: STAT_GUARD_FLOWER_BASIC_AUTH=ops:<password>")
     os.execve(sys.executable, flower_command(),
               {**os.environ, "FLOWER_BASIC_AUTH": settings.basic_auth})
 

@@ -1,9 +1,17 @@
 """Redis keys the reaction task writes and the metrics exporter reads: one counter per kind
 of reaction (``<prefix>:reactions:<kind>``) and the newest record per model of each source
-(the hash ``<prefix>:latest:<source>``). docs/fleet.md lists the kinds."""
+(the hash ``<prefix>:latest:<source>``, read by the exporter and ``stat-guard status``).
+docs/fleet.md lists the kinds."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
+from typing import Any
+
+import redis
+
+from stat_guard.result_record import SOURCES, ResultRecord
 from workers.config import RedisConfig
 
 # An alert was sent (or logged, with no webhook configured): a model entered drift
@@ -33,3 +41,32 @@ def counter_key(redis_config: RedisConfig, kind: str) -> str:
 
 def latest_key(redis_config: RedisConfig, source: str) -> str:
     return redis_config.key("latest", source)
+
+
+def latest_documents(client: redis.Redis, redis_config: RedisConfig, source: str,
+                     skip: Callable[[Any], bool] = lambda _model: False
+                     ) -> list[tuple[Any, Any]]:
+    """(model, JSON document) of each model in the ``latest:<source>`` hash, as the client
+    returns them (bytes or str), without the models ``skip`` says are known already."""
+    hash_key = latest_key(redis_config, source)
+    models = [model for model in client.hkeys(hash_key) if not skip(model)]
+    if not models:
+        return []
+    return [(model, document) for model, document
+            in zip(models, client.hmget(hash_key, models), strict=True)
+            if document is not None]
+
+
+def latest_records(client: redis.Redis, redis_config: RedisConfig) -> list[ResultRecord]:
+    """The newest record of every (model, source) the reactions kept, by model and source;
+    a document that is not a JSON object is left out."""
+    records = []
+    for source in SOURCES:
+        for _model, document in latest_documents(client, redis_config, source):
+            try:
+                fields = json.loads(document)
+            except ValueError:
+                continue
+            if isinstance(fields, dict):
+                records.append(ResultRecord.from_fields(fields))
+    return sorted(records, key=lambda record: (record.model, record.source))

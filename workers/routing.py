@@ -6,7 +6,7 @@ low-priority worker, so on-demand analyses and reactions never wait behind them.
 
 from __future__ import annotations
 
-from kombu import Queue
+from kombu import Exchange, Queue
 
 from workers.config import QueuesConfig
 
@@ -21,7 +21,9 @@ CONSUME_REACTIONS = "stat_guard.consume_reactions"
 
 
 def task_queues(queues: QueuesConfig) -> tuple[Queue, ...]:
-    return tuple(Queue(name, routing_key=name)
+    """Each queue on its own direct exchange of the same name (a queue declared without
+    one would take Celery's default exchange, named after the default queue)."""
+    return tuple(Queue(name, Exchange(name, type="direct"), routing_key=name)
                  for name in (queues.drift, queues.ondemand, queues.reactions))
 
 

@@ -141,6 +141,31 @@ CREATE TABLE pg_stat_guard_baselines (
 SELECT pg_catalog.pg_extension_config_dump('pg_stat_guard_baselines', '');
 REVOKE ALL ON pg_stat_guard_baselines FROM PUBLIC;
 
+-- The drift function's URL and key for this database, stored by a superuser
+-- with pg_stat_guard_set_function_url() / pg_stat_guard_set_function_key();
+-- each takes precedence over its setting (pg_stat_guard.function_url / _key).
+-- One row at most; readable by superusers only; the analysis reads it in C.
+-- Not registered with pg_extension_config_dump: a dump does not carry the key
+-- (docs/analysis.md).
+CREATE TABLE pg_stat_guard_function (
+    singleton    boolean     PRIMARY KEY DEFAULT true CHECK (singleton),
+    function_url text,
+    function_key text,
+    changed_at   timestamptz NOT NULL DEFAULT now()
+);
+REVOKE ALL ON pg_stat_guard_function FROM PUBLIC;
+
+-- Store this database's URL / key (checked as the settings are); NULL removes
+-- it. Superusers only.
+CREATE FUNCTION pg_stat_guard_set_function_url(url text) RETURNS void
+    AS 'MODULE_PATHNAME', 'psg_set_function_url'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+CREATE FUNCTION pg_stat_guard_set_function_key(key text) RETURNS void
+    AS 'MODULE_PATHNAME', 'psg_set_function_key'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+REVOKE ALL ON FUNCTION pg_stat_guard_set_function_url(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION pg_stat_guard_set_function_key(text) FROM PUBLIC;
+
 CREATE FUNCTION perform_drift_analysis("window" interval) RETURNS jsonb
     AS 'MODULE_PATHNAME', 'psg_perform_drift_analysis_default'
     LANGUAGE C VOLATILE PARALLEL UNSAFE;

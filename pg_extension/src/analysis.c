@@ -38,6 +38,7 @@
 
 #include "analysis.h"
 #include "envelope.h"
+#include "function_target.h"
 #include "guc.h"
 #include "result.h"
 #include "slots.h"
@@ -308,7 +309,7 @@ library_preloaded(void)
 }
 
 static void
-check_settings(void)
+check_settings(const PsgFunctionTarget *target)
 {
 	if (psg_function_key != NULL && psg_function_key[0] != '\0' && !library_preloaded())
 		ereport(ERROR,
@@ -320,11 +321,13 @@ check_settings(void)
 				 errhint("Add pg_stat_guard to shared_preload_libraries (restart) or to "
 						 "session_preload_libraries (new connections).")));
 
-	if (psg_function_url == NULL || psg_function_url[0] == '\0')
+	if (target->url[0] == '\0')
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("pg_stat_guard.function_url is not set"),
-				 errhint("Set it in postgresql.conf or with ALTER SYSTEM, then reload.")));
+				 errhint("Set it in postgresql.conf or with ALTER SYSTEM (then reload), for one "
+						 "database with ALTER DATABASE ... SET, or store it with "
+						 "pg_stat_guard_set_function_url().")));
 }
 
 /* ------------------------------------------------------------- the call */
@@ -345,14 +348,15 @@ set_request_id(PsgAnalysis *an)
 
 /* POST the envelope; false with resp->failure set when the transfer failed. */
 static bool
-post_envelope(PsgAnalysis *an, bool use_curl, StringInfo envelope, PsgHttpResponse *resp)
+post_envelope(PsgAnalysis *an, const PsgFunctionTarget *target, bool use_curl,
+			  StringInfo envelope, PsgHttpResponse *resp)
 {
 	PsgHttpRequest req = {0};
 	instr_time	start;
 	bool		posted;
 
-	req.url = psg_function_url;
-	req.key = psg_function_key;
+	req.url = target->url;
+	req.key = target->key;
 	req.body = envelope->data;
 	req.body_len = envelope->len;
 	req.connect_timeout_ms = psg_connect_timeout_ms;
@@ -371,6 +375,7 @@ run_analysis(FunctionCallInfo fcinfo, Oid relid, const char *time_column,
 			 Interval *span)
 {
 	PsgAnalysis an = {0};
+	PsgFunctionTarget target = {0};
 	instr_time	start;
 	int			slot;
 	bool		use_curl;
@@ -383,7 +388,8 @@ run_analysis(FunctionCallInfo fcinfo, Oid relid, const char *time_column,
 	set_window(&an, span);
 	psg_resolve_source(&an, relid, time_column);
 	psg_resolve_columns(&an, columns, ncolumns, category_columns, ncategory);
-	check_settings();
+	psg_resolve_function_target(an.func_namespace, &target);
+	check_settings(&target);
 	set_request_id(&an);
 	use_curl = psg_transport == PSG_TRANSPORT_CURL ||
 		(psg_transport == PSG_TRANSPORT_AUTO && psg_curl_available());
@@ -396,11 +402,12 @@ run_analysis(FunctionCallInfo fcinfo, Oid relid, const char *time_column,
 		bool		posted;
 
 		psg_aggregate_window(&an);
-		posted = post_envelope(&an, use_curl, psg_build_envelope(&an), &resp);
+		posted = post_envelope(&an, &target, use_curl, psg_build_envelope(&an), &resp);
 		result = psg_analysis_result(&an, posted, &resp, start);
 	}
 	PG_FINALLY();
 	{
+		psg_forget_function_key(&target);
 		psg_release_slot(slot);
 	}
 	PG_END_TRY();

@@ -1,10 +1,15 @@
 /*
  * guc.c — the pg_stat_guard.* settings.
  *
- * The function URL and key are the superuser's: PGC_SIGHUP (postgresql.conf or
- * ALTER SYSTEM only) and GUC_SUPERUSER_ONLY (hidden from SHOW, pg_settings and
- * current_setting for ordinary roles), so no role can send the data to a
- * server of its own or read the key.
+ * The function URL and key are the superuser's: PGC_SUSET (postgresql.conf,
+ * ALTER SYSTEM, and a superuser's ALTER DATABASE / ALTER ROLE ... SET or SET)
+ * and GUC_SUPERUSER_ONLY (hidden from SHOW, pg_settings and current_setting
+ * for ordinary roles), so no role can send the data to a server of its own or
+ * read the key.  PostgreSQL keeps ALTER DATABASE / ALTER ROLE values (and a
+ * function's SET clause) where every role can read them, so the key is
+ * refused from there, and so is a URL with credentials or a query string in
+ * it; a database's own key is stored with pg_stat_guard_set_function_key()
+ * instead (function_target.c).
  */
 #include "postgres.h"
 
@@ -12,6 +17,7 @@
 
 #include "utils/guc.h"
 
+#include "function_target.h"
 #include "guc.h"
 #include "pg_stat_guard.h"
 
@@ -50,21 +56,65 @@ static const struct config_enum_entry unavailable_options[] = {
 	{NULL, 0, false}
 };
 
+/*
+ * Sources PostgreSQL keeps where every role can read them: ALTER DATABASE /
+ * ALTER ROLE settings in pg_db_role_setting, and a function's SET clause in
+ * pg_proc.  PGC_S_TEST is how ALTER DATABASE / ALTER ROLE and CREATE FUNCTION
+ * ... SET check a value before storing it; PGC_S_GLOBAL to PGC_S_DATABASE_USER
+ * are the stored values applied at connection (or when the library loads).
+ */
+static bool
+source_readable_by_all(GucSource source)
+{
+	switch (source)
+	{
+		case PGC_S_GLOBAL:
+		case PGC_S_DATABASE:
+		case PGC_S_USER:
+		case PGC_S_DATABASE_USER:
+		case PGC_S_TEST:
+			return true;
+		default:
+			return false;
+	}
+}
+
+/* User information (user:password@) or a query string (?code=...). */
+static bool
+url_carries_credentials(const char *url)
+{
+	const char *authority = strstr(url, "://");
+	size_t		authority_len;
+
+	if (strchr(url, '?') != NULL)
+		return true;
+	authority = authority ? authority + 3 : url;
+	authority_len = strcspn(authority, "/?#");
+	return memchr(authority, '@', authority_len) != NULL;
+}
+
 static bool
 check_function_url(char **newval, void **extra, GucSource source)
 {
 	const char *url = *newval;
+	const char *problem;
 
 	if (url == NULL || url[0] == '\0')
 		return true;
-	if (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0)
+	problem = psg_function_url_problem(url);
+	if (problem != NULL)
 	{
-		GUC_check_errmsg("pg_stat_guard.function_url must start with http:// or https://");
+		GUC_check_errmsg("pg_stat_guard.function_url %s", problem);
 		return false;
 	}
-	if (strpbrk(url, " \t\r\n") != NULL)
+	if (source_readable_by_all(source) && url_carries_credentials(url))
 	{
-		GUC_check_errmsg("pg_stat_guard.function_url must not contain whitespace");
+		GUC_check_errmsg("pg_stat_guard.function_url must not carry credentials or a query "
+						 "string when set with ALTER DATABASE, ALTER ROLE or a function's SET");
+		GUC_check_errdetail("Every role can read those settings (pg_db_role_setting, pg_proc).");
+		GUC_check_errhint("Send the key with SELECT pg_stat_guard_set_function_key(...), or "
+						  "store the whole URL for this database with SELECT "
+						  "pg_stat_guard_set_function_url(...).");
 		return false;
 	}
 	return true;
@@ -74,11 +124,25 @@ static bool
 check_function_key(char **newval, void **extra, GucSource source)
 {
 	const char *key = *newval;
+	const char *problem;
 
-	/* A header value with a line break would let the key inject headers. */
-	if (key != NULL && strpbrk(key, "\r\n") != NULL)
+	if (key == NULL || key[0] == '\0')
+		return true;
+	problem = psg_function_key_problem(key);
+	if (problem != NULL)
 	{
-		GUC_check_errmsg("pg_stat_guard.function_key must not contain line breaks");
+		GUC_check_errmsg("pg_stat_guard.function_key %s", problem);
+		return false;
+	}
+	if (source_readable_by_all(source))
+	{
+		GUC_check_errcode(ERRCODE_INSUFFICIENT_PRIVILEGE);
+		GUC_check_errmsg("pg_stat_guard.function_key cannot be set with ALTER DATABASE, "
+						 "ALTER ROLE or a function's SET");
+		GUC_check_errdetail("Every role can read those settings (pg_db_role_setting, pg_proc).");
+		GUC_check_errhint("In the database, as a superuser: SELECT "
+						  "pg_stat_guard_set_function_key('...'); for the whole server: "
+						  "postgresql.conf or ALTER SYSTEM.");
 		return false;
 	}
 	return true;
@@ -90,12 +154,12 @@ psg_define_gucs(void)
 	DefineCustomStringVariable("pg_stat_guard.function_url",
 							   "URL of the drift function (POST /api/drift).",
 							   NULL, &psg_function_url, "",
-							   PGC_SIGHUP, GUC_SUPERUSER_ONLY,
+							   PGC_SUSET, GUC_SUPERUSER_ONLY,
 							   check_function_url, NULL, NULL);
 	DefineCustomStringVariable("pg_stat_guard.function_key",
 							   "Key sent to the drift function in x-functions-key.",
 							   NULL, &psg_function_key, "",
-							   PGC_SIGHUP, GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL,
+							   PGC_SUSET, GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL,
 							   check_function_key, NULL, NULL);
 	DefineCustomIntVariable("pg_stat_guard.connect_timeout",
 							"Connect timeout of the drift function call.",

@@ -46,6 +46,39 @@ def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+_HOLDER = re.compile(r"lock is held in (?P<program>.*?) \(PID (?P<pid>\d+)\)")
+
+
+def lock_holder(error: BaseException) -> str:
+    """Who holds the file, from DuckDB's lock message: ``PID 8711 (python3.11 -m jupyter
+    lab)`` with the holder's command line where this process may read it; "" if unknown."""
+    match = _HOLDER.search(str(error))
+    if match is None:
+        return ""
+    pid = match["pid"]
+    command = ""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            raw = handle.read(4096).decode(errors="replace")
+        command = " ".join(raw.replace("\0", " ").split())
+    except OSError:
+        pass
+    return f"PID {pid} ({(command or match['program'])[:200]})"
+
+
+def busy_message(db_path: str, attempts: int, waited_s: float, error: BaseException) -> str:
+    """The busy error's text: what holds the lock and where readers should look instead.
+    DuckDB's own hint (open read-only) is left out: a read-only handle blocks the writer
+    too, which is the problem here."""
+    holder = lock_holder(error)
+    held_by = f"held by {holder}" if holder else duckdb_error_text(error, 300)
+    return (f"{db_path} stayed locked after {attempts} attempts over {waited_s:.1f} s, "
+            f"{held_by}; "
+            f"any open connection, read-only ones too, blocks the drift writer: read the "
+            f"Parquet copy of the results or close the connection between queries "
+            f"(docs/scheduled-drift.md, \"Reading results while the fleet runs\")")
+
+
 def is_lock_conflict(error: BaseException) -> bool:
     message = str(error).lower()
     return isinstance(error, duckdb.IOException) and any(m in message for m in _LOCK_MESSAGES)
@@ -140,9 +173,8 @@ def open_duckdb(db_path: str, config: DriftRunConfig, *, read_only: bool,
                 raise
             if attempt + 1 == config.lock_attempts:
                 timer.waited_s = time.perf_counter() - wait_started
-                raise DuckDBBusyError(
-                    f"{db_path} stayed locked after {config.lock_attempts} attempts "
-                    f"over {timer.waited_s:.1f} s: {error}") from error
+                raise DuckDBBusyError(busy_message(db_path, config.lock_attempts,
+                                                   timer.waited_s, error)) from error
             ceiling = min(config.lock_max_delay_s, config.lock_base_delay_s * 2 ** attempt)
             time.sleep(random.uniform(0.5, 1.0) * ceiling)
     assert connection is not None

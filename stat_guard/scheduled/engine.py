@@ -54,7 +54,7 @@ from stat_guard.scheduled.windows import (
     WindowPlan,
     plan_windows,
 )
-from stat_guard.scheduled.writes import flag, write_run
+from stat_guard.scheduled.writes import flag, unflag, write_run
 from stat_guard.verdict import ERROR as ERROR_VERDICT
 from stat_guard.verdict import model_verdict
 
@@ -70,12 +70,15 @@ __all__ = [
     "ModelDriftResult",
     "ModelNotFoundError",
     "Performance",
+    "RunProgress",
     "WindowBounds",
     "WindowConfig",
     "ensure_schema",
     "flag_model",
+    "is_numeric_type",
     "production_models",
     "run_model_drift",
+    "unflag_model",
 ]
 
 # A model whose model_metadata row lists no features: its run's error, under this key.
@@ -89,6 +92,32 @@ _NUMERIC_TYPE = re.compile(
 
 class ModelNotFoundError(LookupError):
     """The model has no row in ``model_metadata``."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RunProgress:
+    """One step of a run, for a progress line: ``stage`` is ``read`` (the windows and
+    aggregates are being read), ``feature`` (``feature`` was scored: ``done`` of ``total``)
+    or ``write`` (the scores are being written)."""
+
+    stage: str
+    done: int = 0
+    total: int = 0
+    feature: FeatureDrift | None = None
+
+
+ProgressCallback = Callable[[RunProgress], None]
+
+
+def is_numeric_type(column_type: str) -> bool:
+    """A DuckDB column type the engine compares as numbers (integers, floats, decimals)."""
+    return bool(_NUMERIC_TYPE.match(column_type))
+
+
+def key_columns(key_column: str | None) -> list[str]:
+    """The sampling key's columns: ``model_metadata.key_column`` holds one name or several
+    separated by commas (the key is then the hash of all of them)."""
+    return [name.strip() for name in (key_column or "entity_id").split(",") if name.strip()]
 
 
 def ensure_schema(db_path: str, config: DriftRunConfig = DEFAULT_CONFIG,
@@ -123,8 +152,23 @@ def flag_model(db_path: str, model: str, run_id: str, verdict: str,
             _export(session, config, lambda: export_metadata(session, config.results_dir))
 
 
+def unflag_model(db_path: str, model: str, config: DriftRunConfig = DEFAULT_CONFIG) -> bool:
+    """Clear a model's ``flagged`` state (an operator looked at the drift); the run that
+    flagged it (``flagged_run_id``, ``flagged_at``, ``flag_reason``) stays as history.
+    Returns whether it was flagged; raises :class:`ModelNotFoundError` for an unknown model.
+    """
+    with open_duckdb(db_path, config, read_only=False) as session:
+        was_flagged = unflag(session, model)
+        if was_flagged is None:
+            raise ModelNotFoundError(f"model {model!r} is not in model_metadata")
+        if was_flagged:
+            _export(session, config, lambda: export_metadata(session, config.results_dir))
+    return was_flagged
+
+
 def run_model_drift(db_path: str, model: str, run_id: str,
-                    config: DriftRunConfig = DEFAULT_CONFIG) -> ModelDriftResult:
+                    config: DriftRunConfig = DEFAULT_CONFIG,
+                    progress: ProgressCallback | None = None) -> ModelDriftResult:
     """Compare the model's current window with its historical one and store the scores.
 
     Raises :class:`ModelNotFoundError` for an unknown model, :class:`DuckDBBusyError`
@@ -132,13 +176,19 @@ def run_model_drift(db_path: str, model: str, run_id: str,
     bad data in a feature never raises, it is reported, and so is a feature table (or
     ``model_events``) that exists but cannot be read (a view over a dropped table): every
     feature then gets an error entry naming the DuckDB error.
+
+    ``progress`` (optional) is told when the read begins, after each feature is scored
+    and before the write (:class:`RunProgress`).
     """
+    report = progress or (lambda _step: None)
     started_at = dt.datetime.now(dt.UTC)
     clock = time.perf_counter()
     read_timer, write_timer = PhaseTimer(), PhaseTimer()
     with open_duckdb(db_path, config, read_only=True, timer=read_timer) as session:
         metadata = _model_metadata(session, model)
-        features, feature_errors, feature_plan = _read_features(session, metadata, config)
+        report(RunProgress("read", 0, len(_declared_kinds(metadata))))
+        features, feature_errors, feature_plan = _read_features(session, metadata, config,
+                                                                report)
         events = _read_events(session, model, metadata, config)
         bytes_fetched = session.bytes_fetched
 
@@ -169,6 +219,7 @@ def run_model_drift(db_path: str, model: str, run_id: str,
         settings={"psi_bins": config.psi_bins, "ks_bins": config.ks_bins,
                   "windows": dataclasses.asdict(config.windows)})
 
+    report(RunProgress("write", len(judged), len(judged)))
     with open_duckdb(db_path, config, read_only=False, timer=write_timer) as session:
         write_run(session, result)
         _export(session, config, lambda: export_run(session, config.results_dir, model, run_id))
@@ -235,7 +286,8 @@ def _feature_order(metadata: dict[str, Any], judged: dict[str, FeatureDrift]) ->
     return ordered + [n for n in judged if n not in ordered]
 
 
-def _read_features(session: Session, metadata: dict[str, Any], config: DriftRunConfig
+def _read_features(session: Session, metadata: dict[str, Any], config: DriftRunConfig,
+                   report: ProgressCallback
                    ) -> tuple[list[FeatureDrift], dict[str, FeatureDrift], WindowPlan]:
     declared = _declared_kinds(metadata)
     errors: dict[str, FeatureDrift] = {}
@@ -250,14 +302,15 @@ def _read_features(session: Session, metadata: dict[str, Any], config: DriftRunC
     elif ts_name not in columns:
         missing_all = f"timestamp column {ts_name!r} not in feature table {table!r}"
     if missing_all:
-        for name, kind in declared.items():
+        for done, (name, kind) in enumerate(declared.items(), start=1):
             errors[name] = error_feature(name, kind or NUMERIC, missing_all)
+            report(RunProgress("feature", done, len(declared), errors[name]))
         return [], errors, _empty_plan(config.windows)
 
     specs = []
     for name, kind in declared.items():
         column_type = columns.get(name)
-        kind = kind or (NUMERIC if column_type and _NUMERIC_TYPE.match(column_type)
+        kind = kind or (NUMERIC if column_type and is_numeric_type(column_type)
                         else CATEGORICAL)
         problem = _feature_problem(name, kind, column_type)
         if problem:
@@ -265,10 +318,11 @@ def _read_features(session: Session, metadata: dict[str, Any], config: DriftRunC
         else:
             specs.append(FeatureSpec(name, kind, quote_ident(name)))
 
-    key_name = metadata.get("key_column") or "entity_id"
+    keys = key_columns(metadata.get("key_column"))
+    key = (", ".join(quote_ident(k) for k in keys)
+           if keys and all(k in columns for k in keys) else "rowid")
     source = Source(relation=quote_ident(table), where="TRUE", params={},
-                    ts=quote_ident(ts_name),
-                    key=quote_ident(key_name) if key_name in columns else "rowid")
+                    ts=quote_ident(ts_name), key=key)
     try:
         plan = plan_windows(session, source, config.windows)
         aggregates = aggregate_source(session, source, plan, specs, config.psi_bins,
@@ -278,12 +332,23 @@ def _read_features(session: Session, metadata: dict[str, Any], config: DriftRunC
         message = f"feature table {table!r} could not be read: {duckdb_error_text(exc)}"
         for spec in specs:
             errors[spec.name] = error_feature(spec.name, spec.kind, message)
+        for done, failed in enumerate(errors.values(), start=1):
+            report(RunProgress("feature", done, len(declared), failed))
         return [], errors, _empty_plan(config.windows)
     plan = _with_sampled(plan, aggregates)
     for name, message in aggregates.errors.items():
         kind = next(s.kind for s in specs if s.name == name)
         errors[name] = error_feature(name, kind, message)
-    scored = [score_feature(a, config.max_categories) for a in aggregates.features.values()]
+    total = len(declared)
+    done = 0
+    for failed in errors.values():  # not scored (a missing column, a wrong type)
+        done += 1
+        report(RunProgress("feature", done, total, failed))
+    scored = []
+    for aggregate in aggregates.features.values():
+        scored.append(score_feature(aggregate, config.max_categories))
+        done += 1
+        report(RunProgress("feature", done, total, scored[-1]))
     return scored, errors, plan
 
 
@@ -294,7 +359,7 @@ def _feature_problem(name: str, kind: str, column_type: str | None) -> str | Non
         return "feature name contains a NUL character"
     if column_type is None:
         return "column missing from the feature table"
-    if kind == NUMERIC and not _NUMERIC_TYPE.match(column_type):
+    if kind == NUMERIC and not is_numeric_type(column_type):
         return f"column type {column_type} is not numeric"
     return None
 

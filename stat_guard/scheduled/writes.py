@@ -85,6 +85,20 @@ def flag(session: Session, model: str, run_id: str, reason: str) -> bool:
     return bool(changed)
 
 
+def unflag(session: Session, model: str) -> bool | None:
+    """Clear the model's ``flagged`` state, keeping the run that flagged it
+    (``flagged_run_id``, ``flagged_at``, ``flag_reason``); whether it was flagged, None for
+    an unknown model."""
+    apply_schema(session)
+    rows = session.fetchall("SELECT coalesce(flagged, false) FROM model_metadata "
+                            "WHERE name = $model", {"model": model})
+    if not rows:
+        return None
+    session.execute("UPDATE model_metadata SET flagged = false WHERE name = $model",
+                    {"model": model})
+    return bool(rows[0][0])
+
+
 def _feature_row(result: ModelDriftResult, f: FeatureDrift, historical: WindowBounds | None,
                  current: WindowBounds | None, created_at: dt.datetime,
                  name: str | None = None) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -98,3 +99,16 @@ def test_every_setting_is_documented() -> None:
         for item in dataclasses.fields(getattr(FleetConfig(), section.name)):
             assert re.search(rf"\b{item.name}\b", example), f"{section.name}.{item.name}"
             assert f"`{section.name}.{item.name}`" in docs, f"{section.name}.{item.name}"
+
+
+def test_local_configuration_is_ignored_by_git_and_the_templates_are_not() -> None:
+    """App.yaml and .env hold passwords, webhook URLs and keys: never committed by mistake."""
+    root = Path(__file__).resolve().parents[2]
+
+    def ignored(path: str) -> bool:
+        done = subprocess.run(["git", "check-ignore", "--no-index", "-q", path], cwd=root)
+        assert done.returncode in (0, 1)
+        return done.returncode == 0
+
+    assert ignored("Global_Configs/App.yaml") and ignored(".env")
+    assert not ignored("Global_Configs/App.example.yaml") and not ignored(".env.example")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import re
 import subprocess
 import sys
 import urllib.error
@@ -50,6 +51,9 @@ def test_flower_refuses_to_start_without_basic_auth() -> None:
                               Path(ROOT, "Global_Configs", "App.example.yaml"))})
     assert done.returncode != 0
     assert "basic_auth" in done.stderr
+    # It says where to set it: the file read and the environment variable.
+    assert "App.example.yaml: flower: basic_auth:" in done.stderr
+    assert "STAT_GUARD_FLOWER_BASIC_AUTH=" in done.stderr
 
 
 def test_flower_serves_only_with_the_configured_credentials(fleet: Fleet) -> None:
@@ -63,3 +67,15 @@ def test_flower_serves_only_with_the_configured_credentials(fleet: Fleet) -> Non
     assert _status(url, "ops:wrong") == 401
     assert _status(url, "ops:pa55") == 200
     assert "pa55" not in Path(f"/proc/{flower.process.pid}/cmdline").read_text()
+
+
+def test_each_queue_is_declared_on_its_own_exchange(fleet: Fleet) -> None:
+    """The worker banner lists every queue with the exchange of its own name (declared
+    without one, all three took the default queue's: ``drift exchange=ondemand``)."""
+    queues = CONFIG.queues
+    names = (queues.drift, queues.ondemand, queues.reactions)
+    worker = fleet.worker(",".join(names))
+    banner = worker.log()
+    for name in names:
+        assert re.search(rf"\.> {name}\s+exchange={name}\(direct\) key={name}\b", banner), \
+            banner[-2000:]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -84,20 +85,35 @@ def test_dependencies_wait_for_health(resolved: dict[str, Any]) -> None:
     assert set(services["grafana"]["depends_on"]) == {"prometheus"}
 
 
+def _started(service: dict[str, Any]) -> str:
+    """What a ``stat-guard`` command of the compose file starts (its ``--dry-run``)."""
+    command = service["command"]
+    assert command[0] == "stat-guard", command
+    done = subprocess.run([sys.executable, "-m", "workers.cli.main", *command[1:],
+                           "--dry-run"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
 def test_workers_beat_and_limits(resolved: dict[str, Any]) -> None:
     services = resolved["services"]
     drift = services["worker-drift"]
-    assert re.search(r"worker -Q drift -c 1\b", _command(drift))
+    assert re.search(r"worker -Q drift -c 1\b", _started(drift))
+    assert not _started(drift).startswith("nice")  # its pool process lowers its own priority
     assert drift["mem_limit"] and drift["cpus"]
-    assert "-Q ondemand,reactions" in _command(services["worker-ondemand"])
+    ondemand = _started(services["worker-ondemand"])
+    assert "-Q ondemand,reactions -P prefork -c 2 -n ondemand@%h" in ondemand
     beats = [name for name, s in services.items() if re.search(r"\bbeat\b", _command(s))]
     assert beats == ["beat"]
+    assert _started(services["beat"]).split()[1:] == [
+        "-A", "beat_schedule", "beat", "-l", "info", "-s", "/app/state/celerybeat-schedule"]
     assert "--maxmemory-policy noeviction" in _command(services["redis"])
     postgres = _command(services["postgres"])
     assert "shared_preload_libraries=pg_stat_guard" in postgres
     assert "pg_stat_guard.function_url=http://function:7071/api/drift" in postgres
-    assert "workers.exporter" in _command(services["exporter"])
-    assert "stat_guard.service" in _command(services["function"])
+    assert "-m workers.exporter --address 0.0.0.0 --port 9808" in _started(services["exporter"])
+    assert "-m stat_guard.service --host 0.0.0.0 --port 7071" in _started(services["function"])
+    assert _started(services["flower"]).strip().endswith("-m workers.flower")
 
 
 def test_mounted_configuration_exists(resolved: dict[str, Any]) -> None:

@@ -56,9 +56,12 @@ SEEN_MESSAGES: list[str] = []
 # ---- connections ------------------------------------------------------------------
 
 
-def connect(user: str | None = None, **settings: Any) -> psycopg.Connection:
-    """A new autocommit connection (as ``user`` if given) with notices recorded."""
-    conninfo = make_conninfo(DSN, user=user) if user else DSN
+def connect(user: str | None = None, *, database: str | None = None, **settings: Any
+            ) -> psycopg.Connection:
+    """A new autocommit connection (as ``user``, to ``database`` if given) with notices
+    recorded."""
+    conninfo = make_conninfo(DSN, **{k: v for k, v in (("user", user), ("dbname", database))
+                                     if v})
     conn = psycopg.connect(conninfo, autocommit=True)
     conn.add_notice_handler(lambda diag: SEEN_MESSAGES.append(
         " | ".join(str(x) for x in (diag.message_primary, diag.message_detail,

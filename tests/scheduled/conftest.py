@@ -28,7 +28,7 @@ def make_model(tmp_path) -> Callable[..., str]:
               categorical: Sequence[str] = (), name: str = "m", table: str = "features_m",
               timestamps: np.ndarray | None = None, status: str = "production",
               events: bool = False) -> str:
-        path = str(tmp_path / f"{name}.duckdb")
+        path = str(tmp_path / f"{name.replace('/', '_')}.duckdb")
         ensure_schema(path)
         size = len(next(iter(columns.values()))) if columns else 0
         if timestamps is None:

@@ -53,3 +53,27 @@ def test_lock_held_past_the_retry_budget_raises_busy(demo):
         assert time.perf_counter() - started < 2.0
     finally:
         holder.wait(timeout=30)
+
+
+def test_busy_message_names_the_holder_and_not_read_only_mode(demo, tmp_path):
+    """A reader holding the file read-only: the message names its PID and command line,
+    points to the Parquet copy and does not suggest read-only mode (which it already is)."""
+    config = DriftRunConfig(lock_attempts=2, lock_base_delay_s=0.05, lock_max_delay_s=0.1)
+    script = tmp_path / "reader.py"
+    script.write_text(HOLDER.replace("connect(sys.argv[1])",
+                                     "connect(sys.argv[1], read_only=True)"))
+    reader = subprocess.Popen(
+        [sys.executable, str(script), demo.db_path, "3.0", "--reader-of-results"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert reader.stdout.readline().strip() == "locked"
+        with pytest.raises(DuckDBBusyError) as raised:
+            run_model_drift(demo.db_path, "churn", "locked-3", config)
+    finally:
+        reader.wait(timeout=30)
+    message = str(raised.value)
+    assert f"held by PID {reader.pid} ({sys.executable} {script} " in message
+    assert "\n" not in message
+    assert "--reader-of-results" in message  # the holder's command line
+    assert "read-only mode" not in message
+    assert "Reading results while the fleet runs" in message

@@ -1,0 +1,57 @@
+"""``stat-guard run --local`` and ``stat-guard unflag --local``: the engine in the command's
+own process, a progress line per feature, the verdict table, one publish."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import redis
+
+from stat_guard.scheduled.engine import flag_model
+from tests.cli.conftest import CONFIG, stat_guard
+from tests.fleet.support import query, stream_records
+
+
+def test_local_run_shows_progress_verdicts_and_publishes_once(model_db: Path,
+                                                             clean_redis: redis.Redis) -> None:
+    ran = stat_guard("run", "payments", "--local", db_path=model_db)
+    assert ran.code == 1, ran.err  # drift
+    progress = ran.err.splitlines()
+    assert progress[0] == f"reading payments (3 features) from {model_db}"
+    assert [line.split(":")[0] for line in progress[1:4]] == [
+        "[1/3] amount", "[2/3] stable", "[3/3] channel"]
+    assert progress[4].startswith("writing the scores of run payments@manual-")
+    head, _header, _rule, *rows, published = ran.out.splitlines()
+    assert "(manual run): verdict drift" in head
+    assert [row.split()[:2] for row in rows] == [["amount", "drift"], ["stable", "ok"],
+                                                  ["channel", "ok"]]
+    assert published.startswith(f"published to {CONFIG.stream.name} (entry ")
+    [record] = stream_records(clean_redis)
+    assert record["trigger"] == "manual" and record["verdict"] == "drift"
+    assert query(model_db, "SELECT last_run_id FROM model_metadata") == [(record["run_id"],)]
+
+
+def test_no_publish_leaves_the_stream_alone(model_db: Path, clean_redis: redis.Redis) -> None:
+    ran = stat_guard("run", "payments", "--local", "--no-publish", db_path=model_db)
+    assert ran.code == 1, ran.err
+    assert ran.out.splitlines()[-1].startswith("not published (--no-publish)")
+    assert stream_records(clean_redis) == []
+
+
+def test_unknown_model_is_exit_2(model_db: Path) -> None:
+    ran = stat_guard("run", "nobody", "--local", db_path=model_db)
+    assert (ran.code, ran.err.strip()) == (
+        2, "stat-guard: model 'nobody' is not in model_metadata")
+
+
+def test_unflag_local_keeps_the_flagging_run(model_db: Path) -> None:
+    flag_model(str(model_db), "payments", "payments@20261206T090000Z", "drift")
+    cleared = stat_guard("unflag", "payments", "--local", db_path=model_db)
+    assert (cleared.code, cleared.out.strip()) == (0, "model payments unflagged")
+    assert query(model_db, "SELECT flagged, flagged_run_id FROM model_metadata") == [
+        (False, "payments@20261206T090000Z")]
+    again = stat_guard("unflag", "payments", "--local", db_path=model_db)
+    assert again.out.strip() == "model payments was not flagged"
+    unknown = stat_guard("unflag", "nobody", "--local", db_path=model_db)
+    assert (unknown.code, unknown.err.strip()) == (
+        2, "stat-guard: model 'nobody' is not in model_metadata")
