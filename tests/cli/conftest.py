@@ -9,19 +9,17 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 import pytest
-import redis
 
 from stat_guard.scheduled.engine import ensure_schema
 from stat_guard.scheduled.models import ModelRegistration, add_model
-from tests.fleet.conftest import CONFIG, CONFIG_PATH, ROOT, Fleet, redis_for
+from tests.fleet.conftest import CONFIG, CONFIG_PATH, ROOT, Fleet, redis_db, redis_for
 
-__all__ = ["CONFIG", "CONFIG_PATH", "Fleet", "redis_for"]
+__all__ = ["CONFIG", "CONFIG_PATH", "Fleet", "redis_db", "redis_for"]  # redis_db: the fixture
 
 # 4000 events a minute apart; the current window (the last 5 %) has "amount" moved up by
 # one whole unit, "stable" and "channel" drawn as before.
@@ -92,11 +90,3 @@ def model_db(feature_db: Path) -> Path:
     return feature_db
 
 
-@pytest.fixture
-def clean_redis() -> Iterator[redis.Redis]:
-    """Database 13 of the private Redis, emptied before and after the test."""
-    client = redis_for()
-    client.flushdb()
-    yield client
-    client.flushdb()
-    client.close()

@@ -13,7 +13,7 @@ from tests.fleet.support import query, stream_records
 
 
 def test_local_run_shows_progress_verdicts_and_publishes_once(model_db: Path,
-                                                             clean_redis: redis.Redis) -> None:
+                                                             redis_db: redis.Redis) -> None:
     ran = stat_guard("run", "payments", "--local", db_path=model_db)
     assert ran.code == 1, ran.err  # drift
     progress = ran.err.splitlines()
@@ -26,16 +26,16 @@ def test_local_run_shows_progress_verdicts_and_publishes_once(model_db: Path,
     assert [row.split()[:2] for row in rows] == [["amount", "drift"], ["stable", "ok"],
                                                   ["channel", "ok"]]
     assert published.startswith(f"published to {CONFIG.stream.name} (entry ")
-    [record] = stream_records(clean_redis)
+    [record] = stream_records(redis_db)
     assert record["trigger"] == "manual" and record["verdict"] == "drift"
     assert query(model_db, "SELECT last_run_id FROM model_metadata") == [(record["run_id"],)]
 
 
-def test_no_publish_leaves_the_stream_alone(model_db: Path, clean_redis: redis.Redis) -> None:
+def test_no_publish_leaves_the_stream_alone(model_db: Path, redis_db: redis.Redis) -> None:
     ran = stat_guard("run", "payments", "--local", "--no-publish", db_path=model_db)
     assert ran.code == 1, ran.err
     assert ran.out.splitlines()[-1].startswith("not published (--no-publish)")
-    assert stream_records(clean_redis) == []
+    assert stream_records(redis_db) == []
 
 
 def test_unknown_model_is_exit_2(model_db: Path) -> None:

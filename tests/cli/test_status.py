@@ -31,9 +31,9 @@ def record(model: str, verdict: str, score: float | None, run_id: str | None = N
                         started_at=FINISHED, finished_at=FINISHED, duration_s=1.5)
 
 
-def test_all_fine_is_exit_0_with_one_row_per_model_and_source(clean_redis: redis.Redis
+def test_all_fine_is_exit_0_with_one_row_per_model_and_source(redis_db: redis.Redis
                                                                ) -> None:
-    keep_latest(clean_redis, record("churn", "ok", 0.0123),
+    keep_latest(redis_db, record("churn", "ok", 0.0123),
                 record("fraud", "warning", 0.14, run_id="fraud@manual-20261206T092000000000Z"),
                 record("fraud", "insufficient_data", None, run_id="req-1", source=ONDEMAND))
     shown = stat_guard("status")
@@ -50,10 +50,10 @@ def test_all_fine_is_exit_0_with_one_row_per_model_and_source(clean_redis: redis
          "fraud@manual-20261206T092000000000Z"]]
 
 
-def test_drift_is_exit_1_and_a_failed_run_exit_2(clean_redis: redis.Redis) -> None:
-    keep_latest(clean_redis, record("churn", "ok", 0.01), record("fraud", "drift", 0.41))
+def test_drift_is_exit_1_and_a_failed_run_exit_2(redis_db: redis.Redis) -> None:
+    keep_latest(redis_db, record("churn", "ok", 0.01), record("fraud", "drift", 0.41))
     assert stat_guard("status").code == 1
-    keep_latest(clean_redis, record("credit", "error", None,
+    keep_latest(redis_db, record("credit", "error", None,
                                     error="feature table 'credit' not found"))
     failed = stat_guard("status", "--json")
     assert failed.code == 2, failed.err
@@ -67,15 +67,15 @@ def test_drift_is_exit_1_and_a_failed_run_exit_2(clean_redis: redis.Redis) -> No
                             "error": "feature table 'credit' not found"}
 
 
-def test_nothing_recorded_yet(clean_redis: redis.Redis) -> None:
+def test_nothing_recorded_yet(redis_db: redis.Redis) -> None:
     empty = stat_guard("status")
     assert (empty.code, empty.out.strip()) == (
         0, "no results in Redis yet (the reactions record each model's latest run)")
     assert stat_guard("status", "--json").out.strip() == "[]"
 
 
-def test_it_never_opens_the_duckdb_file(clean_redis: redis.Redis, tmp_path) -> None:
-    keep_latest(clean_redis, record("churn", "ok", 0.01))
+def test_it_never_opens_the_duckdb_file(redis_db: redis.Redis, tmp_path) -> None:
+    keep_latest(redis_db, record("churn", "ok", 0.01))
     shown = stat_guard("status", db_path=tmp_path / "absent.duckdb")
     assert shown.code == 0, shown.err
     assert not (tmp_path / "absent.duckdb").exists()

@@ -72,6 +72,15 @@ def connect(user: str | None = None, *, database: str | None = None, **settings:
     return conn
 
 
+def listen_notices(conn: psycopg.Connection) -> list[str]:
+    """Every notice the connection receives from now on (severity and all its fields)."""
+    heard: list[str] = []
+    conn.add_notice_handler(lambda diag: heard.append(" | ".join(
+        str(x) for x in (diag.severity, diag.message_primary, diag.message_detail,
+                         diag.message_hint, diag.context) if x)))
+    return heard
+
+
 def _setting_name(name: str) -> str:
     return name if "." in name else SETTING_PREFIX + name
 

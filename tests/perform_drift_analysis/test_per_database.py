@@ -24,6 +24,7 @@ from tests.perform_drift_analysis.conftest import (
     analyze,
     attempt,
     connect,
+    listen_notices,
     record_error,
     run_sql_error,
 )
@@ -110,14 +111,6 @@ def _clear(apps, *servers: FaultServer) -> None:
         server.clear()
 
 
-def _listen(conn: psycopg.Connection) -> list[str]:
-    heard: list[str] = []
-    conn.add_notice_handler(lambda diag: heard.append(" | ".join(
-        str(x) for x in (diag.severity, diag.message_primary, diag.message_detail,
-                         diag.message_hint, diag.context) if x)))
-    return heard
-
-
 @pytest.mark.parametrize("transport", ["curl", "pgsql-http"])
 def test_each_database_reaches_its_own_function_with_its_own_key(transport, apps, db_owner,
                                                                  config, fault, admin):
@@ -130,7 +123,7 @@ def test_each_database_reaches_its_own_function_with_its_own_key(transport, apps
     secrets = [TEST_KEY, *(app.server.url("ok").split("://", 1)[1] for app in apps)]
     for app in apps:
         with connect(db_owner, database=app.name) as conn:
-            heard = _listen(conn)
+            heard = listen_notices(conn)
             conn.execute("SET client_min_messages = debug5")
             result = analyze(conn, source=app.source.qualified, columns=["amount"])
         assert result["analysis"]["transport"] == transport

@@ -24,6 +24,7 @@ from tests.perform_drift_analysis.conftest import (
     attempt,
     call_in_thread,
     connect,
+    listen_notices,
     record_error,
 )
 from tests.perform_drift_analysis.test_faults import FAULTS, MAX_RESPONSE, _apply
@@ -179,15 +180,6 @@ def plain_role(admin, source) -> Iterator[str]:
     admin.execute(sql.SQL("DROP ROLE {}").format(ident))
 
 
-def _listen(conn: psycopg.Connection) -> list[str]:
-    """Every notice the connection receives from now on (severity and all its fields)."""
-    heard: list[str] = []
-    conn.add_notice_handler(lambda diag: heard.append(" | ".join(
-        str(x) for x in (diag.severity, diag.message_primary, diag.message_detail,
-                         diag.message_hint, diag.context) if x)))
-    return heard
-
-
 def _http_settings(conn: psycopg.Connection) -> list[tuple]:
     """The session's pgsql-http settings, as PostgreSQL and as pgsql-http list them."""
     settings = conn.execute("SELECT name, setting FROM pg_settings WHERE name LIKE 'http.%' "
@@ -204,7 +196,7 @@ def test_pgsql_http_shows_neither_key_nor_url_at_debug5(http_extension, config, 
     secrets = (TEST_KEY, url, url.split("://", 1)[1])
     for user in (plain_role, None):  # an ordinary role, then a superuser
         conn = new_conn(user)
-        heard = _listen(conn)
+        heard = listen_notices(conn)
         conn.execute("SET client_min_messages = debug5")
         if user is None:
             conn.execute("SET log_min_messages = debug5")

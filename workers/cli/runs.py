@@ -19,8 +19,8 @@ from datetime import UTC, datetime
 
 from stat_guard.result_record import ResultRecord, manual_run_id
 from stat_guard.scheduled.engine import RunProgress, run_model_drift
-from stat_guard.verdict import ERROR, Verdict
-from workers.cli.errors import DRIFT, FAILED, OK, REDIS_UNREACHABLE, CommandError
+from stat_guard.verdict import ERROR
+from workers.cli.errors import REDIS_UNREACHABLE, CommandError, verdict_exit_code
 from workers.cli.tables import figure, moment, render_table
 from workers.config import FleetConfig
 
@@ -41,12 +41,6 @@ def register(commands: argparse._SubParsersAction) -> None:
     run.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S,
                      help=f"seconds to wait for the drift worker (default {DEFAULT_TIMEOUT_S:g})")
     run.set_defaults(handler=_run)
-
-
-def verdict_exit_code(verdict: str) -> int:
-    if verdict == ERROR:
-        return FAILED
-    return DRIFT if verdict == Verdict.DRIFT else OK
 
 
 def verdict_table(record: ResultRecord) -> str:

@@ -11,8 +11,7 @@ from __future__ import annotations
 import argparse
 
 from stat_guard.result_record import ResultRecord
-from stat_guard.verdict import ERROR, Verdict
-from workers.cli.errors import DRIFT, FAILED, OK
+from workers.cli.errors import verdict_exit_code
 from workers.cli.tables import figure, moment, render_table, to_json
 from workers.config import FleetConfig
 
@@ -28,10 +27,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def status_exit_code(records: list[ResultRecord]) -> int:
-    verdicts = {record.verdict for record in records}
-    if ERROR in verdicts:
-        return FAILED
-    return DRIFT if Verdict.DRIFT.value in verdicts else OK
+    return verdict_exit_code(*(record.verdict for record in records))
 
 
 def _status(args: argparse.Namespace, config: FleetConfig) -> int:
