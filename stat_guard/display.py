@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import bisect
 import gzip
+import io
 import itertools
 import json
 import math
@@ -225,8 +226,10 @@ def encode_run(run: RunDisplay) -> bytes:
 
 def decode_run(data: bytes) -> RunDisplay:
     """Read what :func:`encode_run` wrote; DisplayError on anything malformed or too big."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise DisplayError("display summary is not bytes")
     try:
-        with gzip.GzipFile(fileobj=_Bytes(data)) as stream:
+        with gzip.GzipFile(fileobj=io.BytesIO(data)) as stream:
             raw = stream.read(MAX_RUN_BYTES + 1)
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
         raise DisplayError(f"not a compressed display summary: {exc}") from None
@@ -344,20 +347,6 @@ def missing_share(missing: int, present: int) -> float | None:
 
 
 # --- validation helpers ----------------------------------------------------------------
-
-class _Bytes:
-    """A minimal read-only file over bytes (gzip.GzipFile needs ``read``)."""
-
-    def __init__(self, data: bytes) -> None:
-        if not isinstance(data, (bytes, bytearray, memoryview)):
-            raise DisplayError("display summary is not bytes")
-        self._data, self._at = bytes(data), 0
-
-    def read(self, size: int = -1) -> bytes:
-        end = len(self._data) if size is None or size < 0 else self._at + size
-        chunk, self._at = self._data[self._at:end], min(end, len(self._data))
-        return chunk
-
 
 def _rank(verdict: str) -> int:
     return VERDICTS.index(verdict) if verdict in VERDICTS else len(VERDICTS)
