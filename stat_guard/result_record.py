@@ -163,6 +163,7 @@ class ResultRecord:
     details: ScheduledDetails | OnDemandDetails | None = None
     features_truncated: bool = False  # the per-feature JSON was cut down to fit
     error: str = ""  # why the run could not score the model (verdict "error"), if known
+    display_key: str = ""  # Redis key of the run's display summaries (stat_guard.display)
 
     @property
     def trigger(self) -> str:
@@ -202,6 +203,8 @@ class ResultRecord:
         }
         if self.error:
             fields["error"] = self.error[:ERROR_LIMIT_CHARS]
+        if self.display_key:
+            fields["display_key"] = self.display_key
         if self.details is not None:
             fields.update(self.details.to_fields())
         return fields
@@ -225,7 +228,7 @@ class ResultRecord:
                    finished_at=_timestamp(text.get("finished_at")),
                    duration_s=parse_number(text.get("duration_s")), details=details,
                    features_truncated=text.get("features_truncated") == "1",
-                   error=text.get("error", ""))
+                   error=text.get("error", ""), display_key=text.get("display_key", ""))
 
 
 def figure(value: float | None) -> float | None:
