@@ -243,6 +243,28 @@ class ExporterConfig:
 
 
 @dataclass(frozen=True)
+class PagesConfig:
+    """The drift pages (workers/pages, docs/pages.md): server-rendered HTML of the results,
+    read from Redis like the exporter."""
+
+    host: str = "127.0.0.1"
+    port: int = 8090
+    # "user:password[,user2:password2]" and/or a token (``?token=`` or ``Authorization:
+    # Bearer``); with neither the pages start only on a loopback address.
+    basic_auth: str = ""
+    token: str = ""
+    public_url: str = ""  # where people reach the pages (links in alerts); "" = no links
+    history: int = 50  # a model's recent results drawn on its page
+    scan_limit: int = 2000  # newest stream entries read per page
+
+    def __post_init__(self) -> None:
+        if self.basic_auth and any(":" not in pair for pair in self.basic_auth.split(",")):
+            raise ConfigError("pages.basic_auth must be user:password[,user2:password2]")
+        if self.history < 1 or self.scan_limit < 1:
+            raise ConfigError("pages.history and pages.scan_limit must be at least 1")
+
+
+@dataclass(frozen=True)
 class TestingConfig:
     """Fault-injection pauses for the fleet's tests; zero in production."""
 
@@ -267,6 +289,7 @@ class FleetConfig:
     baselines: BaselinesConfig = field(default_factory=BaselinesConfig)
     flower: FlowerConfig = field(default_factory=FlowerConfig)
     exporter: ExporterConfig = field(default_factory=ExporterConfig)
+    pages: PagesConfig = field(default_factory=PagesConfig)
     testing: TestingConfig = field(default_factory=TestingConfig)
     source_path: str = ""  # the file read, or "" for built-in defaults
 

@@ -17,7 +17,7 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -200,26 +200,13 @@ class ResultsCollector:
         self._parse_s = 0.0
         self._failed = {}
         latest: dict[tuple[str, str], RecordBlock] = {}
-        stream = self._config.stream.name
-        upper = "+"
-        remaining = self._scan_limit
-        while remaining > 0:
-            # Undecoded: one entry that is not UTF-8 must not fail the scrape.
-            page = self._client.execute_command(
-                "XREVRANGE", stream, upper, "-", "COUNT", min(remaining, _FORWARD_PAGE),
-                **{NEVER_DECODE: True})
-            if not page:
-                break
-            for entry_id, fields in page:
-                key = (_text(fields.get(b"model", b"")), _text(fields.get(b"source", b"")))
-                if key not in latest:
-                    self._take(latest, key, _text(entry_id), fields)
-                elif key in self._failed and key not in self._success:
-                    self._note_success(parse_record(fields))  # an older run of a failing model
-            remaining -= len(page)
-            upper = f"({_text(page[-1][0])}"
-            if len(page) < _FORWARD_PAGE:
-                break
+        for entry_id, fields in newest_entries(self._client, self._config.stream.name,
+                                               self._scan_limit):
+            key = (_text(fields.get(b"model", b"")), _text(fields.get(b"source", b"")))
+            if key not in latest:
+                self._take(latest, key, _text(entry_id), fields)
+            elif key in self._failed and key not in self._success:
+                self._note_success(parse_record(fields))  # an older run of a failing model
         for source in SOURCES:
             for model, document in latest_documents(
                     self._client, self._config.redis, source,
@@ -343,6 +330,26 @@ class ResultsCollector:
 
 
 # ---- records ----------------------------------------------------------------------------
+
+
+def newest_entries(client: redis.Redis, stream: str, limit: int
+                   ) -> Iterator[tuple[bytes, dict[bytes, bytes]]]:
+    """The newest ``limit`` entries of ``stream``, newest first, undecoded (one entry that
+    is not UTF-8 must not fail the reader), read a page at a time: the exporter's scrape
+    and the drift pages (workers/pages) read the latest results this way."""
+    upper = "+"
+    remaining = limit
+    while remaining > 0:
+        page = client.execute_command(
+            "XREVRANGE", stream, upper, "-", "COUNT", min(remaining, _FORWARD_PAGE),
+            **{NEVER_DECODE: True})
+        if not page:
+            return
+        yield from page
+        remaining -= len(page)
+        upper = f"({_text(page[-1][0])}"
+        if len(page) < _FORWARD_PAGE:
+            return
 
 
 def parse_record(fields: Mapping[Any, Any], complete: bool = True) -> ResultRecord | None:

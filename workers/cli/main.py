@@ -17,7 +17,7 @@ import duckdb
 from stat_guard.scheduled.connection import DuckDBBusyError, DuckDBFileMissingError
 from stat_guard.scheduled.engine import ModelNotFoundError
 from stat_guard.scheduled.models import ModelRegistrationError
-from workers.cli import models, processes, runs, status, unflag
+from workers.cli import models, processes, report, runs, status, unflag
 from workers.cli.errors import FAILED, REDIS_UNREACHABLE, CommandError
 from workers.config import CONFIG_PATH_VARIABLE, ConfigError, get_config
 
@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"configuration file (default: ${CONFIG_PATH_VARIABLE}, else "
                              f"Global_Configs/App.yaml, else the built-in defaults)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for group in (processes, models, runs, status, unflag):
+    for group in (processes, models, runs, status, unflag, report):
         group.register(commands)
     return parser
 

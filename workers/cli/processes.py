@@ -1,4 +1,4 @@
-"""``stat-guard worker|beat|exporter|flower|function``: one process of the fleet in the
+"""``stat-guard worker|beat|exporter|flower|function|pages``: one process of the fleet in the
 foreground, started with the command line production uses (docs/fleet.md, "Running the
 processes") by replacing this process (``os.execvp``), so a supervisor's signals reach it.
 ``--dry-run`` prints the command instead.
@@ -81,6 +81,13 @@ def function_command(host: str = "127.0.0.1", port: int = DEFAULT_FUNCTION_PORT,
     return argv + (["--workers", str(workers)] if workers is not None else [])
 
 
+def pages_command(host: str | None = None, port: int | None = None) -> list[str]:
+    # workers.pages checks pages.basic_auth / pages.token against the address
+    argv = [sys.executable, "-m", "workers.pages"]
+    argv += ["--host", host] if host is not None else []
+    return argv + (["--port", str(port)] if port is not None else [])
+
+
 def register(commands: argparse._SubParsersAction) -> None:
     worker = commands.add_parser(
         "worker", help="start a Celery worker of the fleet (drift, ondemand, reactions)",
@@ -150,6 +157,18 @@ def register(commands: argparse._SubParsersAction) -> None:
     function.add_argument("--dry-run", action="store_true", help=_DRY_RUN)
     function.set_defaults(handler=lambda args, _config: _start(
         function_command(args.host, args.port, args.workers), args.dry_run))
+
+    pages = commands.add_parser(
+        "pages", help="serve the drift pages (HTML charts of the results, from Redis)",
+        description="Serve the drift pages under uvicorn (docs/pages.md); they refuse to "
+                    "start off the loopback address without pages.basic_auth or pages.token.")
+    pages.add_argument("--host", default=None,
+                       help="address to listen on (default pages.host, 127.0.0.1)")
+    pages.add_argument("--port", type=int, default=None,
+                       help="port (default pages.port, 8090)")
+    pages.add_argument("--dry-run", action="store_true", help=_DRY_RUN)
+    pages.set_defaults(handler=lambda args, _config: _start(
+        pages_command(args.host, args.port), args.dry_run))
 
 
 _DRY_RUN = "print the command that would run and exit"

@@ -1,0 +1,3 @@
+from workers.pages.app import main
+
+main()

@@ -1,0 +1,32 @@
+"""``stat-guard report RESULT -o FILE``: one result as a self-contained HTML file (inline
+CSS and SVG, nothing loaded from anywhere), drawn by the pages' renderer
+(workers/pages/render.py), read from Redis (workers/pages/data.py), never the DuckDB file.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import redis
+
+from stat_guard.result_record import ResultRecord
+from workers.config import FleetConfig
+from workers.pages import data, render
+
+
+def resolve(client: redis.Redis, config: FleetConfig, result: str
+            ) -> tuple[data.Result, list[ResultRecord]] | None:
+    """``result`` as a run id, else as a model name (its newest result); with the model's
+    recent results. None when Redis holds neither."""
+    found = data.find_result(client, config, result)
+    if found is not None:
+        return found, data.model_results(client, config, found.model).history
+    newest, results = data.newest_result(client, config, result)
+    if newest is None:
+        return None
+    return newest, results.history
+
+
+def render_report(found: data.Result, history: list[ResultRecord], config: FleetConfig,
+                  generated_at: datetime | None = None) -> str:
+    return render.report(found, history, config.thresholds, generated_at)
