@@ -32,7 +32,7 @@ def _normal_counts(mean: float, sd: float, points: Sequence[float]) -> list[floa
     return [max(cdf(b) - cdf(a), 0.0) * 10_000 for a, b in itertools.pairwise(points)]
 
 
-def numeric(name: str, verdict: str, psi: float, shift: float = 0.0, ks: float = 0.05,
+def numeric(name: str, verdict: str, psi: float | None, shift: float = 0.0, ks: float = 0.05,
             missing: tuple[float, float] = (0.0, 0.0), reasons: tuple[str, ...] = ()
             ) -> FeatureDisplay:
     """A normal(50, 10) baseline against normal(50 + shift, 10) now."""
@@ -41,8 +41,9 @@ def numeric(name: str, verdict: str, psi: float, shift: float = 0.0, ks: float =
     cur_cdf, cur_q = binned_cdf(points, _normal_counts(50 + shift, 10, points))
     return numeric_display(
         name, base_cdf, cur_cdf, base_q, cur_q, verdict=verdict, reasons=reasons,
-        statistics={"psi": psi, "ks_statistic": ks, "ks_pvalue": 1e-6 if verdict == "drift"
-                    else 0.4, "js": psi / 3, "kl": psi / 2, "wasserstein": abs(shift) / 10},
+        statistics={} if psi is None else {
+            "psi": psi, "ks_statistic": ks, "ks_pvalue": 1e-6 if verdict == "drift" else 0.4,
+            "js": psi / 3, "kl": psi / 2, "wasserstein": abs(shift) / 10},
         n_baseline=10_000, n_current=10_000, missing_baseline=missing[0],
         missing_current=missing[1])
 

@@ -7,7 +7,7 @@ colour-blind readers too), in fill (solid, translucent against hatched, outlined
 the line style of their markers (dashed against solid), so a chart reads in grey as well.
 
 Each bar carries the class ``bar baseline`` or ``bar current`` (the browser tests count
-them). ``uid`` makes the ids of a chart's hatch pattern unique within a page.
+them); their fill comes from :data:`CSS` and the one hatch :data:`PATTERN` of the page.
 """
 
 from __future__ import annotations
@@ -47,20 +47,22 @@ def share(value: float | None) -> str:
     return f"{100 * value:.1f} %"
 
 
-def _hatch(uid: str) -> str:
-    return (f'<defs><pattern id="hatch-{uid}" width="6" height="6" '
-            f'patternUnits="userSpaceOnUse" patternTransform="rotate(45)">'
-            f'<rect width="6" height="6" fill="{CURRENT}" fill-opacity="0.18"/>'
-            f'<line x1="0" y1="0" x2="0" y2="6" stroke="{CURRENT}" stroke-width="2.5"/>'
-            f'</pattern></defs>')
+# The page's one hatch pattern (put once at the top of each document by render.page) and
+# the bars' look: a chart's markup names classes only.
+PATTERN = ('<svg width="0" height="0" aria-hidden="true" style="position:absolute">'
+           '<defs><pattern id="hatch" width="6" height="6" patternUnits="userSpaceOnUse" '
+           f'patternTransform="rotate(45)"><rect width="6" height="6" fill="{CURRENT}" '
+           f'fill-opacity="0.18"/><line x1="0" y1="0" x2="0" y2="6" stroke="{CURRENT}" '
+           'stroke-width="2.5"/></pattern></defs></svg>')
+CSS = (f"svg .baseline{{fill:{BASELINE};fill-opacity:.55}}"
+       f"svg .current{{fill:url(#hatch);stroke:{CURRENT};stroke-width:1}}")
 
 
-def _legend(uid: str, x: float, y: float) -> str:
+def _legend(x: float, y: float) -> str:
     return (f'<g class="legend" {_FONT} fill="{INK}">'
-            f'<rect x="{x}" y="{y}" width="12" height="10" fill="{BASELINE}" '
-            f'fill-opacity="0.55"/><text x="{x + 16}" y="{y + 9}">baseline</text>'
-            f'<rect x="{x + 72}" y="{y}" width="12" height="10" fill="url(#hatch-{uid})" '
-            f'stroke="{CURRENT}" stroke-width="1.2"/>'
+            f'<rect class="swatch baseline" x="{x}" y="{y}" width="12" height="10"/>'
+            f'<text x="{x + 16}" y="{y + 9}">baseline</text>'
+            f'<rect class="swatch current" x="{x + 72}" y="{y}" width="12" height="10"/>'
             f'<text x="{x + 88}" y="{y + 9}">current</text></g>')
 
 
@@ -75,7 +77,7 @@ def _median(feature: FeatureDisplay, side: str) -> float | None:
     return values[QUANTILE_LEVELS.index(0.5)] if values else None
 
 
-def histogram(feature: FeatureDisplay, uid: str) -> str:
+def histogram(feature: FeatureDisplay) -> str:
     """Baseline and current shares on the display bins, overlaid; the medians as lines."""
     edges, base, cur = feature.edges, feature.baseline, feature.current
     height, left, right, top, bottom = 200, 46, 12, 22, 34
@@ -90,25 +92,24 @@ def histogram(feature: FeatureDisplay, uid: str) -> str:
     def y_of(value: float) -> float:
         return top + plot_h * (1 - value / peak)
 
-    parts = [_hatch(uid), _legend(uid, WIDTH - right - 140, 4),
+    parts = [_legend(WIDTH - right - 140, 4),
              f'<g stroke="{GRID}"><line x1="{left}" y1="{top}" x2="{WIDTH - right}" '
              f'y2="{top}"/><line x1="{left}" y1="{top + plot_h}" x2="{WIDTH - right}" '
              f'y2="{top + plot_h}"/></g>']
     bars = []
+    bottom_y = top + plot_h
     for i, (b, c) in enumerate(zip(base, cur, strict=True)):
         if span > 0:
             x0, x1 = x_of(edges[i]), x_of(edges[i + 1])
         else:
             x0, x1 = left, left + plot_w
         w = max(x1 - x0, 0.5)
-        bars.append(
-            f'<g><title>{esc(number(edges[i]))} to {esc(number(edges[i + 1]))}: baseline '
-            f'{share(b)}, current {share(c)}</title>'
-            f'<rect class="bar baseline" x="{x0:.1f}" y="{y_of(b):.1f}" width="{w:.1f}" '
-            f'height="{top + plot_h - y_of(b):.1f}" fill="{BASELINE}" fill-opacity="0.55"/>'
-            f'<rect class="bar current" x="{x0:.1f}" y="{y_of(c):.1f}" width="{w:.1f}" '
-            f'height="{top + plot_h - y_of(c):.1f}" fill="url(#hatch-{uid})" '
-            f'stroke="{CURRENT}" stroke-width="1"/></g>')
+        yb, yc = y_of(b), y_of(c)
+        # Fill and hatch come from the page's style sheet (CSS below): small markup for
+        # pages with hundreds of charts.
+        bars.append(f'<rect class="bar baseline" x="{x0:.1f}" y="{yb:.1f}" width="{w:.1f}" '
+                    f'height="{bottom_y - yb:.1f}"/><rect class="bar current" x="{x0:.1f}" '
+                    f'y="{yc:.1f}" width="{w:.1f}" height="{bottom_y - yc:.1f}"/>')
     parts.append("".join(bars))
     medians = []
     for side, colour, dash in (("baseline", BASELINE, ' stroke-dasharray="5 3"'),
@@ -117,7 +118,7 @@ def histogram(feature: FeatureDisplay, uid: str) -> str:
         if median is not None and span > 0 and low <= median <= high:
             x = x_of(median)
             medians.append(f"median {number(median)} ({side})")
-            parts.append(f'<line class="median {side}" x1="{x:.1f}" y1="{top}" x2="{x:.1f}" '
+            parts.append(f'<line class="median median-{side}" x1="{x:.1f}" y1="{top}" x2="{x:.1f}" '
                          f'y2="{top + plot_h}" stroke="{colour}" stroke-width="2"{dash}/>')
     tick_values = [low, (low + high) / 2, high] if span > 0 else [low]
     ticks = []
@@ -146,7 +147,7 @@ class _Row:
     other: bool = False
 
 
-def category_bars(feature: FeatureDisplay, uid: str) -> str:
+def category_bars(feature: FeatureDisplay) -> str:
     """A pair of bars per category (baseline above current); new categories marked."""
     rows = [_Row(c.name, c.baseline, c.current, c.unseen) for c in feature.categories]
     if feature.other_count or feature.other_baseline or feature.other_current:
@@ -156,7 +157,7 @@ def category_bars(feature: FeatureDisplay, uid: str) -> str:
     bar_w = WIDTH - label_w - value_w
     height = top + row_h * max(len(rows), 1) + 6
     peak = max([max(r.baseline, r.current) for r in rows] + [1e-12])
-    parts = [_hatch(uid), _legend(uid, WIDTH - 150, 4)]
+    parts = [_legend(WIDTH - 150, 4)]
     new = 0
     for i, row in enumerate(rows):
         y = top + i * row_h
@@ -175,9 +176,8 @@ def category_bars(feature: FeatureDisplay, uid: str) -> str:
             f'{" font-style=" + chr(34) + "italic" + chr(34) if row.other else ""}>'
             f'{esc(name)}</text>{mark}'
             f'<rect class="bar baseline" x="{label_w}" y="{y + 1}" width="{wb:.1f}" '
-            f'height="10" fill="{BASELINE}" fill-opacity="0.55"/>'
-            f'<rect class="bar current" x="{label_w}" y="{y + 12}" width="{wc:.1f}" '
-            f'height="10" fill="url(#hatch-{uid})" stroke="{CURRENT}" stroke-width="1"/>'
+            f'height="10"/><rect class="bar current" x="{label_w}" y="{y + 12}" '
+            f'width="{wc:.1f}" height="10"/>'
             f'<text x="{label_w + bar_w + 6}" y="{y + 16}" fill="{MUTED}">'
             f'{share(row.baseline)} → {share(row.current)}</text></g>')
     label = (f"Bar chart of {feature.name}: baseline and current share of each of "

@@ -15,6 +15,7 @@ from urllib.parse import quote
 from stat_guard.display import CATEGORICAL, NUMERIC, QUANTILE_LEVELS, FeatureDisplay
 from stat_guard.result_record import ResultRecord
 from stat_guard.verdict import Thresholds
+from workers.pages import charts
 from workers.pages.charts import Point, category_bars, esc, histogram, number, score_line, share
 from workers.pages.data import Result, verdict_rank
 
@@ -49,7 +50,8 @@ border-color:#6e7781}
 .summary div{min-width:8rem}.summary dt{font-size:.8rem;color:#57606a}
 .summary dd{margin:0;font-weight:600;word-break:break-all}
 .note{background:#fff8c5;border:1px solid #d4a72c;padding:.5rem .8rem;border-radius:6px}
-.feature{border:1px solid #d0d7de;border-left-width:6px;border-radius:6px;
+.feature{content-visibility:auto;contain-intrinsic-size:auto 330px;
+border:1px solid #d0d7de;border-left-width:6px;border-radius:6px;
 padding:.7rem .9rem;margin:.8rem 0;background:#fff}
 .feature.verdict-drift{border-left-color:#cf222e}
 .feature.verdict-warning{border-left-color:#9a6700;border-left-style:dashed}
@@ -121,7 +123,8 @@ def page(title: str, body: str, *, standalone: bool = False, generated: str = ""
               else '<a href="/">all models</a>') + '</header>')
     return (f'<!doctype html><html lang="en"><head><meta charset="utf-8">{policy}'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f'<title>{esc(title)}</title><style>{CSS}</style></head><body>{nav}'
+            f'<title>{esc(title)}</title><style>{CSS}{charts.CSS}</style></head><body>'
+            f'{charts.PATTERN}{nav}'
             f'<main>{body}</main><footer>pg_stat_guard{" · " + esc(generated) if generated else ""}'
             f'</footer></body></html>')
 
@@ -205,7 +208,7 @@ def result_body(result: Result, history: Sequence[ResultRecord], thresholds: Thr
         if hasattr(details, "table"):
             facts.append(("table", esc(details.table or "–")))
             facts.append(("rows", number(details.rows)))
-        else:
+        elif details.historical_rows or details.current_rows:
             facts.append(("rows (baseline / current)",
                           f"{details.historical_rows:,} / {details.current_rows:,}"))
     parts = [f'<h1>{heading}</h1><dl class="summary">'
@@ -232,11 +235,10 @@ def result_body(result: Result, history: Sequence[ResultRecord], thresholds: Thr
 
 def feature_section(feature: FeatureDisplay, index: int) -> str:
     verdict = feature.verdict or "unknown"
-    uid = f"f{index}"
     if feature.kind == NUMERIC and feature.edges:
-        chart = histogram(feature, uid)
+        chart = histogram(feature)
     elif feature.kind == CATEGORICAL and (feature.categories or feature.other_count):
-        chart = category_bars(feature, uid)
+        chart = category_bars(feature)
     elif feature.kind:
         chart = '<p class="no-chart">No distribution to draw (no values in a window).</p>'
     else:
