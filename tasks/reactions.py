@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 import redis
 
@@ -353,8 +354,12 @@ def alert_payload(record: ResultRecord, webhook_format: str, action: str = alert
     it."""
     decision = decision or alert_state.AlertDecision(actions=(action,))
     summary = notification_summary(record, action, decision)
+    links = pages_links(record)
     if webhook_format == "slack":
-        return {"text": summary}
+        if not links:
+            return {"text": summary}
+        return {"text": f"{summary}\n<{links['model']}|See the drift of {record.model}> · "
+                        f"<{links['run']}|this result>"}
     failure = action in _FAILURE_ACTIONS
     resolved = action in (alert_state.RESOLVE, alert_state.FAIL_RESOLVE)
     since = decision.failing_since if failure else decision.drift_since
@@ -373,13 +378,28 @@ def alert_payload(record: ResultRecord, webhook_format: str, action: str = alert
                                                                        Verdict.WARNING)),
                             "opened_by": decision.drift_run_id})
     ends = run_at if resolved else time.time() + 2 * config.reactions.remind_after_s
-    return [{
+    alert = {
         "labels": {"alertname": "StatGuardRunFailed" if failure else "StatGuardDrift",
                    "severity": "critical", "model": record.model, "source": record.source},
         "annotations": annotations,
         "startsAt": _iso(since if since is not None else run_at),
         "endsAt": _iso(ends),
-    }]
+    }
+    if links:
+        annotations["pages_url"] = links["model"]
+        annotations["run_url"] = links["run"]
+        alert["generatorURL"] = links["model"]
+    return [alert]
+
+
+def pages_links(record: ResultRecord) -> dict[str, str]:
+    """The drift pages' URLs of the record's model and of the record itself
+    (``pages.public_url``; none when it is unset)."""
+    base = config.pages.public_url.rstrip("/")
+    if not base:
+        return {}
+    return {"model": f"{base}/models/{quote(record.model, safe='')}",
+            "run": f"{base}/runs/{quote(record.run_id, safe='')}"}
 
 
 def _iso(moment: float | None) -> str:

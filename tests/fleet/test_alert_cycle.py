@@ -48,13 +48,15 @@ def webhook(monkeypatch: pytest.MonkeyPatch) -> Iterator[WebhookReceiver]:
         yield receiver
 
 
-def _configure(monkeypatch: pytest.MonkeyPatch, url: str, webhook_format: str) -> None:
+def _configure(monkeypatch: pytest.MonkeyPatch, url: str, webhook_format: str,
+               public_url: str = "") -> None:
     settings = dataclasses.replace(CONFIG.reactions, webhook_url=url,
                                    webhook_format=webhook_format, webhook_timeout_s=2,
                                    remind_after_s=REMIND_AFTER_S)
     monkeypatch.setattr(reactions, "config", dataclasses.replace(
         CONFIG, reactions=settings, stream=dataclasses.replace(CONFIG.stream,
-                                                               claim_idle_s=0.2)))
+                                                               claim_idle_s=0.2),
+        pages=dataclasses.replace(CONFIG.pages, public_url=public_url)))
 
 
 def _react(client: redis.Redis, *records: ResultRecord) -> dict[str, int]:
@@ -86,6 +88,7 @@ def test_drift_alerts_once_stays_quiet_reminds_then_resolves(
         f"Drift in {MODEL} (scheduled run {MODEL}@20261206T080000Z): score 0.4")
     assert _moment(firing["startsAt"]) == BEGIN.timestamp()
     assert _moment(firing["endsAt"]) > time.time() + REMIND_AFTER_S  # still firing
+    assert "generatorURL" not in firing and "pages_url" not in firing["annotations"]
 
     # Three more drift runs within remind_after_s: flagged, nothing sent.
     assert _react(redis_db, *(_record(h, "drift") for h in (1, 2, 3))) == {
@@ -119,6 +122,34 @@ def test_drift_alerts_once_stays_quiet_reminds_then_resolves(
     assert counts == {"alert": 2, "suppressed": 3, "reminder": 1, "resolved": 1, "flag": 6}
     ttl = redis_db.ttl(alert_state.state_key(CONFIG.redis, MODEL, "scheduled"))
     assert CONFIG.reactions.state_ttl_s - 10 < ttl <= CONFIG.reactions.state_ttl_s
+
+
+def test_alerts_link_to_the_drift_pages_when_their_address_is_set(
+        redis_db: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> None:
+    model_page = "https://drift.example.com/models/churn%20v3%2Feu"
+    with WebhookReceiver() as webhook:
+        _configure(monkeypatch, webhook.url, "alertmanager",
+                   public_url="https://drift.example.com/")
+        drifted = dataclasses.replace(_record(0, "drift"), model="churn v3/eu",
+                                      run_id="churn v3/eu@20261206T080000Z")
+        assert _react(redis_db, drifted) == {"flag": 1, "alert": 1}
+        assert _react(redis_db, dataclasses.replace(
+            _record(1, "ok"), model="churn v3/eu", run_id="churn v3/eu@1")) == {
+            "resolved": 1}
+        firing, resolved = _alerts(webhook)
+        assert firing["generatorURL"] == model_page
+        assert firing["annotations"]["pages_url"] == model_page
+        assert firing["annotations"]["run_url"] == (
+            "https://drift.example.com/runs/churn%20v3%2Feu%4020261206T080000Z")
+        assert resolved["generatorURL"] == model_page
+        assert resolved["annotations"]["run_url"].endswith("/runs/churn%20v3%2Feu%401")
+    with WebhookReceiver() as slack:
+        _configure(monkeypatch, slack.url, "slack", public_url="https://drift.example.com")
+        _react(redis_db, _record(5, "drift", run_id="request-9", source="ondemand"))
+        (text,) = (body["text"] for body in slack.bodies)
+        assert text.endswith(f"\n<https://drift.example.com/models/{MODEL}|See the drift of "
+                             f"{MODEL}> · <https://drift.example.com/runs/request-9|this "
+                             f"result>")
 
 
 def test_runs_are_named_manual_scheduled_or_on_demand(
