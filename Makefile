@@ -142,7 +142,17 @@ bench-fleet: setup
 	$(PY) bench/bench_fleet.py
 
 # ---- observability (docs/observability.md) -----------------------------------------------
-.PHONY: exporter dashboard flower-screenshot test-observability compose-check bench-exporter
+.PHONY: exporter dashboard flower-screenshot test-observability compose-check bench-exporter \
+	pages pages-screenshots
+
+# The drift pages (docs/pages.md) on pages.host:pages.port (127.0.0.1:8090; PAGES_PORT=...
+# overrides the port). Off the loopback address they need pages.basic_auth or pages.token.
+pages: setup
+	$(STAT_GUARD) pages $${PAGES_PORT:+--port $$PAGES_PORT}
+
+# Refresh docs/img/pages-*.png: the pages' browser tests in headless Chromium.
+pages-screenshots: setup
+	PAGES_SCREENSHOTS=docs/img $(PY) -m pytest -q tests/pages/test_pages_browser.py
 
 # The metrics exporter on 127.0.0.1:$(EXPORTER_PORT)/metrics (reads Redis at scrape time).
 EXPORTER_PORT ?= 9808

@@ -18,7 +18,7 @@ from tests.observability.conftest import ROOT, require_tool
 COMPOSE = ROOT / "docker-compose.yml"
 ENV_EXAMPLE = ROOT / ".env.example"
 SERVICES = {"postgres", "redis", "worker-drift", "worker-ondemand", "beat", "flower",
-            "exporter", "function", "prometheus", "grafana"}
+            "exporter", "pages", "function", "prometheus", "grafana"}
 
 
 def _compose(*args: str, env_file: Path | None = ENV_EXAMPLE
@@ -114,6 +114,11 @@ def test_workers_beat_and_limits(resolved: dict[str, Any]) -> None:
     assert "-m workers.exporter --address 0.0.0.0 --port 9808" in _started(services["exporter"])
     assert "-m stat_guard.service --host 0.0.0.0 --port 7071" in _started(services["function"])
     assert _started(services["flower"]).strip().endswith("-m workers.flower")
+    pages = services["pages"]
+    assert _started(pages).strip().endswith("-m workers.pages --host 0.0.0.0 --port 8090")
+    assert pages["environment"]["STAT_GUARD_PAGES_BASIC_AUTH"]  # required off loopback
+    assert [str(port) for port in pages["ports"]] == ["127.0.0.1:8090:8090/tcp"]
+    assert "/healthz" in " ".join(pages["healthcheck"]["test"])
 
 
 def test_mounted_configuration_exists(resolved: dict[str, Any]) -> None:
