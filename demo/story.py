@@ -2,7 +2,8 @@
 
 1. DuckDB demo data: three production models, some features drifted on purpose.
 2. The fleet starts: the verdict function (uvicorn), a drift worker, an on-demand and
-   reactions worker, beat (as the scheduler), Flower and the metrics exporter.
+   reactions worker, beat (as the scheduler), Flower, the metrics exporter and the drift
+   pages.
 3. PostgreSQL: a demo table, a captured baseline; rows stream in; drift is injected; the
    local 3σ signal fires and the on-demand analysis answers from inside PostgreSQL.
 4. Beat starts the scheduled run: the drifted features are found in DuckDB, results go to
@@ -41,6 +42,7 @@ REDIS_DB = 7
 PREFIX = "stat_guard_demo"
 DATABASE = "stat_guard_demo"
 FLOWER_AUTH = "demo:demo"
+PAGES_AUTH = "demo:demo"
 STREAM = f"{PREFIX}:results"
 ONDEMAND_WINDOW = "3 seconds"
 ONDEMAND_DELAY_S = 3
@@ -247,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     WORK.mkdir(exist_ok=True)
-    ports = {name: free_port() for name in ("function", "flower", "exporter")}
+    ports = {name: free_port() for name in ("function", "flower", "exporter", "pages")}
     duckdb_path = WORK / "stat_guard.duckdb"
     env = {**os.environ,
            "STAT_GUARD_CONFIG": str(ROOT / "Global_Configs" / "App.example.yaml"),
@@ -269,6 +271,10 @@ def main(argv: list[str] | None = None) -> int:
            "STAT_GUARD_ONDEMAND_COOLDOWN_S": "30",
            "STAT_GUARD_FLOWER_PORT": str(ports["flower"]),
            "STAT_GUARD_FLOWER_BASIC_AUTH": FLOWER_AUTH,
+           "STAT_GUARD_PAGES_PORT": str(ports["pages"]),
+           "STAT_GUARD_PAGES_BASIC_AUTH": PAGES_AUTH,
+           # alerts link to the model's page
+           "STAT_GUARD_PAGES_PUBLIC_URL": f"http://127.0.0.1:{ports['pages']}",
            "PYTHONUNBUFFERED": "1"}
     os.environ.update(env)  # this process uses the same configuration
 
@@ -320,6 +326,7 @@ def main(argv: list[str] | None = None) -> int:
             fleet.start("flower", [py, "-m", "workers.flower"])
             fleet.start("exporter", [py, "-m", "workers.exporter", "--port",
                                      str(ports["exporter"])])
+            fleet.start("pages", [py, "-m", "workers.pages"])
             function_url = f"http://127.0.0.1:{ports['function']}/api/drift"
             wait_for("the function", lambda: http_ok(function_url.replace("drift", "health")),
                      60, fleet)
@@ -327,6 +334,11 @@ def main(argv: list[str] | None = None) -> int:
                      60, fleet)
             wait_for("the exporter",
                      lambda: http_ok(f"http://127.0.0.1:{ports['exporter']}/metrics"), 60, fleet)
+            wait_for("the drift pages",
+                     lambda: http_ok(f"http://127.0.0.1:{ports['pages']}/", PAGES_AUTH), 60,
+                     fleet)
+            detail(f"drift pages on http://127.0.0.1:{ports['pages']}/ (user:password "
+                   f"{PAGES_AUTH})")
 
             say("3/5 PostgreSQL: baseline, streaming inserts, injected drift, the 3σ signal")
             previous_url = prepare_postgres(function_url)
@@ -468,12 +480,32 @@ def _summary(client, flagged: list[str], ports: dict[str, int],
                 for key in client.keys(f"{PREFIX}:reactions:*") if client.type(key) == "string"}
     print(f"\nreactions: {counters}")
     print(f"models flagged in DuckDB model_metadata: {flagged}")
+    pages = f"http://127.0.0.1:{ports['pages']}"
+    listed = _pages_list(pages, [model for _source, model in latest])
+    print(f"\ndrift pages list {listed} of {len({m for _s, m in latest})} models; "
+          f"a model's page: {pages}/models/{sorted(latest)[0][1]}")
     print(f"\nwhere to look while the fleet runs (make demo ARGS=--keep-running):\n"
+          f"  pages     {pages}/  (user:password {PAGES_AUTH}; charts of every result)\n"
+          f"  report    .venv/bin/stat-guard report MODEL -o report.html  (with the demo's "
+          f"STAT_GUARD_* settings)\n"
           f"  Flower    http://127.0.0.1:{ports['flower']}/  (user:password {FLOWER_AUTH})\n"
           f"  metrics   http://127.0.0.1:{ports['exporter']}/metrics\n"
           f"  function  http://127.0.0.1:{ports['function']}/api/health\n"
           f"  logs      .demo/*.log\n"
           f"story told in {time.monotonic() - started:.0f} s")
+
+
+def _pages_list(base: str, models: list[str]) -> int:
+    """How many of ``models`` the pages' overview names (it reads Redis as the exporter)."""
+    import base64
+    import html
+
+    request = urllib.request.Request(f"{base}/", headers={
+        "Authorization": "Basic " + base64.b64encode(PAGES_AUTH.encode()).decode()})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        text = response.read().decode()
+    return sum(1 for model in set(models)
+               if f'data-model="{html.escape(model, quote=True)}"' in text)
 
 
 if __name__ == "__main__":

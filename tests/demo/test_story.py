@@ -46,6 +46,11 @@ def test_demo_tells_the_whole_story_and_cleans_up():
     # reactions: alerts and flags
     assert "models flagged in DuckDB model_metadata: ['fraud_scoring', 'pricing']" in out
     assert re.search(r"'alert': '\d+'", out)
+    # the drift pages ran with the fleet and listed every model; where they are is said
+    assert re.search(r"drift pages on http://127\.0\.0\.1:\d+/ \(user:password demo:demo\)",
+                     out)
+    assert re.search(r"drift pages list (\d+) of \1 models", out)
+    assert re.search(r"  pages     http://127\.0\.0\.1:\d+/  \(user:password demo:demo", out)
     # 5. every process stopped, the server setting restored
     assert "stopping every process the demo started" in out
     assert _our_processes() == []
