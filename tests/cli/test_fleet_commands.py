@@ -91,6 +91,9 @@ CELERY = str(Path(sys.executable).with_name("celery"))
     (["flower"], f"{sys.executable} -m workers.flower"),
     (["function", "--port", "7072"],
      f"{sys.executable} -m stat_guard.service --host 127.0.0.1 --port 7072"),
+    (["pages"], f"{sys.executable} -m workers.pages"),
+    (["pages", "--host", "0.0.0.0", "--port", "8091"],
+     f"{sys.executable} -m workers.pages --host 0.0.0.0 --port 8091"),
 ])
 def test_dry_run_prints_the_production_command(argv: list[str], expected: str) -> None:
     shown = stat_guard(*argv, "--dry-run")
@@ -101,7 +104,8 @@ def test_dry_run_prints_the_production_command(argv: list[str], expected: str) -
 @pytest.mark.parametrize("argv", [
     [], ["worker"], ["worker", "drift"], ["worker", "ondemand"], ["worker", "reactions"],
     ["beat"], ["exporter"], ["flower"], ["function"], ["models"], ["models", "list"],
-    ["models", "add"], ["models", "remove"], ["run"], ["status"], ["unflag"]])
+    ["models", "add"], ["models", "remove"], ["run"], ["status"], ["unflag"], ["pages"],
+    ["report"]])
 def test_every_command_has_help(argv: list[str]) -> None:
     from workers.cli.main import main
 

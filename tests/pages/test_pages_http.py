@@ -167,3 +167,20 @@ def test_the_process_says_so_when_open_on_loopback(pages_env: dict[str, str]) ->
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def test_a_trimmed_stream_still_shows_the_stored_distributions(redis_db: redis.Redis) -> None:
+    record = publish(redis_db, CONFIG, "churn", churn_features())
+    redis_db.delete(CONFIG.stream.name)  # trimmed away; the summaries are still kept
+    page = get(create_app(CONFIG, redis_db), f"/runs/{record.run_id}")
+    assert page.status == 200
+    assert [name for name, _ in _features(page.body)][:2] == ["plan", "monthly_charges"]
+    assert '<svg class="chart histogram"' in page.body
+
+
+def test_redis_down_is_a_503_page_not_a_traceback() -> None:
+    down = redis.Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=0.5,
+                       socket_timeout=0.5, decode_responses=True)
+    page = get(create_app(CONFIG, down), "/")
+    assert page.status == 503 and "Redis is unavailable" in page.body
+    assert get(create_app(CONFIG, down), "/healthz").status == 200
