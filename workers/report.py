@@ -27,6 +27,12 @@ def resolve(client: redis.Redis, config: FleetConfig, result: str
     return newest, results.history
 
 
+def file_name(run_id: str) -> str:
+    """The report's file name: ``stat_guard-<run id>.html``, unsafe characters replaced."""
+    safe = "".join(ch if ch.isalnum() or ch in "-_.@" else "_" for ch in run_id)[:150]
+    return f"stat_guard-{safe}.html"
+
+
 def render_report(found: data.Result, history: list[ResultRecord], config: FleetConfig,
                   generated_at: datetime | None = None) -> str:
     return render.report(found, history, config.thresholds, generated_at)

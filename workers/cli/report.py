@@ -30,8 +30,7 @@ def _report(args: argparse.Namespace, config: FleetConfig) -> int:
     import redis
 
     from workers.cli.remote import reachable_redis, unreachable
-    from workers.pages.app import _file_name
-    from workers.report import render_report, resolve
+    from workers.report import file_name, render_report, resolve
 
     client = reachable_redis(config)
     try:
@@ -48,7 +47,7 @@ def _report(args: argparse.Namespace, config: FleetConfig) -> int:
         sys.stdout.write(text)
         sys.stdout.flush()
         return OK
-    path = Path(args.output or _file_name(result.run_id))
+    path = Path(args.output or file_name(result.run_id))
     try:
         path.write_text(text, encoding="utf-8")
     except OSError as exc:

@@ -31,6 +31,7 @@ import redis
 
 from workers.config import ConfigError, FleetConfig, PagesConfig
 from workers.pages import data, render
+from workers.report import file_name
 
 log = logging.getLogger("workers.pages")
 
@@ -179,7 +180,7 @@ def create_app(config: FleetConfig, client: redis.Redis | None = None
             history = await asyncio.to_thread(_history, result.model)
             if len(parts) == 3:
                 extra.append((b"content-disposition", b'attachment; filename="'
-                               + _file_name(result.run_id).encode() + b'"'))
+                               + file_name(result.run_id).encode() + b'"'))
                 return 200, HTML, render.report(result, history, thresholds).encode()
             return 200, HTML, render.run_page(result, history, thresholds, links).encode()
         raise _Answer(404, "<h1>No such page</h1>")
@@ -196,11 +197,6 @@ def create_app(config: FleetConfig, client: redis.Redis | None = None
         return data.model_results(client, config, model).history
 
     return app
-
-
-def _file_name(run_id: str) -> str:
-    safe = "".join(ch if ch.isalnum() or ch in "-_.@" else "_" for ch in run_id)[:150]
-    return f"stat_guard-{safe}.html"
 
 
 def is_loopback(host: str) -> bool:

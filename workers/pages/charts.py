@@ -54,7 +54,7 @@ PATTERN = ('<svg width="0" height="0" aria-hidden="true" style="position:absolut
            f'patternTransform="rotate(45)"><rect width="6" height="6" fill="{CURRENT}" '
            f'fill-opacity="0.18"/><line x1="0" y1="0" x2="0" y2="6" stroke="{CURRENT}" '
            'stroke-width="2.5"/></pattern></defs></svg>')
-CSS = (f"svg .baseline{{fill:{BASELINE};fill-opacity:.55}}"
+CSS = (f"svg .baseline{{fill:{BASELINE};fill-opacity:.7}}"
        f"svg .current{{fill:url(#hatch);stroke:{CURRENT};stroke-width:1}}")
 
 
