@@ -137,14 +137,17 @@ def test_a_drift_task_that_fails_for_good_publishes_one_error_record(
     db_path = tmp_path / "fleet.duckdb"
     _feature_tables(db_path, "churn")
     # The run sleeps 3 s after taking its lock, outside the engine's own error handling:
-    # the 1 s soft time limit ends the task with SoftTimeLimitExceeded.
-    fleet.env.update({"STAT_GUARD_TESTING_DRIFT_DELAY_S": "3",
-                      "STAT_GUARD_LIMITS_DRIFT_SOFT_TIME_LIMIT_S": "1",
-                      "STAT_GUARD_LIMITS_DRIFT_TIME_LIMIT_S": "5"})
+    # a 1 s soft time limit ends the task with SoftTimeLimitExceeded. The limits travel
+    # with the message (send_task fills in this process's task defaults otherwise).
+    fleet.env["STAT_GUARD_TESTING_DRIFT_DELAY_S"] = "3"
     (worker,) = _ready(fleet, "drift")
-    result = app.send_task(RUN_MODEL_DRIFT, args=("churn", "churn@stuck"))
+    result = app.send_task(RUN_MODEL_DRIFT, args=("churn", "churn@stuck"),
+                           soft_time_limit=1, time_limit=5)
     result.get(timeout=30, propagate=False)
     assert result.failed() and type(result.result).__name__ == "SoftTimeLimitExceeded"
+    # Celery stores the failure first, then calls on_failure: the record follows shortly.
+    wait_for(lambda: "churn@stuck" in records_by_run(redis_db), timeout=10,
+             what="the error record")
     record = _record(redis_db, "churn@stuck")
     assert (record.model, record.verdict, record.features) == ("churn", "error", {})
     assert record.error.startswith("the drift task failed: SoftTimeLimitExceeded")
