@@ -27,5 +27,7 @@ RUN useradd --system --uid 10001 --home-dir /app --no-create-home stat_guard \
 USER stat_guard
 
 # Configuration: the built-in defaults plus STAT_GUARD_<SECTION>_<KEY> variables
-# (docs/fleet.md); no App.yaml is baked in.
-CMD ["celery", "-A", "workers.celery_app", "worker", "-Q", "ondemand,reactions", "-l", "info"]
+# (docs/fleet.md); no App.yaml is baked in. Every process starts through the stat-guard
+# command (docs/fleet.md, "Command line"); by default the on-demand and reaction worker,
+# as docker-compose.yml's worker-ondemand.
+CMD ["stat-guard", "worker", "ondemand", "--with-reactions", "--pool", "prefork", "--concurrency", "2"]

@@ -10,6 +10,7 @@ import redis
 from stat_guard.scheduled.engine import flag_model
 from tests.cli.conftest import CONFIG, stat_guard
 from tests.fleet.support import query, stream_records
+from tests.local import free_port
 
 
 def test_local_run_shows_progress_verdicts_and_publishes_once(model_db: Path,
@@ -55,3 +56,24 @@ def test_unflag_local_keeps_the_flagging_run(model_db: Path) -> None:
     unknown = stat_guard("unflag", "nobody", "--local", db_path=model_db)
     assert (unknown.code, unknown.err.strip()) == (
         2, "stat-guard: model 'nobody' is not in model_metadata")
+
+
+def test_redis_unreachable_at_publish_prints_the_verdicts_and_is_exit_3(
+        model_db: Path) -> None:
+    port = free_port()
+    ran = stat_guard("run", "payments", "--local", db_path=model_db,
+                     env={"STAT_GUARD_REDIS_PORT": str(port)})
+    assert ran.code == 3, ran.err
+    head, _header, _rule, *rows = ran.out.splitlines()
+    assert "(manual run): verdict drift" in head
+    assert [row.split()[:2] for row in rows] == [["amount", "drift"], ["stable", "ok"],
+                                                  ["channel", "ok"]]
+    *progress, failure = ran.err.splitlines()
+    assert progress[-1].startswith("writing the scores of run payments@manual-")
+    assert failure.startswith(
+        "stat-guard: the scores are written, but the result was not published (reactions "
+        f"and stat-guard status do not see it): Redis at 127.0.0.1:{port} (db 13) is "
+        "unreachable: ")
+    assert "Traceback" not in ran.err
+    [(run_id,)] = query(model_db, "SELECT last_run_id FROM model_metadata")
+    assert run_id in head

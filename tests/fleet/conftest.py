@@ -158,6 +158,9 @@ class Fleet:
         """Warm shutdown (SIGTERM to the main process), then SIGKILL to what is left."""
         if item.process.poll() is None:
             item.process.send_signal(signal.SIGTERM)
+        self._reap(item, timeout)
+
+    def _reap(self, item: FleetProcess, timeout: float) -> None:
         try:
             item.process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -166,11 +169,12 @@ class Fleet:
         item.kill(signal.SIGKILL)  # pool processes left behind, if any
 
     def stop_all(self) -> None:
+        """Warm shutdown of every process at once (each takes about 2 s), then as stop."""
         for item in self.processes:
             if item.process.poll() is None:
-                self.stop(item, timeout=5)
-            else:
-                item.kill(signal.SIGKILL)
+                item.process.send_signal(signal.SIGTERM)
+        for item in self.processes:
+            self._reap(item, timeout=5)
 
     def logs(self) -> str:
         return "\n".join(f"===== {p.name} ({p.log_path})\n{p.log()[-4000:]}"

@@ -4,6 +4,7 @@ as documented (health-gated dependencies, one beat, limits on the drift worker).
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -154,3 +155,14 @@ def test_postgres_image_builds_the_extension_and_installs_pgsql_http() -> None:
     assert init.stat().st_mode & 0o111
     syntax = subprocess.run(["sh", "-n", str(init)], capture_output=True, text=True)
     assert syntax.returncode == 0, syntax.stderr
+
+
+def test_fleet_image_starts_its_default_process_through_stat_guard(
+        resolved: dict[str, Any]) -> None:
+    text = (ROOT / "deploy/docker/fleet.Dockerfile").read_text()
+    (cmd,) = re.findall(r"^CMD\s+(\[.*\])\s*$", text, flags=re.M)
+    command = json.loads(cmd)  # the exec form: no shell between Docker and the process
+    assert command[0] == "stat-guard", command
+    # The image on its own runs what the compose file's on-demand and reaction worker runs.
+    assert command == resolved["services"]["worker-ondemand"]["command"]
+    assert _started({"command": command}) == _started(resolved["services"]["worker-ondemand"])

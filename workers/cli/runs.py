@@ -5,7 +5,9 @@ Through the fleet (default), the drift worker runs it like any scheduled run (mo
 write, publish once) and the verdict table is read back from the stream. ``--local`` runs
 the engine in this process with a progress line per feature, then publishes the record
 once so reactions, the exporter and ``stat-guard status`` see it (``--no-publish``: not).
-Exit code: 0, 1 when the verdict is drift, 2 when the run failed (verdict error).
+Exit code: 0, 1 when the verdict is drift, 2 when the run failed (verdict error); 3 when
+``--local`` could not publish (Redis unreachable: the table is printed, the scores are
+written, one line says the result was not published).
 
 Redis and Celery are imported by the functions that use them, so ``--help`` and the
 other commands start quickly.
@@ -32,7 +34,8 @@ def register(commands: argparse._SubParsersAction) -> None:
         "run", help="run a model's drift now and print its verdicts",
         description="Run one model's drift now (a manual run, outside the schedule) and "
                     "print the verdict of each feature. Exit code 0, 1 on drift, 2 when the "
-                    "run failed.")
+                    "run failed, 3 when Redis is unreachable (with --local: the result "
+                    "was not published).")
     run.add_argument("model")
     run.add_argument("--local", action="store_true",
                      help="run the engine in this process instead of on the drift worker")
@@ -127,11 +130,12 @@ def _run_here(model: str, run_id: str, publish: bool, config: FleetConfig) -> in
     try:
         client = reachable_redis(config)
         published = publish_once(client, config.redis, config.stream, record)
-    except (redis.ConnectionError, redis.TimeoutError) as exc:
-        raise unreachable(config, exc) from exc
-    except CommandError as exc:
-        raise CommandError(f"the scores are written, but the result was not published: "
-                           f"{exc}", REDIS_UNREACHABLE) from exc
+    except (redis.ConnectionError, redis.TimeoutError, CommandError) as exc:
+        # Unreachable at the PING or during the publish: the same line, exit code 3.
+        reason = exc if isinstance(exc, CommandError) else unreachable(config, exc)
+        raise CommandError(f"the scores are written, but the result was not published "
+                           f"(reactions and stat-guard status do not see it): {reason}",
+                           REDIS_UNREACHABLE) from exc
     print(f"published to {config.stream.name} (entry {published.entry_id}): reactions and "
           f"stat-guard status will see it")
     return code
