@@ -6,7 +6,6 @@ through :func:`esc`; the pages carry no script at all.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -349,7 +348,3 @@ def report(result: Result, history: Sequence[ResultRecord], thresholds: Threshol
                        heading=f"Drift of {esc(result.model)}")
     return page(f"{result.model}: drift report ({result.run_id})", body, standalone=True,
                 generated=f"report generated {generated} from Redis")
-
-
-def is_finite(value: float | None) -> bool:
-    return value is not None and math.isfinite(value)
