@@ -253,31 +253,60 @@ def numeric_display(name: str, baseline_cdf: Cdf, current_cdf: Cdf,
                     **common: Any) -> FeatureDisplay:
     """Even display bins over both windows' RANGE_LEVELS quantiles; the end bins also hold
     the tails. ``common`` takes the other FeatureDisplay fields (verdict, statistics …)."""
-    lows = [baseline_quantile(RANGE_LEVELS[0]), current_quantile(RANGE_LEVELS[0])]
-    highs = [baseline_quantile(RANGE_LEVELS[1]), current_quantile(RANGE_LEVELS[1])]
-    finite = [v for v in lows + highs if math.isfinite(v)]
-    if not finite:
+    edges = display_edges([baseline_quantile(q) for q in RANGE_LEVELS],
+                          [current_quantile(q) for q in RANGE_LEVELS])
+    if not edges:
         return FeatureDisplay(name=name, kind=NUMERIC, **common)
+    return numeric_display_at(
+        name, edges, [baseline_cdf(e) for e in edges[1:-1]],
+        [current_cdf(e) for e in edges[1:-1]],
+        [baseline_quantile(q) for q in QUANTILE_LEVELS],
+        [current_quantile(q) for q in QUANTILE_LEVELS], **common)
+
+
+def display_edges(baseline_range: Sequence[float], current_range: Sequence[float]
+                  ) -> list[float]:
+    """The display bin edges from each window's values at RANGE_LEVELS: MAX_BINS even bins
+    between the lowest and the highest finite of them (two equal edges when they meet),
+    ``[]`` when none is finite."""
+    finite = [float(v) for v in (*baseline_range, *current_range) if math.isfinite(v)]
+    if not finite:
+        return []
     low, high = min(finite), max(finite)
     if high <= low:
-        edges = [low, low]
-    else:
-        step = (high - low) / MAX_BINS
-        edges = [low + i * step for i in range(MAX_BINS)] + [high]
+        return [low, low]
+    step = high / MAX_BINS - low / MAX_BINS  # never overflows, even from -1e308 to 1e308
+    return [low + i * step for i in range(MAX_BINS)] + [high]
 
-    def shares(cdf: Cdf) -> tuple[float, ...]:
-        inner = [min(1.0, max(0.0, cdf(e))) for e in edges[1:-1]]
+
+def numeric_display_at(name: str, edges: Sequence[float],
+                       baseline_cdf_inner: Sequence[float] | None,
+                       current_cdf_inner: Sequence[float] | None,
+                       baseline_quantiles: Sequence[float], current_quantiles: Sequence[float],
+                       **common: Any) -> FeatureDisplay:
+    """:func:`numeric_display` from values computed elsewhere (e.g. vectorised): ``edges``
+    from :func:`display_edges`, each window's CDF at ``edges[1:-1]`` (None for a window
+    without values: its shares are all 0) and its values at QUANTILE_LEVELS (left out
+    unless all finite)."""
+
+    def shares(inner_values: Sequence[float] | None) -> tuple[float, ...]:
+        if inner_values is None:
+            return (0.0,) * (len(edges) - 1)
+        inner = [min(1.0, max(0.0, float(v))) if v == v else 0.0 for v in inner_values]
         cumulative = [0.0, *inner, 1.0]
         for i in range(1, len(cumulative)):  # a CDF never decreases
-            cumulative[i] = max(cumulative[i], cumulative[i - 1])
+            if cumulative[i] < cumulative[i - 1]:
+                cumulative[i] = cumulative[i - 1]
         return tuple(b - a for a, b in itertools.pairwise(cumulative))
 
-    quantiles = {"baseline": tuple(baseline_quantile(q) for q in QUANTILE_LEVELS),
-                 "current": tuple(current_quantile(q) for q in QUANTILE_LEVELS)}
-    return FeatureDisplay(name=name, kind=NUMERIC, edges=tuple(edges),
-                          baseline=shares(baseline_cdf), current=shares(current_cdf),
+    quantiles = {"baseline": tuple(float(v) for v in baseline_quantiles),
+                 "current": tuple(float(v) for v in current_quantiles)}
+    return FeatureDisplay(name=name, kind=NUMERIC, edges=tuple(float(e) for e in edges),
+                          baseline=shares(baseline_cdf_inner),
+                          current=shares(current_cdf_inner),
                           quantiles={k: v for k, v in quantiles.items()
-                                     if all(math.isfinite(x) for x in v)},
+                                     if len(v) == len(QUANTILE_LEVELS)
+                                     and all(math.isfinite(x) for x in v)},
                           **common)
 
 

@@ -243,6 +243,17 @@ class ExporterConfig:
 
 
 @dataclass(frozen=True)
+class DisplayConfig:
+    """Display summaries of results (stat_guard.display, workers/displays.py)."""
+
+    ttl_s: int = 30 * 86400  # a run's summaries expire from Redis this long after the run
+
+    def __post_init__(self) -> None:
+        if self.ttl_s < 1:
+            raise ConfigError("display.ttl_s must be at least 1")
+
+
+@dataclass(frozen=True)
 class TestingConfig:
     """Fault-injection pauses for the fleet's tests; zero in production."""
 
@@ -267,6 +278,7 @@ class FleetConfig:
     baselines: BaselinesConfig = field(default_factory=BaselinesConfig)
     flower: FlowerConfig = field(default_factory=FlowerConfig)
     exporter: ExporterConfig = field(default_factory=ExporterConfig)
+    display: DisplayConfig = field(default_factory=DisplayConfig)
     testing: TestingConfig = field(default_factory=TestingConfig)
     source_path: str = ""  # the file read, or "" for built-in defaults
 
