@@ -100,6 +100,11 @@ class FeatureDisplay:
         return (_rank(self.verdict), -(psi if psi is not None else -1.0))
 
     def to_json(self) -> dict[str, Any]:
+        return self.to_json_sized()[0]
+
+    def to_json_sized(self) -> tuple[dict[str, Any], int]:
+        """:meth:`to_json` and its size in bytes as compact UTF-8 JSON (at most
+        MAX_FEATURE_BYTES)."""
         document: dict[str, Any] = {
             "name": self.name[:MAX_NAME_CHARS], "kind": self.kind, "verdict": self.verdict,
             "reasons": [r[:MAX_REASON_CHARS] for r in self.reasons[:MAX_REASONS]],
@@ -109,10 +114,10 @@ class FeatureDisplay:
             "missing_baseline": _round(self.missing_baseline),
             "missing_current": _round(self.missing_current)}
         if self.kind == NUMERIC:
-            document.update(edges=[_round(e) for e in self.edges],
-                            baseline=[_round(p) for p in self.baseline],
-                            current=[_round(p) for p in self.current],
-                            quantiles={side: [_round(v) for v in values]
+            document.update(edges=_round_all(self.edges),
+                            baseline=_round_all(self.baseline),
+                            current=_round_all(self.current),
+                            quantiles={side: _round_all(values)
                                        for side, values in self.quantiles.items()})
         else:
             document.update(categories=[c.to_json() for c in self.categories],
@@ -120,11 +125,14 @@ class FeatureDisplay:
                                    "current": _round(self.other_current),
                                    "count": self.other_count})
         # Within the bound: long category names and many categories shrink first.
-        while len(_compact(document)) > MAX_FEATURE_BYTES and document.get("categories"):
+        size = len(_compact(document).encode())
+        while size > MAX_FEATURE_BYTES and document.get("categories"):
             document["categories"].pop()
-        if len(_compact(document)) > MAX_FEATURE_BYTES:
+            size = len(_compact(document).encode())
+        if size > MAX_FEATURE_BYTES:
             document["reasons"] = document["reasons"][:1]
-        return document
+            size = len(_compact(document).encode())
+        return document, size
 
     @classmethod
     def from_json(cls, document: Any) -> FeatureDisplay:
@@ -385,6 +393,16 @@ def _round(value: float | None) -> float | None:
     if value is None or not isinstance(value, (int, float)) or not math.isfinite(value):
         return None
     return float(f"{value:.6g}")
+
+
+def _round_all(values: Sequence[Any]) -> list[float | None]:
+    """``[_round(v) for v in values]``, about twice as fast on plain numbers (a service
+    answer rounds some 35,000 of them for 256 columns)."""
+    try:  # v - v == 0 exactly for finite numbers (NaN and ±Inf give NaN)
+        return [float(f"{v:.6g}") if v - v == 0 and not isinstance(v, bool) else None
+                for v in values]
+    except (TypeError, ValueError):
+        return [_round(v) for v in values]
 
 
 def _compact(document: Any) -> str:
