@@ -24,6 +24,7 @@ import io
 import itertools
 import json
 import math
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -239,7 +240,7 @@ def decode_run(data: bytes) -> RunDisplay:
     try:
         with gzip.GzipFile(fileobj=io.BytesIO(data)) as stream:
             raw = stream.read(MAX_RUN_BYTES + 1)
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+    except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as exc:
         raise DisplayError(f"not a compressed display summary: {exc}") from None
     if len(raw) > MAX_RUN_BYTES:
         raise DisplayError(f"display summary larger than {MAX_RUN_BYTES} bytes")
@@ -283,8 +284,15 @@ def display_edges(baseline_range: Sequence[float], current_range: Sequence[float
     low, high = min(finite), max(finite)
     if high <= low:
         return [low, low]
-    step = high / MAX_BINS - low / MAX_BINS  # never overflows, even from -1e308 to 1e308
-    return [low + i * step for i in range(MAX_BINS)] + [high]
+    if math.isfinite(high - low):
+        step = (high - low) / MAX_BINS
+        edges = [low + i * step for i in range(MAX_BINS)] + [high]
+    else:  # a span beyond the largest float (-1e308 to 1e308): interpolate instead
+        edges = [low * (1 - i / MAX_BINS) + high * (i / MAX_BINS)
+                 for i in range(MAX_BINS)] + [high]
+    for i in range(1, len(edges)):  # increasing whatever the rounding did
+        edges[i] = min(max(edges[i], edges[i - 1]), high)
+    return edges
 
 
 def numeric_display_at(name: str, edges: Sequence[float],
