@@ -9,6 +9,7 @@ Pure Python over counts: every formula comes from ``stat_guard.counts`` (which
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 from collections.abc import Mapping
 
@@ -33,6 +34,8 @@ from stat_guard.scheduled.results import FeatureDrift
 from stat_guard.scheduled.windows import CURRENT, HISTORICAL
 from stat_guard.verdict import ERROR, Evidence, Thresholds, Verdict, decide
 
+logger = logging.getLogger(__name__)
+
 
 def error_feature(name: str, kind: str, message: str) -> FeatureDrift:
     return FeatureDrift(name=name, kind=kind, verdict=ERROR, error=message)
@@ -48,10 +51,20 @@ def score_feature(aggregate: FeatureAggregate, max_categories: int) -> FeatureDr
         missing_historical=historical.nulls + historical.nonfinite,
         missing_current=current.nulls + current.nonfinite,
         notes=_missing_notes(historical, current),
-        display_shape=display_shape(aggregate, historical, current))
+        display_shape=_safe_display_shape(aggregate, historical, current))
     if aggregate.spec.kind == CATEGORICAL:
         return _score_categorical(base, historical, current, max_categories)
     return _score_numeric(base, aggregate, historical, current)
+
+
+def _safe_display_shape(aggregate: FeatureAggregate, historical: WindowCounts,
+                        current: WindowCounts) -> FeatureDisplay | None:
+    """A display that cannot be built is left out (logged): it never costs the scores."""
+    try:
+        return display_shape(aggregate, historical, current)
+    except Exception:  # the run's figures matter more than a picture
+        logger.exception("feature %r: display summary not built", aggregate.spec.name[:100])
+        return None
 
 
 def display_shape(aggregate: FeatureAggregate, historical: WindowCounts,
