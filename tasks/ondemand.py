@@ -104,11 +104,12 @@ def ondemand_record(verdict: dict[str, Any], model: str, started_at: datetime,
                                 rows=int(rows) if isinstance(rows, int | float) else None))
 
 
-def ondemand_display(verdict: dict[str, Any], record: ResultRecord) -> RunDisplay:
+def ondemand_display(verdict: dict[str, Any], record: ResultRecord) -> RunDisplay | None:
     """The analysis's display summaries, from the columns' ``display`` objects (the verdict
     service's, docs/wire-format.md §4). Each is validated (``FeatureDisplay.from_json``)
     and named after its column; a malformed one is left out with a warning, as are the
-    columns the service left without one (``display_omitted``)."""
+    columns the service left without one (``display_omitted``). None when no column has
+    one (an older verdict service)."""
     columns = verdict.get("columns") or {}
     features = []
     for name, column in columns.items() if isinstance(columns, dict) else ():
@@ -128,6 +129,8 @@ def ondemand_display(verdict: dict[str, Any], record: ResultRecord) -> RunDispla
         logger.info("on-demand analysis %s: the verdict service left %d of %d columns "
                     "without a display (its byte budget)", record.run_id,
                     len(columns) - len(features), len(columns))
+    if not features:  # a verdict service without displays: no key in the record
+        return None
     return RunDisplay(
         run_id=record.run_id, model=record.model, source=ONDEMAND, trigger=ONDEMAND,
         verdict=record.verdict if record.verdict in VERDICTS else "error",
