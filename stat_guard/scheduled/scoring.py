@@ -87,10 +87,10 @@ def display_shape(aggregate: FeatureAggregate, historical: WindowCounts,
         low = window.minimum if window.minimum <= fine[0] else fine[0]  # NaN: fine[0]
         high = window.maximum if window.maximum >= fine[-1] else fine[-1]
         sides.append(binned_cdf([low, *fine, high], bins))
-    if all(side is None for side in sides):
-        return FeatureDisplay(name=name, kind=aggregate.spec.kind, verdict=Verdict.OK.value)
     edges = display_edges(*([side[1](q) for q in RANGE_LEVELS] if side else []
                             for side in sides))
+    if not edges:  # no value in either window
+        return FeatureDisplay(name=name, kind=aggregate.spec.kind, verdict=Verdict.OK.value)
     inner = edges[1:-1]
     cdfs = [None if side is None else [side[0](e) for e in inner] for side in sides]
     quantiles = [[] if side is None else [side[1](q) for q in QUANTILE_LEVELS]
