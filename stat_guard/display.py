@@ -24,6 +24,7 @@ import io
 import itertools
 import json
 import math
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -100,6 +101,11 @@ class FeatureDisplay:
         return (_rank(self.verdict), -(psi if psi is not None else -1.0))
 
     def to_json(self) -> dict[str, Any]:
+        return self.to_json_sized()[0]
+
+    def to_json_sized(self) -> tuple[dict[str, Any], int]:
+        """:meth:`to_json` and its size in bytes as compact UTF-8 JSON (at most
+        MAX_FEATURE_BYTES)."""
         document: dict[str, Any] = {
             "name": self.name[:MAX_NAME_CHARS], "kind": self.kind, "verdict": self.verdict,
             "reasons": [r[:MAX_REASON_CHARS] for r in self.reasons[:MAX_REASONS]],
@@ -109,10 +115,10 @@ class FeatureDisplay:
             "missing_baseline": _round(self.missing_baseline),
             "missing_current": _round(self.missing_current)}
         if self.kind == NUMERIC:
-            document.update(edges=[_round(e) for e in self.edges],
-                            baseline=[_round(p) for p in self.baseline],
-                            current=[_round(p) for p in self.current],
-                            quantiles={side: [_round(v) for v in values]
+            document.update(edges=_round_all(self.edges),
+                            baseline=_round_all(self.baseline),
+                            current=_round_all(self.current),
+                            quantiles={side: _round_all(values)
                                        for side, values in self.quantiles.items()})
         else:
             document.update(categories=[c.to_json() for c in self.categories],
@@ -120,11 +126,14 @@ class FeatureDisplay:
                                    "current": _round(self.other_current),
                                    "count": self.other_count})
         # Within the bound: long category names and many categories shrink first.
-        while len(_compact(document)) > MAX_FEATURE_BYTES and document.get("categories"):
+        size = len(_compact(document).encode())
+        while size > MAX_FEATURE_BYTES and document.get("categories"):
             document["categories"].pop()
-        if len(_compact(document)) > MAX_FEATURE_BYTES:
+            size = len(_compact(document).encode())
+        if size > MAX_FEATURE_BYTES:
             document["reasons"] = document["reasons"][:1]
-        return document
+            size = len(_compact(document).encode())
+        return document, size
 
     @classmethod
     def from_json(cls, document: Any) -> FeatureDisplay:
@@ -231,7 +240,7 @@ def decode_run(data: bytes) -> RunDisplay:
     try:
         with gzip.GzipFile(fileobj=io.BytesIO(data)) as stream:
             raw = stream.read(MAX_RUN_BYTES + 1)
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+    except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as exc:
         raise DisplayError(f"not a compressed display summary: {exc}") from None
     if len(raw) > MAX_RUN_BYTES:
         raise DisplayError(f"display summary larger than {MAX_RUN_BYTES} bytes")
@@ -253,31 +262,67 @@ def numeric_display(name: str, baseline_cdf: Cdf, current_cdf: Cdf,
                     **common: Any) -> FeatureDisplay:
     """Even display bins over both windows' RANGE_LEVELS quantiles; the end bins also hold
     the tails. ``common`` takes the other FeatureDisplay fields (verdict, statistics …)."""
-    lows = [baseline_quantile(RANGE_LEVELS[0]), current_quantile(RANGE_LEVELS[0])]
-    highs = [baseline_quantile(RANGE_LEVELS[1]), current_quantile(RANGE_LEVELS[1])]
-    finite = [v for v in lows + highs if math.isfinite(v)]
-    if not finite:
+    edges = display_edges([baseline_quantile(q) for q in RANGE_LEVELS],
+                          [current_quantile(q) for q in RANGE_LEVELS])
+    if not edges:
         return FeatureDisplay(name=name, kind=NUMERIC, **common)
+    return numeric_display_at(
+        name, edges, [baseline_cdf(e) for e in edges[1:-1]],
+        [current_cdf(e) for e in edges[1:-1]],
+        [baseline_quantile(q) for q in QUANTILE_LEVELS],
+        [current_quantile(q) for q in QUANTILE_LEVELS], **common)
+
+
+def display_edges(baseline_range: Sequence[float], current_range: Sequence[float]
+                  ) -> list[float]:
+    """The display bin edges from each window's values at RANGE_LEVELS: MAX_BINS even bins
+    between the lowest and the highest finite of them (two equal edges when they meet),
+    ``[]`` when none is finite."""
+    finite = [float(v) for v in (*baseline_range, *current_range) if math.isfinite(v)]
+    if not finite:
+        return []
     low, high = min(finite), max(finite)
     if high <= low:
-        edges = [low, low]
-    else:
+        return [low, low]
+    if math.isfinite(high - low):
         step = (high - low) / MAX_BINS
         edges = [low + i * step for i in range(MAX_BINS)] + [high]
+    else:  # a span beyond the largest float (-1e308 to 1e308): interpolate instead
+        edges = [low * (1 - i / MAX_BINS) + high * (i / MAX_BINS)
+                 for i in range(MAX_BINS)] + [high]
+    for i in range(1, len(edges)):  # increasing whatever the rounding did
+        edges[i] = min(max(edges[i], edges[i - 1]), high)
+    return edges
 
-    def shares(cdf: Cdf) -> tuple[float, ...]:
-        inner = [min(1.0, max(0.0, cdf(e))) for e in edges[1:-1]]
+
+def numeric_display_at(name: str, edges: Sequence[float],
+                       baseline_cdf_inner: Sequence[float] | None,
+                       current_cdf_inner: Sequence[float] | None,
+                       baseline_quantiles: Sequence[float], current_quantiles: Sequence[float],
+                       **common: Any) -> FeatureDisplay:
+    """:func:`numeric_display` from values computed elsewhere (e.g. vectorised): ``edges``
+    from :func:`display_edges`, each window's CDF at ``edges[1:-1]`` (None for a window
+    without values: its shares are all 0) and its values at QUANTILE_LEVELS (left out
+    unless all finite)."""
+
+    def shares(inner_values: Sequence[float] | None) -> tuple[float, ...]:
+        if inner_values is None:
+            return (0.0,) * (len(edges) - 1)
+        inner = [min(1.0, max(0.0, float(v))) if v == v else 0.0 for v in inner_values]
         cumulative = [0.0, *inner, 1.0]
         for i in range(1, len(cumulative)):  # a CDF never decreases
-            cumulative[i] = max(cumulative[i], cumulative[i - 1])
+            if cumulative[i] < cumulative[i - 1]:
+                cumulative[i] = cumulative[i - 1]
         return tuple(b - a for a, b in itertools.pairwise(cumulative))
 
-    quantiles = {"baseline": tuple(baseline_quantile(q) for q in QUANTILE_LEVELS),
-                 "current": tuple(current_quantile(q) for q in QUANTILE_LEVELS)}
-    return FeatureDisplay(name=name, kind=NUMERIC, edges=tuple(edges),
-                          baseline=shares(baseline_cdf), current=shares(current_cdf),
+    quantiles = {"baseline": tuple(float(v) for v in baseline_quantiles),
+                 "current": tuple(float(v) for v in current_quantiles)}
+    return FeatureDisplay(name=name, kind=NUMERIC, edges=tuple(float(e) for e in edges),
+                          baseline=shares(baseline_cdf_inner),
+                          current=shares(current_cdf_inner),
                           quantiles={k: v for k, v in quantiles.items()
-                                     if all(math.isfinite(x) for x in v)},
+                                     if len(v) == len(QUANTILE_LEVELS)
+                                     and all(math.isfinite(x) for x in v)},
                           **common)
 
 
@@ -356,6 +401,16 @@ def _round(value: float | None) -> float | None:
     if value is None or not isinstance(value, (int, float)) or not math.isfinite(value):
         return None
     return float(f"{value:.6g}")
+
+
+def _round_all(values: Sequence[Any]) -> list[float | None]:
+    """``[_round(v) for v in values]``, about twice as fast on plain numbers (a service
+    answer rounds some 35,000 of them for 256 columns)."""
+    try:  # v - v == 0 exactly for finite numbers (NaN and ±Inf give NaN)
+        return [float(f"{v:.6g}") if v - v == 0 and not isinstance(v, bool) else None
+                for v in values]
+    except (TypeError, ValueError):
+        return [_round(v) for v in values]
 
 
 def _compact(document: Any) -> str:

@@ -12,15 +12,16 @@ engine scores them: ``stat_guard.categories.pool_categories`` and
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
-from stat_guard import __version__, stats
+from stat_guard import __version__, display, stats
 from stat_guard.categories import (
     DEFAULT_MAX_CATEGORIES,
     CategoryCounts,
@@ -41,8 +42,17 @@ from stat_guard.verdict import (
 )
 from stat_guard.wire import ColumnCategories, WireFormatError, decode_envelope
 
+logger = logging.getLogger(__name__)
+
 # Categories listed with their shares in a categorical column's verdict.
 MAX_TOP_LISTED = 20
+# The columns' ``display`` objects together stay within this many bytes of compact JSON
+# (the most severe columns get theirs first; ``display_omitted`` says some went without):
+# the extension refuses an answer above pg_stat_guard.max_response_bytes (1 MiB by
+# default), and its 256 columns' verdict is about 330 kB without displays. An envelope
+# whose metadata names ``max_response_bytes`` gets at most half of that.
+DISPLAY_BUDGET_BYTES = 512 * 1024
+_DISPLAY_LEVELS = np.array(display.RANGE_LEVELS + display.QUANTILE_LEVELS)
 
 
 @dataclass(frozen=True)
@@ -271,10 +281,15 @@ def _top_categories(c: CategoricalComparison) -> list[dict[str, Any]]:
             for _, _, name, share_b, share_c in rows[:MAX_TOP_LISTED]]
 
 
-def analyze_envelope(body: bytes, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> dict[str, Any]:
+def analyze_envelope(body: bytes, thresholds: Thresholds = DEFAULT_THRESHOLDS,
+                     display_budget_bytes: int = DISPLAY_BUDGET_BYTES) -> dict[str, Any]:
     """Decode a request envelope and answer the verdict JSON (docs/wire-format.md §4).
 
-    Raises :class:`stat_guard.wire.WireFormatError` for a malformed body.
+    Each column gets a ``display`` object (``stat_guard.display.FeatureDisplay.to_json``),
+    the most severe columns first, while they fit in ``display_budget_bytes`` (and half of
+    a ``max_response_bytes`` the metadata names); ``display_omitted`` is true when some
+    column went without. Raises :class:`stat_guard.wire.WireFormatError` for a malformed
+    body.
     """
     started = time.perf_counter()
     envelope = decode_envelope(body)
@@ -296,6 +311,9 @@ def analyze_envelope(body: bytes, thresholds: Thresholds = DEFAULT_THRESHOLDS) -
             "current": summary(pair.current),
             "baseline": summary(pair.baseline),
         }
+    scored = time.perf_counter()
+    omitted = add_displays(columns, report, envelope.columns,
+                           _display_budget(display_budget_bytes, envelope.metadata))
     finished = time.perf_counter()
     return {
         "status": "ok",
@@ -304,9 +322,135 @@ def analyze_envelope(body: bytes, thresholds: Thresholds = DEFAULT_THRESHOLDS) -
         "function_version": __version__,
         "thresholds": thresholds.as_dict(),
         "columns": columns,
+        "display_omitted": omitted,
         "timings_ms": {"decode": round((decoded - started) * 1e3, 3),
-                       "statistics": round((finished - decoded) * 1e3, 3)},
+                       "statistics": round((scored - decoded) * 1e3, 3),
+                       "display": round((finished - scored) * 1e3, 3)},
     }
+
+
+def _display_budget(budget: int, metadata: Mapping[str, Any]) -> int:
+    limit = metadata.get("max_response_bytes")
+    if isinstance(limit, int) and not isinstance(limit, bool) and limit > 0:
+        return min(budget, limit // 2)
+    return budget
+
+
+def add_displays(columns: dict[str, dict[str, Any]], report: ModelReport,
+                 pairs: Mapping[str, Any], budget_bytes: int) -> bool:
+    """Give each column of the verdict its ``display`` object, the most severe first
+    (verdict, then PSI) while their compact JSON fits in ``budget_bytes``; True when a
+    column went without. A display that cannot be built is left out (logged): it never
+    costs the verdict."""
+    def severity(name: str) -> tuple[int, float]:
+        feature = report.features[name]
+        psi = feature.comparison.drift_score
+        return (display.VERDICTS.index(feature.decision.verdict.value)
+                if feature.decision.verdict.value in display.VERDICTS else len(display.VERDICTS),
+                -psi if math.isfinite(psi) else 1.0)
+
+    left = budget_bytes
+    omitted = False
+    for name in sorted(report.features, key=severity):
+        if left <= 0:
+            omitted = True
+            continue
+        try:
+            document, size = feature_display(name, report.features[name],
+                                             pairs[name]).to_json_sized()
+        except Exception:  # a bug here must never cost the verdict
+            logger.exception("display of column %r not built", name[:100])
+            omitted = True
+            continue
+        if size > left:
+            omitted = True
+            left = 0  # the rest would not fit either, or barely: stop building
+            continue
+        left -= size
+        columns[name]["display"] = document
+    return omitted
+
+
+def feature_display(name: str, report: FeatureReport, pair: Any) -> display.FeatureDisplay:
+    """One column's display summary: numeric from the digests (41 CDF values and 9
+    quantiles per window, vectorised), categorical from the count tables."""
+    c = report.comparison
+    evidence = c.evidence()
+    missing_baseline, missing_current = evidence.missing_rates
+    if isinstance(c, CategoricalComparison):
+        statistics = {"psi": c.result.psi, "kl": c.kl, "js": c.result.js_distance,
+                      "chi2": c.result.chi2, "chi2_pvalue": c.result.chi2_pvalue}
+    else:
+        statistics = {"psi": c.psi.statistic, "ks_statistic": c.ks.statistic,
+                      "ks_pvalue": c.ks.pvalue, "kl": c.kl.statistic, "js": c.js.statistic,
+                      "wasserstein": c.wasserstein.statistic}
+    common = {"verdict": report.decision.verdict.value,
+              "reasons": tuple(report.decision.reasons),
+              "statistics": {k: json_number(v) for k, v in statistics.items()},
+              "n_baseline": int(evidence.n_baseline), "n_current": int(evidence.n_current),
+              "missing_baseline": json_number(missing_baseline),
+              "missing_current": json_number(missing_current)}
+    if isinstance(c, CategoricalComparison):
+        return _categorical_display(name, c.baseline, c.current, common)
+    sides = [_display_curve(pair.baseline), _display_curve(pair.current)]
+    ranged = len(display.RANGE_LEVELS)
+    values = [None if side is None else _quantiles(side, _DISPLAY_LEVELS) for side in sides]
+    edges = display.display_edges(*(() if v is None else v[:ranged] for v in values))
+    if not edges:
+        return display.FeatureDisplay(name=name, kind=display.NUMERIC, **common)
+    inner = np.asarray(edges[1:-1])
+    cdfs = [None if side is None else _cdf(side, inner) for side in sides]
+    quantiles = [() if v is None else v[ranged:] for v in values]
+    return display.numeric_display_at(name, edges, cdfs[0], cdfs[1], quantiles[0],
+                                      quantiles[1], **common)
+
+
+def _display_curve(digest: TDigest) -> tuple[np.ndarray, np.ndarray] | None:
+    """The digest's CDF as one polyline (each anchor twice: its value before and after its
+    jump), normalised; None for an empty digest. One ``np.interp`` then reads the CDF or,
+    swapped, the quantiles: the digest's own piecewise-linear model (docs/wire-format.md
+    §2) at a fraction of ``TDigest.cdf``'s cost, as many columns are drawn at once."""
+    if digest.count == 0:
+        return None
+    anchors = digest._anchors()
+    x = np.repeat(anchors.x, 2)
+    f = np.empty(x.size)
+    f[0::2] = anchors.f_low
+    f[1::2] = anchors.f_high
+    return x, f / anchors.total
+
+
+def _cdf(curve: tuple[np.ndarray, np.ndarray], xs: np.ndarray) -> list[float]:
+    return np.interp(xs, curve[0], curve[1]).tolist()
+
+
+def _quantiles(curve: tuple[np.ndarray, np.ndarray], levels: np.ndarray) -> list[float]:
+    return np.interp(levels, curve[1], curve[0]).tolist()
+
+
+def _categorical_display(name: str, baseline: CategoryCounts, current: CategoryCounts,
+                         common: dict[str, Any]) -> display.FeatureDisplay:
+    """Shares of each window's non-missing values: the categories a table pooled
+    (``other_count``) go to ``other``; with a pooled baseline no category is called
+    unseen (it may be one of the pooled ones)."""
+    shown = display.categorical_display(name, baseline.counts, current.counts, **common)
+    scale_b = _scale(baseline)
+    scale_c = _scale(current)
+    categories = tuple(display.CategoryShare(
+        name=item.name, baseline=item.baseline * scale_b, current=item.current * scale_c,
+        unseen=item.unseen and not baseline.pooled) for item in shown.categories)
+    return replace(
+        shown, categories=categories,
+        other_baseline=shown.other_baseline * scale_b
+        + (baseline.other_count / baseline.total if baseline.total else 0.0),
+        other_current=shown.other_current * scale_c
+        + (current.other_count / current.total if current.total else 0.0),
+        other_count=shown.other_count + baseline.other_distinct + current.other_distinct)
+
+
+def _scale(table: CategoryCounts) -> float:
+    """Named share → share of the whole table."""
+    return (table.total - table.other_count) / table.total if table.total else 0.0
 
 
 def _summary_json(digest: TDigest) -> dict[str, Any]:

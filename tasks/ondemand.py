@@ -14,6 +14,7 @@ from typing import Any
 import psycopg
 from celery import Task
 
+from stat_guard.display import MAX_FEATURES, VERDICTS, DisplayError, FeatureDisplay, RunDisplay
 from stat_guard.result_record import (
     ONDEMAND,
     FeatureFigures,
@@ -22,6 +23,7 @@ from stat_guard.result_record import (
 )
 from stat_guard.verdict import model_verdict
 from workers.celery_app import app, config
+from workers.displays import with_display
 from workers.postgres import discard_connection, pg_connection
 from workers.redis_client import redis_client
 from workers.routing import RUN_ONDEMAND_ANALYSIS
@@ -102,6 +104,41 @@ def ondemand_record(verdict: dict[str, Any], model: str, started_at: datetime,
                                 rows=int(rows) if isinstance(rows, int | float) else None))
 
 
+def ondemand_display(verdict: dict[str, Any], record: ResultRecord) -> RunDisplay | None:
+    """The analysis's display summaries, from the columns' ``display`` objects (the verdict
+    service's, docs/wire-format.md §4). Each is validated (``FeatureDisplay.from_json``)
+    and named after its column; a malformed one is left out with a warning, as are the
+    columns the service left without one (``display_omitted``). None when no column has
+    one (an older verdict service)."""
+    columns = verdict.get("columns") or {}
+    features = []
+    for name, column in columns.items() if isinstance(columns, dict) else ():
+        if not isinstance(column, dict) or "display" not in column:
+            continue
+        try:
+            document = column["display"]
+            if isinstance(document, dict):
+                document = {**document, "name": str(name)[:100]}
+            features.append(FeatureDisplay.from_json(document))
+        except DisplayError as exc:
+            logger.warning("on-demand analysis %s: display of column %r left out: %s",
+                           record.run_id, str(name)[:100], exc)
+        if len(features) >= MAX_FEATURES:
+            break
+    if verdict.get("display_omitted"):
+        logger.info("on-demand analysis %s: the verdict service left %d of %d columns "
+                    "without a display (its byte budget)", record.run_id,
+                    len(columns) - len(features), len(columns))
+    if not features:  # a verdict service without displays: no key in the record
+        return None
+    return RunDisplay(
+        run_id=record.run_id, model=record.model, source=ONDEMAND, trigger=ONDEMAND,
+        verdict=record.verdict if record.verdict in VERDICTS else "error",
+        drift_score=record.drift_score,
+        finished_at=record.finished_at.isoformat() if record.finished_at else "",
+        features=tuple(features))
+
+
 @app.task(bind=True, name=RUN_ONDEMAND_ANALYSIS, max_retries=None,
           soft_time_limit=config.limits.ondemand_soft_time_limit_s,
           time_limit=config.limits.ondemand_time_limit_s)
@@ -142,6 +179,8 @@ def run_ondemand_analysis(self: Task, window: str | None = None, source: str | N
     table = (verdict.get("analysis") or {}).get("source") or source or ""
     record = ondemand_record(verdict, model or settings.model or table, started_at,
                              finished_at)
+    record = with_display(client, config.redis, record,
+                          lambda: ondemand_display(verdict, record), config.display.ttl_s)
     published = publish_once(client, config.redis, config.stream, record,
                              dedupe_key=dedupe_key)
     logger.info("on-demand analysis %s of %s: %s in %.1f ms (entry %s)", record.run_id,

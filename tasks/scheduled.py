@@ -31,6 +31,7 @@ from stat_guard.scheduled.engine import (
 )
 from stat_guard.scheduled.results import unscored_record
 from workers.celery_app import app, config
+from workers.displays import with_display
 from workers.locks import ModelLock
 from workers.redis_client import redis_client
 from workers.routing import FLAG_MODEL, RUN_MODEL_DRIFT, SCHEDULE_DRIFT_RUNS, UNFLAG_MODEL
@@ -173,7 +174,8 @@ def run_model_drift_task(self: Task, model: str, run_id: str, busy_retries: int 
         try:
             result = run_model_drift(config.duckdb.path, model, run_id,
                                      config=config.drift_run_config())
-            record = result.stream_record()
+            record = with_display(client, config.redis, result.stream_record(),
+                                  result.run_display, config.display.ttl_s)
         except ModelNotFoundError as exc:  # removed since it was enqueued: nothing to do
             logger.warning("drift run %s skipped: %s", run_id, exc)
             return {"status": "skipped_unknown_model", "run_id": run_id}

@@ -265,6 +265,17 @@ class PagesConfig:
 
 
 @dataclass(frozen=True)
+class DisplayConfig:
+    """Display summaries of results (stat_guard.display, workers/displays.py)."""
+
+    ttl_s: int = 30 * 86400  # a run's summaries expire from Redis this long after the run
+
+    def __post_init__(self) -> None:
+        if self.ttl_s < 1:
+            raise ConfigError("display.ttl_s must be at least 1")
+
+
+@dataclass(frozen=True)
 class TestingConfig:
     """Fault-injection pauses for the fleet's tests; zero in production."""
 
@@ -290,6 +301,8 @@ class FleetConfig:
     flower: FlowerConfig = field(default_factory=FlowerConfig)
     exporter: ExporterConfig = field(default_factory=ExporterConfig)
     pages: PagesConfig = field(default_factory=PagesConfig)
+
+    display: DisplayConfig = field(default_factory=DisplayConfig)
     testing: TestingConfig = field(default_factory=TestingConfig)
     source_path: str = ""  # the file read, or "" for built-in defaults
 

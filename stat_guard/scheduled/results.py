@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from stat_guard.display import (
+    CATEGORICAL,
+    NUMERIC,
+    VERDICTS,
+    FeatureDisplay,
+    RunDisplay,
+    missing_share,
+)
 from stat_guard.result_record import (
     ERROR_LIMIT_CHARS,
     SCHEDULED,
@@ -14,9 +23,14 @@ from stat_guard.result_record import (
     ResultRecord,
     ScheduledDetails,
     figure,
+    run_trigger,
 )
 from stat_guard.scheduled.windows import WindowBounds
 from stat_guard.verdict import ERROR as ERROR_VERDICT
+
+# The predictions' display summary is named like their drift_runs row (schema.PREDICTION_ROW),
+# a name no feature can take.
+PREDICTION_DISPLAY = "__prediction__"
 
 
 @dataclass(frozen=True)
@@ -55,6 +69,26 @@ class FeatureDrift:
     unseen_categories: tuple[str, ...] = ()  # the most frequent of them, at most 20
     unseen_share: float = math.nan  # current share in categories the historical lacks
     distinct_categories: int = 0  # both windows together; above max_categories, pooled
+    # The display summary's bins or categories, from the aggregates (scoring.display_shape);
+    # display_summary() adds the verdict and figures.
+    display_shape: FeatureDisplay | None = field(default=None, compare=False, repr=False)
+
+    def display_summary(self, name: str | None = None) -> FeatureDisplay:
+        """The feature's display summary (stat_guard.display): its bins or categories, the
+        verdict, reasons, statistics, counts and missing shares."""
+        kind = CATEGORICAL if self.kind == CATEGORICAL else NUMERIC
+        shape = self.display_shape or FeatureDisplay(name=self.name, kind=kind, verdict="ok")
+        return dataclasses.replace(
+            shape, name=name or self.name,
+            verdict=self.verdict if self.verdict in VERDICTS else "error",
+            reasons=tuple(self.reasons), error=self.error,
+            statistics={"psi": self.psi, "ks_statistic": self.ks_statistic,
+                        "ks_pvalue": self.ks_pvalue, "kl": self.kl, "js": self.js,
+                        "wasserstein": self.wasserstein_normalized, "chi2": self.chi2,
+                        "chi2_pvalue": self.chi2_pvalue},
+            n_baseline=self.n_historical, n_current=self.n_current,
+            missing_baseline=missing_share(self.missing_historical, self.n_historical),
+            missing_current=missing_share(self.missing_current, self.n_current))
 
     def figures(self) -> FeatureFigures:
         """The figures the stream record carries."""
@@ -116,6 +150,20 @@ class ModelDriftResult:
     bytes_fetched: int = 0  # size of every result set DuckDB returned
     ks_error_bound: float = math.nan  # largest binned-KS error bound of the run
     settings: dict[str, Any] = field(default_factory=dict)
+
+    def run_display(self) -> RunDisplay:
+        """The run's display summaries (stat_guard.display): one per feature, and the
+        predictions' under ``PREDICTION_DISPLAY`` when the run scored them. The publisher
+        stores them in Redis (workers.displays) and names the key in the record."""
+        features = [f.display_summary() for f in self.features.values()]
+        if self.model_drift.prediction is not None:
+            features.append(self.model_drift.prediction.display_summary(PREDICTION_DISPLAY))
+        return RunDisplay(run_id=self.run_id, model=self.model, source=SCHEDULED,
+                          trigger=run_trigger(self.run_id),
+                          verdict=self.verdict if self.verdict in VERDICTS else "error",
+                          drift_score=self.drift_score,
+                          finished_at=self.finished_at.astimezone(dt.UTC).isoformat(),
+                          features=tuple(features))
 
     def stream_record(self) -> ResultRecord:
         """The run's record for the Redis Stream."""

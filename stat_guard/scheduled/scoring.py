@@ -9,6 +9,7 @@ Pure Python over counts: every formula comes from ``stat_guard.counts`` (which
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 from collections.abc import Mapping
 
@@ -19,10 +20,21 @@ from stat_guard.categories import (
     pool_categories,
     unseen_categories,
 )
+from stat_guard.display import (
+    QUANTILE_LEVELS,
+    RANGE_LEVELS,
+    FeatureDisplay,
+    binned_cdf,
+    categorical_display,
+    display_edges,
+    numeric_display_at,
+)
 from stat_guard.scheduled.aggregates import CATEGORICAL, FeatureAggregate, WindowCounts
 from stat_guard.scheduled.results import FeatureDrift
 from stat_guard.scheduled.windows import CURRENT, HISTORICAL
 from stat_guard.verdict import ERROR, Evidence, Thresholds, Verdict, decide
+
+logger = logging.getLogger(__name__)
 
 
 def error_feature(name: str, kind: str, message: str) -> FeatureDrift:
@@ -38,10 +50,53 @@ def score_feature(aggregate: FeatureAggregate, max_categories: int) -> FeatureDr
         n_historical=historical.values, n_current=current.values,
         missing_historical=historical.nulls + historical.nonfinite,
         missing_current=current.nulls + current.nonfinite,
-        notes=_missing_notes(historical, current))
+        notes=_missing_notes(historical, current),
+        display_shape=_safe_display_shape(aggregate, historical, current))
     if aggregate.spec.kind == CATEGORICAL:
         return _score_categorical(base, historical, current, max_categories)
     return _score_numeric(base, aggregate, historical, current)
+
+
+def _safe_display_shape(aggregate: FeatureAggregate, historical: WindowCounts,
+                        current: WindowCounts) -> FeatureDisplay | None:
+    """A display that cannot be built is left out (logged): it never costs the scores."""
+    try:
+        return display_shape(aggregate, historical, current)
+    except Exception:  # the run's figures matter more than a picture
+        logger.exception("feature %r: display summary not built", aggregate.spec.name[:100])
+        return None
+
+
+def display_shape(aggregate: FeatureAggregate, historical: WindowCounts,
+                  current: WindowCounts) -> FeatureDisplay:
+    """The display summary's bins or categories (stat_guard.display) from the aggregates:
+    numeric from the fine bins (their mass spread evenly between the fine edges, the end
+    bins reaching each window's minimum and maximum), categorical from the category counts.
+    The verdict and figures are filled in by ``FeatureDrift.display_summary``."""
+    name = aggregate.spec.name
+    if aggregate.spec.kind == CATEGORICAL:
+        return categorical_display(name, historical.categories, current.categories,
+                                   verdict=Verdict.OK.value)
+    fine = aggregate.fine_edges
+    sides = []
+    for window in (historical, current):
+        bins = window.fine_counts
+        if not fine or bins is None or window.values <= 0 or not any(bins):
+            sides.append(None)
+            continue
+        low = window.minimum if window.minimum <= fine[0] else fine[0]  # NaN: fine[0]
+        high = window.maximum if window.maximum >= fine[-1] else fine[-1]
+        sides.append(binned_cdf([low, *fine, high], bins))
+    edges = display_edges(*([side[1](q) for q in RANGE_LEVELS] if side else []
+                            for side in sides))
+    if not edges:  # no value in either window
+        return FeatureDisplay(name=name, kind=aggregate.spec.kind, verdict=Verdict.OK.value)
+    inner = edges[1:-1]
+    cdfs = [None if side is None else [side[0](e) for e in inner] for side in sides]
+    quantiles = [[] if side is None else [side[1](q) for q in QUANTILE_LEVELS]
+                 for side in sides]
+    return numeric_display_at(name, edges, cdfs[0], cdfs[1], quantiles[0], quantiles[1],
+                              verdict=Verdict.OK.value)
 
 
 def _missing_notes(historical: WindowCounts, current: WindowCounts) -> tuple[str, ...]:

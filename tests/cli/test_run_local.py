@@ -11,6 +11,7 @@ from stat_guard.scheduled.engine import flag_model
 from tests.cli.conftest import CONFIG, stat_guard
 from tests.fleet.support import query, stream_records
 from tests.local import free_port
+from workers.displays import load_display
 
 
 def test_local_run_shows_progress_verdicts_and_publishes_once(model_db: Path,
@@ -30,6 +31,24 @@ def test_local_run_shows_progress_verdicts_and_publishes_once(model_db: Path,
     [record] = stream_records(redis_db)
     assert record["trigger"] == "manual" and record["verdict"] == "drift"
     assert query(model_db, "SELECT last_run_id FROM model_metadata") == [(record["run_id"],)]
+    # The run's display summaries, stored before the publish and named by the record.
+    shown = load_display(redis_db, record["display_key"])
+    assert 0 < redis_db.ttl(record["display_key"]) <= CONFIG.display.ttl_s
+    assert (shown.run_id, shown.trigger, shown.verdict) == (record["run_id"], "manual",
+                                                            "drift")
+    amount = next(f for f in shown.features if f.name == "amount")
+    assert amount.kind == "numeric" and amount.verdict == "drift" and amount.reasons
+    assert len(amount.edges) == len(amount.baseline) + 1 == 41
+    assert abs(sum(amount.baseline) - 1) < 1e-5 and abs(sum(amount.current) - 1) < 1e-5
+
+    def mean(shares: tuple[float, ...]) -> float:  # the shares' centre, in bin widths
+        return sum(i * p for i, p in enumerate(shares))
+
+    # "amount" moved up by one unit: the current mass sits further right.
+    assert mean(amount.current) > mean(amount.baseline) + 2
+    assert amount.quantiles["current"][3] > amount.quantiles["baseline"][3] + 0.5
+    channel = next(f for f in shown.features if f.name == "channel")
+    assert channel.kind == "categorical" and channel.categories
 
 
 def test_no_publish_leaves_the_stream_alone(model_db: Path, redis_db: redis.Redis) -> None:

@@ -22,6 +22,7 @@ from tests.fleet.support import (
 from tests.local import wait_for
 from workers import drift_pause
 from workers.celery_app import app
+from workers.displays import display_key, load_display
 from workers.routing import CONSUME_REACTIONS
 
 
@@ -70,6 +71,13 @@ def test_beat_to_drift_to_stream_to_reaction(fleet: Fleet, redis_db: redis.Redis
                                   "GROUP BY feature", [run_id])
             assert {feature for feature, _ in rows} >= set(features)
             assert all(count == 1 for _, count in rows)
+            # The drift task stored the run's display summaries under the record's key.
+            assert record["display_key"] == display_key(CONFIG.redis, run_id)
+            shown = load_display(redis_db, record["display_key"])
+            assert shown.run_id == run_id and shown.source == "scheduled"
+            by_name = {f.name: f for f in shown.features}
+            assert set(features) <= set(by_name)
+            assert {n for n in found if by_name[n].verdict in ("warning", "drift")} == found
 
         # The reaction worker acted on every drift run once; a model's first drift run
         # alerts, the later ones of its streak are quiet (docs/fleet.md, "The alert cycle").

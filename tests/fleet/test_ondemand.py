@@ -23,6 +23,7 @@ from tests.http_server import verdict_service
 from tests.local import wait_for
 from workers.celery_app import app
 from workers.client import DriftSignalClient, cooldown_key
+from workers.displays import display_key, load_display
 from workers.redis_client import redis_client
 from workers.routing import REFRESH_BASELINES, RUN_ONDEMAND_ANALYSIS
 
@@ -109,6 +110,17 @@ baselines:
     assert features["latency"]["verdict"] == "ok"
     assert float(record["drift_score"]) == features["amount"]["psi"]
     assert int(record["rows"]) == 3000
+    # The verdict's per-column displays, stored by the task under the record's key.
+    assert record["display_key"] == display_key(CONFIG.redis, record["run_id"])
+    shown = load_display(redis_db, record["display_key"])
+    assert (shown.source, shown.model, shown.verdict) == ("ondemand", "events-model", "drift")
+    by_name = {f.name: f for f in shown.features}
+    assert set(by_name) == {"amount", "latency"}
+    amount = by_name["amount"]
+    assert amount.verdict == "drift" and len(amount.edges) == 41
+    # amount moved up by 1.5 sigma (15): the current median sits about 22 higher.
+    assert 15 < amount.quantiles["current"][3] - amount.quantiles["baseline"][3] < 30
+    assert by_name["latency"].verdict == "ok"
     with psycopg.connect(postgres.dsn, autocommit=True) as conn:
         stored = conn.execute("SELECT count(*) FROM pg_stat_guard_baselines "
                               "WHERE source = %s", [events_table]).fetchone()[0]

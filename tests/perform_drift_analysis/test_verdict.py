@@ -8,6 +8,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from stat_guard.display import FeatureDisplay
 from stat_guard.wire import decode_envelope
 from tests.perform_drift_analysis.conftest import (
     CURRENT_ROWS,
@@ -63,6 +64,15 @@ def test_injected_drift_flips_the_verdict_and_only_the_drifted_column(
     # amount moved by 1.5 sigma: PSI far above the 0.25 trigger, KS around 0.55
     assert amount["psi"] > 1.0 and amount["ks_statistic"] > 0.4, amount
     assert calm["columns"]["amount"]["psi"] < 0.1
+    # Every column carries its display summary, passed through by the extension.
+    assert drifted["display_omitted"] is False
+    shown = {c: FeatureDisplay.from_json(drifted["columns"][c]["display"])
+             for c in drifted["columns"]}
+    assert shown["amount"].verdict == "drift" and shown["latency"].verdict == "ok"
+    moved = shown["amount"]
+    assert moved.quantiles["current"][3] > moved.quantiles["baseline"][3]
+    assert sum(i * p for i, p in enumerate(moved.current)) \
+        > sum(i * p for i, p in enumerate(moved.baseline)) + 3
     print(f"\npsi amount calm={calm['columns']['amount']['psi']:.4f} "
           f"drift={amount['psi']:.3f} ks={amount['ks_statistic']:.3f}")
 

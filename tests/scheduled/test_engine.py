@@ -10,12 +10,14 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from stat_guard.display import decode_run, encode_run
 from stat_guard.scheduled.engine import (
     ModelNotFoundError,
     flag_model,
     production_models,
     run_model_drift,
 )
+from stat_guard.scheduled.results import PREDICTION_DISPLAY
 from stat_guard.scheduled.schema import MODEL_ROW, PREDICTION_ROW
 
 ALERTING = {"warning", "drift"}
@@ -116,6 +118,16 @@ def test_record_is_flat_small_and_complete(demo):
     assert float(record["drift_score"]) == pytest.approx(result.drift_score, rel=1e-5)
     assert result.read_lock_s > 0 and result.write_lock_s > 0
     assert result.read_lock_s + result.write_lock_s < result.duration_s
+    # The display summaries: every feature and the predictions, valid once stored.
+    shown = decode_run(encode_run(result.run_display()))
+    by_name = {f.name: f for f in shown.features}
+    assert set(by_name) == set(result.features) | {PREDICTION_DISPLAY}
+    assert (shown.run_id, shown.verdict) == ("record-1", result.verdict)
+    for name, feature in result.features.items():
+        assert by_name[name].verdict == feature.verdict
+        assert by_name[name].n_current == feature.n_current
+    for name in demo.drifted_features["fraud_scoring"]:
+        assert by_name[name].verdict in ALERTING and by_name[name].reasons
 
 
 def test_flag_model_is_idempotent_per_run_id(demo):
@@ -140,6 +152,8 @@ def test_a_run_loads_neither_numpy_nor_scipy(demo, tmp_path):
         "from stat_guard.scheduled.engine import run_model_drift\n"
         f"result = run_model_drift({demo.db_path!r}, 'pricing', 'imports-1')\n"
         "assert result.verdict in {'warning', 'drift'}, result.verdict\n"
+        "from stat_guard.display import encode_run\n"
+        "assert len(encode_run(result.run_display())) > 100\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in {'numpy', 'scipy', "
         "'pandas'}))\n")
     root = Path(__file__).resolve().parents[2]

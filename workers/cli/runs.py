@@ -125,10 +125,13 @@ def _run_here(model: str, run_id: str, publish: bool, config: FleetConfig) -> in
     import redis
 
     from workers.cli.remote import reachable_redis, unreachable
+    from workers.displays import with_display
     from workers.stream import publish_once
 
     try:
         client = reachable_redis(config)
+        record = with_display(client, config.redis, record, result.run_display,
+                              config.display.ttl_s)
         published = publish_once(client, config.redis, config.stream, record)
     except (redis.ConnectionError, redis.TimeoutError, CommandError) as exc:
         # Unreachable at the PING or during the publish: the same line, exit code 3.
