@@ -19,7 +19,6 @@ Python (no numpy: see stat_guard/counts.py).
 from __future__ import annotations
 
 import bisect
-import dataclasses
 import math
 import re
 from collections.abc import Callable, Sequence
@@ -38,7 +37,6 @@ NUMERIC = "numeric"
 EDGE_SAMPLE_ROWS = 4_096
 CURRENT_EDGE_SAMPLE_ROWS = 4_096
 EDGE_SAMPLE = {HISTORICAL: EDGE_SAMPLE_ROWS, CURRENT: CURRENT_EDGE_SAMPLE_ROWS}
-GRID_TAIL = 0.002  # the grid spans the samples' 0.2% to 99.8% range (beyond: same width)
 TRIAL_CELLS = 64  # density of the samples measured over this many cells of the range
 MIN_CELLS = 32
 MAX_CELLS = 8_192
@@ -175,8 +173,8 @@ def aggregate_source(session: Session, source: Source, plan: WindowPlan,
                     continue
                 span = spans[spec.name]
                 merged = _merge_windows(found.pop(spec.name, {}))
-                if merged is None:  # a finite value overflowed the key: redo it clamped
-                    again[spec.name] = dataclasses.replace(span, safe=True)
+                if merged is None:  # cannot happen: every finite value has a finite key
+                    errors[spec.name] = "a finite value fell outside its grid"
                     continue
                 if span.index is None:
                     cells[spec.name], sides[spec.name] = merged
@@ -267,16 +265,22 @@ def _finite_column(i: int) -> str:
 
 @dataclass(frozen=True)
 class Span:
-    """One grid of a feature's cells: key ceil((x − origin) · scale), monotone in x, over
-    the values in [low, high] (every value when low is None). Each atom v gets a cell of
-    its own. ``index``/``length``: the cells of the previous grid this one replaces."""
+    """One grid of a feature's cells, its key monotone in x (so each cell is an interval
+    of values), over the values in [low, high] (every value when low is None).
+
+    With ``half`` > 0 the key is ceil(d / (|d| + width) · half), d = x/2 − center: an even
+    grid of u = d / (|d| + width) over (−1, 1), dense near the centre and ever wider
+    towards the tails, every finite value on it (halving x keeps d finite). Otherwise
+    ceil((x/2 − origin) · scale): an even grid in x. Each atom v gets a cell of its own.
+    ``index``/``length``: the cells of the previous grid that this one replaces.
+    """
 
     origin: float
     scale: float
     low: float | None = None
     high: float | None = None
     atoms: tuple[float, ...] = ()
-    safe: bool = False  # clamp the key (a finite value overflowed the plain one)
+    half: float = 0.0
     index: int | None = None
     length: int = 0
 
@@ -310,28 +314,31 @@ def _sample_scan(session: Session, source: Source, plan: WindowPlan,
 
 
 def _first_span(historical: list[float], current: list[float], target: float) -> Span:
-    """An even grid over both samples' central range, its cells about ``target`` of a
-    window where the samples are densest; values outside the range get cells of the same
-    width (keys beyond the grid), so the grid only affects how fine the cells are."""
-    ranges = [(s[int(GRID_TAIL * (len(s) - 1))], s[math.ceil((1 - GRID_TAIL) * (len(s) - 1))])
-              for s in (historical, current) if s]
-    if not ranges:
-        return Span(0.0, 1.0)
-    low, high = min(r[0] for r in ranges), max(r[1] for r in ranges)
-    half = high / 2 - low / 2  # no overflow
-    if not half > 0:
-        return Span(low, 1.0 / max(1.0, abs(low)))
+    """The ratio grid centred on the historical sample's median with its spread as width,
+    its cells about ``target`` of a window where the samples are densest on it. For a
+    normal feature that is about 1,900 cells (an even grid in x needs about 2,300 between
+    the 0.2% and 99.8% points and gives the tails hundreds more), and every value, however
+    far out, lands on it."""
+    base = historical or current
+    if not base:
+        return Span(0.0, 1.0, half=float(MIN_CELLS))
+    center = base[len(base) // 2] / 2
+    quartiles = base[len(base) // 4] / 2, base[(3 * len(base)) // 4] / 2
+    width = (quartiles[1] - quartiles[0]) / 1.349  # the standard deviation of a normal
+    if not width > 0:
+        width = (base[-1] / 2 - base[0] / 2) / 6 or max(1.0, abs(center)) * 2 ** -20
+    # The trial cells' ends in x: u = d / (|d| + width) solved for d.
+    ends = []
+    for j in range(1, TRIAL_CELLS):
+        u = 2 * j / TRIAL_CELLS - 1
+        ends.append(2 * (center + u * width / (1 - abs(u))))
     densest = 0.0
-    bounds = [low + (high - low) * j / TRIAL_CELLS for j in range(TRIAL_CELLS + 1)]
     for sample in (historical, current):
         if sample:
-            at = [bisect.bisect_right(sample, b) for b in bounds]
+            at = [0, *(bisect.bisect_right(sample, e) for e in ends), len(sample)]
             densest = max(densest, max(b - a for a, b in pairwise(at)) / len(sample))
     cells = min(max(math.ceil(TRIAL_CELLS * densest / target), MIN_CELLS), MAX_CELLS)
-    scale = cells / 2 / half
-    if not (math.isfinite(scale) and scale > 0):
-        scale = 1.0 / max(1.0, abs(low))
-    return Span(low, scale)
+    return Span(center, width, half=cells / 2)
 
 
 def _literal(value: float) -> str:
@@ -339,11 +346,11 @@ def _literal(value: float) -> str:
 
 
 def _key_sql(span: Span) -> str:
-    scaled = f"(x - {_literal(span.origin)}) * {_literal(span.scale)}"
-    if span.safe:
-        return (f"CASE WHEN isfinite(x) THEN ceil(least(greatest({scaled}, -1e15), 1e15)) "
-                "ELSE x END")
-    key = f"ceil({scaled})"
+    d = f"(x * 0.5 - {_literal(span.origin)})"
+    if span.half:
+        key = f"ceil({d} / (abs({d}) + {_literal(span.scale)}) * {_literal(span.half)})"
+    else:
+        key = f"ceil({d} * {_literal(span.scale)})"
     if span.atoms:
         # Values below an atom keep their cell, the atom gets a cell of its own, values
         # above it move up a fraction: still monotone in x, the atom alone in its cell.
@@ -425,8 +432,22 @@ def _merge_windows(groups: dict[str, list[tuple]]
         side[window] = (nulls, nonfinite)
         tables.append(finite)
     historical, current = tables
-    return ([[*historical.get(k, empty), *current.get(k, empty)]
-             for k in sorted(historical.keys() | current.keys())], side)
+    cells: list[Cell] = []
+    reach = -inf  # the largest value so far
+    for k in sorted(historical.keys() | current.keys()):
+        cell = [*historical.get(k, empty), *current.get(k, empty)]
+        if cell[1] <= reach or cell[4] <= reach:
+            # Rounding let a key step back by one unit between two neighbouring values:
+            # the two cells overlap, so they are counted as one.
+            previous = cells[-1]
+            for w in (0, 3):
+                previous[w] += cell[w]
+                previous[w + 1] = min(previous[w + 1], cell[w + 1])
+                previous[w + 2] = max(previous[w + 2], cell[w + 2])
+        else:
+            cells.append(cell)
+        reach = max(reach, cell[2], cell[5])
+    return cells, side
 
 
 def _refinement(cells: list[Cell], samples: dict[str, dict[str, list[float]]], name: str,
@@ -453,8 +474,8 @@ def _refinement(cells: list[Cell], samples: dict[str, dict[str, list[float]]], n
                 seen[x] = seen.get(x, 0) + 1
     atoms = sorted(sorted((v for v, n in seen.items() if n > 1), key=seen.__getitem__,
                           reverse=True)[:MAX_ATOMS])
-    scale = count / 2 / (high / 2 - low / 2)
-    return Span(low, scale if math.isfinite(scale) else 1.0, low, high, tuple(atoms),
+    scale = count / (high / 2 - low / 2)
+    return Span(low / 2, scale if math.isfinite(scale) else 1.0, low, high, tuple(atoms),
                 index=first, length=last - first + 1)
 
 
