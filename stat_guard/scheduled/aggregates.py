@@ -149,8 +149,10 @@ def aggregate_source(session: Session, source: Source, plan: WindowPlan,
                  lambda part, window=window: _sample_scan(
                      session, source, plan, params, window, part, samples[window]))
     target = 1.0 / max(ks_bins, 1)
+    sizes = [n for n in (plan.historical.sampled_rows, plan.current.sampled_rows) if n > 0]
+    fine = _grid_target(target, min(sizes, default=0))
     spans = {f.name: _first_span(samples[HISTORICAL].get(f.name, []),
-                                 samples[CURRENT].get(f.name, []), target)
+                                 samples[CURRENT].get(f.name, []), fine)
              for f in numeric}
     # 2. One GROUP BY per feature and window over the whole grid; then, for the few
     # features where a cell holds too much of a window, finer grids over those cells.
@@ -311,6 +313,17 @@ def _sample_scan(session: Session, source: Source, plan: WindowPlan,
         params, len(group) * EDGE_SAMPLE[window])
     for i, spec in enumerate(group):
         picked[spec.name] = sorted(float(v) for v in row[i] or ())
+
+
+def _grid_target(target: float, rows: int) -> float:
+    """The cell mass to aim the grid at, so that a cell expected to hold m = target · rows
+    values stays under about 1.35 m at three standard deviations of its count: finer
+    cells for small windows (m = 5: 0.45 of target), ``target`` from m ≈ 60 up."""
+    m = target * rows
+    if m <= 0:
+        return target
+    root = (-3.0 + math.sqrt(9.0 + 5.4 * m)) / 2.0
+    return target * min(1.0, root * root / m)
 
 
 def _first_span(historical: list[float], current: list[float], target: float) -> Span:
