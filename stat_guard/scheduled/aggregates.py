@@ -44,6 +44,8 @@ MAX_CELLS = 8_192
 # distinct value, is counted again on a finer grid (at most REFINE_ROUNDS times).
 REFINE_FACTOR = 1.5
 REFINE_ROUNDS = 2
+REFINE_GAP = 3
+MAX_SPANS = 4
 MAX_ATOMS = 8
 # Memory as DuckDB accounts it. A sample scan holds each feature's sample as a list
 # (about six times its 8 bytes a value: 8 features of 65,536 rows ran out of memory
@@ -151,8 +153,8 @@ def aggregate_source(session: Session, source: Source, plan: WindowPlan,
     target = 1.0 / max(ks_bins, 1)
     sizes = [n for n in (plan.historical.sampled_rows, plan.current.sampled_rows) if n > 0]
     fine = _grid_target(target, min(sizes, default=0))
-    spans = {f.name: _first_span(samples[HISTORICAL].get(f.name, []),
-                                 samples[CURRENT].get(f.name, []), fine)
+    spans = {f.name: [_first_span(samples[HISTORICAL].get(f.name, []),
+                                  samples[CURRENT].get(f.name, []), fine)]
              for f in numeric}
     # 2. One GROUP BY per feature and window over the whole grid; then, for the few
     # features where a cell holds too much of a window, finer grids over those cells.
@@ -166,26 +168,32 @@ def aggregate_source(session: Session, source: Source, plan: WindowPlan,
         sides: dict[str, dict[str, tuple[int, int]]] = {}
         todo = chunk
         for _ in range(1 + REFINE_ROUNDS):
-            found: dict[str, dict[str, list[tuple]]] = {}
+            found: dict[str, list[dict[str, list[tuple]]]] = {}
             isolated(todo, CELL_SCAN_BYTES_PER_FEATURE, lambda part, found=found: _cell_scan(
                 session, source, plan, params, part, spans, found))
-            again: dict[str, Span] = {}
+            again: dict[str, list[Span]] = {}
             for spec in todo:
                 if spec.name in errors:
                     continue
-                span = spans[spec.name]
-                merged = _merge_windows(found.pop(spec.name, {}))
-                if merged is None:  # cannot happen: every finite value has a finite key
-                    errors[spec.name] = "a finite value fell outside its grid"
+                # Later spans first, so the earlier ones' indices still hold.
+                pairs = sorted(zip(spans[spec.name], found.pop(spec.name, []), strict=True),
+                               key=lambda pair: -1 if pair[0].index is None else pair[0].index,
+                               reverse=True)
+                for span, groups in pairs:
+                    merged = _merge_windows(groups)
+                    if merged is None:  # cannot happen: every finite value has a finite key
+                        errors[spec.name] = "a finite value fell outside its grid"
+                        break
+                    if span.index is None:
+                        cells[spec.name], sides[spec.name] = merged
+                    else:
+                        old = cells[spec.name]
+                        cells[spec.name] = (old[:span.index] + merged[0]
+                                            + old[span.index + span.length:])
+                if spec.name in errors:
                     continue
-                if span.index is None:
-                    cells[spec.name], sides[spec.name] = merged
-                else:
-                    old = cells[spec.name]
-                    cells[spec.name] = (old[:span.index] + merged[0]
-                                        + old[span.index + span.length:])
                 refined = _refinement(cells[spec.name], samples, spec.name, target)
-                if refined is not None:
+                if refined:
                     again[spec.name] = refined
             spans.update(again)
             todo = [f for f in chunk if f.name in again and f.name not in errors]
@@ -374,8 +382,8 @@ def _key_sql(span: Span) -> str:
 
 
 def _cell_scan(session: Session, source: Source, plan: WindowPlan, params: dict[str, Any],
-               group: list[FeatureSpec], spans: dict[str, Span],
-               found: dict[str, dict[str, list[tuple]]]) -> None:
+               group: list[FeatureSpec], spans: dict[str, list[Span]],
+               found: dict[str, list[dict[str, list[tuple]]]]) -> None:
     """Per window, one UNION ALL of a GROUP BY per feature over the feature's grid:
     count, min and max of every cell (NULL, NaN and ±Inf fall in cells of their own).
 
@@ -384,11 +392,11 @@ def _cell_scan(session: Session, source: Source, plan: WindowPlan, params: dict[
     whole table); twenty narrow scans cost about as much as one scan of all the columns.
     Joining the windows' cells in SQL (GROUP BY f, k ... ORDER BY) cost more than here.
     """
-    scanned: dict[str, dict[str, list[tuple]]] = {spec.name: {} for spec in group}
+    pairs = [(spec, span) for spec in group for span in spans[spec.name]]
+    scanned: list[dict[str, list[tuple]]] = [{} for _ in pairs]
     for window, predicate in ((HISTORICAL, plan.historical_sql), (CURRENT, plan.current_sql)):
         parts = []
-        for j, spec in enumerate(group):
-            span = spans[spec.name]
+        for j, (spec, span) in enumerate(pairs):
             within = ("" if span.low is None else
                       f" WHERE x >= {_literal(span.low)} AND x <= {_literal(span.high)}")
             parts.append(
@@ -399,9 +407,10 @@ def _cell_scan(session: Session, source: Source, plan: WindowPlan, params: dict[
         by_feature: dict[int, list[tuple]] = {}
         for row in rows:
             by_feature.setdefault(row[0], []).append(row[1:])
-        for j, spec in enumerate(group):
-            scanned[spec.name][window] = by_feature.get(j, [])
-    found.update(scanned)
+        for j in range(len(pairs)):
+            scanned[j][window] = by_feature.get(j, [])
+    for spec in group:
+        found[spec.name] = [scanned[j] for j, (owner, _) in enumerate(pairs) if owner is spec]
 
 
 def _fetch_numbers(session: Session, sql: str, params: dict[str, Any], width: int
@@ -464,32 +473,47 @@ def _merge_windows(groups: dict[str, list[tuple]]
 
 
 def _refinement(cells: list[Cell], samples: dict[str, dict[str, list[float]]], name: str,
-                target: float) -> Span | None:
-    """A finer grid over the cells (first to last) that hold more than REFINE_FACTOR ×
-    ``target`` of a window across more than one distinct value; atoms of the samples
-    (values seen more than once) in that range get cells of their own."""
+                target: float) -> list[Span]:
+    """Finer grids over the runs of cells that hold more than REFINE_FACTOR × ``target``
+    of a window across more than one distinct value (at most MAX_SPANS runs, the heaviest;
+    neighbours up to REFINE_GAP cells apart share a run). Each run's grid is even in x over
+    its values; atoms of the samples (values seen more than once) in it get cells of their
+    own."""
     totals = (sum(c[0] for c in cells), sum(c[3] for c in cells))
+    limits = (REFINE_FACTOR * target * totals[0], REFINE_FACTOR * target * totals[1])
     heavy = [i for i, c in enumerate(cells)
-             if any(c[3 * w] > 1 and c[3 * w] > REFINE_FACTOR * target * totals[w]
-                    and c[3 * w + 1] < c[3 * w + 2] for w in (0, 1))]
+             if (c[0] > 1 and c[0] > limits[0] and c[1] < c[2])
+             or (c[3] > 1 and c[3] > limits[1] and c[4] < c[5])]
     if not heavy:
-        return None
-    first, last = heavy[0], heavy[-1]
-    low = min(cells[first][1], cells[first][4])
-    high = max(cells[last][2], cells[last][5])
-    mass = max((sum(c[3 * w] for c in cells[first:last + 1]) / totals[w]) if totals[w] else 0
-               for w in (0, 1))
-    count = min(max(math.ceil(mass / target * 1.25), MIN_CELLS), MAX_CELLS)
-    seen: dict[float, int] = {}
-    for window in (HISTORICAL, CURRENT):
-        for x in samples[window].get(name, ()):
-            if low <= x <= high:
-                seen[x] = seen.get(x, 0) + 1
-    atoms = sorted(sorted((v for v, n in seen.items() if n > 1), key=seen.__getitem__,
-                          reverse=True)[:MAX_ATOMS])
-    scale = count / (high / 2 - low / 2)
-    return Span(low / 2, scale if math.isfinite(scale) else 1.0, low, high, tuple(atoms),
-                index=first, length=last - first + 1)
+        return []
+    runs: list[list[int]] = [[heavy[0], heavy[0]]]
+    for i in heavy[1:]:
+        if i - runs[-1][1] <= REFINE_GAP:
+            runs[-1][1] = i
+        else:
+            runs.append([i, i])
+
+    def mass(run: list[int]) -> float:
+        return max(sum(c[3 * w] for c in cells[run[0]:run[1] + 1]) / totals[w]
+                   if totals[w] else 0.0 for w in (0, 1))
+
+    chosen = sorted(sorted(runs, key=mass, reverse=True)[:MAX_SPANS])
+    spans = []
+    for first, last in chosen:
+        low = min(cells[first][1], cells[first][4])
+        high = max(cells[last][2], cells[last][5])
+        count = min(max(math.ceil(mass([first, last]) / target * 2), MIN_CELLS), MAX_CELLS)
+        seen: dict[float, int] = {}
+        for window in (HISTORICAL, CURRENT):
+            for x in samples[window].get(name, ()):
+                if low <= x <= high:
+                    seen[x] = seen.get(x, 0) + 1
+        atoms = sorted(sorted((v for v, n in seen.items() if n > 1), key=seen.__getitem__,
+                              reverse=True)[:MAX_ATOMS])
+        scale = count / (high / 2 - low / 2)
+        spans.append(Span(low / 2, scale if math.isfinite(scale) else 1.0, low, high,
+                          tuple(atoms), index=first, length=last - first + 1))
+    return spans
 
 
 def _set_bins(aggregate: FeatureAggregate, cells: list[Cell],
@@ -593,13 +617,19 @@ def _set_bins(aggregate: FeatureAggregate, cells: list[Cell],
 
 def _cell_stddev(cells: list[Cell]) -> float:
     """The historical standard deviation with each value at its cell's midrange (exact
-    for cells of one value): within half the widest cell's range of the exact one."""
+    for cells of one value): within half the widest cell's range of the exact one.
+    Computed on values scaled into [−1, 1], so values near the largest double do not
+    overflow (the result may be inf)."""
     weighted = [(c[0], c[1] / 2 + c[2] / 2) for c in cells if c[0]]
     n = sum(w for w, _ in weighted)
     if n < 2:
         return math.nan
-    mean = math.fsum(w * m for w, m in weighted) / n
-    return math.sqrt(math.fsum(w * (m - mean) ** 2 for w, m in weighted) / (n - 1))
+    big = max(abs(m) for _, m in weighted)
+    if big == 0:
+        return 0.0
+    mean = math.fsum(w * (m / big) for w, m in weighted) / n
+    variance = math.fsum(w * (m / big - mean) ** 2 for w, m in weighted) / (n - 1)
+    return big * math.sqrt(variance)
 
 
 def _count_scan(session: Session, source: Source, plan: WindowPlan, params: dict[str, Any],
