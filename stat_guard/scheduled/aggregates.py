@@ -1,19 +1,32 @@
 """Per-feature aggregates of both windows, computed in DuckDB: only these leave the database.
 
-Two kinds of scan, each batched to stay within half of the DuckDB memory limit. First
-each window's quantiles for every numeric feature, from a reproducible hash sample
-(EDGE_SAMPLE_ROWS historical rows, CURRENT_EDGE_SAMPLE_ROWS current ones; a sorted list
-of the sample indexed like numpy's ``inverted_cdf``: bounded memory and time whatever
-the window size; ``approx_quantile`` over the whole windows measured 4x slower here):
-the PSI bin edges and quartiles from the historical window, the fine KS bin edges from
-both. Then one scan per window and batch counts every feature into the fine bins with
-``histogram(x, edges)`` (a binary search per value; the edges come from a temporary
-table), with min, max and standard deviation, and counts categories with
-``histogram(x)``. The PSI edges are a subset of the fine edges, so PSI, KL and JS counts
-are sums of fine bins: exact counts over the (nearly equal-frequency) PSI bins. Where
-ties are heavy (few distinct edges) a second histogram of ``-x`` gives the mass sitting
-exactly on each edge, which makes KS exact on discrete data. The Python side is plain
-Python (no numpy: see stat_guard/counts.py).
+Numeric features are counted in cells of a grid whose key is an arithmetic, monotone
+function of the value, so each cell is an interval of values and one GROUP BY per
+feature and window counts them (DuckDB's hash aggregate: 10–20 ns a value, where
+``histogram(x, edges)`` over a thousand sample-quantile edges cost 125–150 ns, a binary
+search per value). Per cell the GROUP BY returns count, min and max; NULL, NaN and ±Inf
+fall in cells of their own.
+
+1. The grid comes from each window's first rows (a LIMIT: a row group or two): the key
+   ``ceil(d / (|d| + width) · half)``, ``d = x/2 − centre``, an even grid of a bounded
+   ratio, dense around the historical median and ever wider towards the tails, every
+   finite value on it; ``half`` so that the densest cell holds about 1/ks_bins of a
+   window (less for small windows, whose counts are noisier).
+2. One statement per window and batch of features: a UNION ALL of the features' GROUP BYs,
+   each with the window's time range pushed into its scan.
+3. Cells still holding more than REFINE_FACTOR/ks_bins of a window over more than one
+   distinct value are counted again on finer, even grids over their values (atoms seen
+   in the first rows get cells of their own); at most REFINE_ROUNDS rounds.
+4. In Python, neighbouring cells become fine bins of at most 1/ks_bins of each window,
+   each bin's right edge the largest value in it: exact counts over (−inf, e1], …,
+   (e_last, +inf). A window's single-valued cell (an atom) puts its value on an edge with
+   its count as the mass there, which makes KS exact on discrete data. The PSI edges are
+   the historical deciles snapped up to a fine edge, so PSI, KL and JS counts are sums of
+   fine bins. The historical standard deviation comes from the cells' midranges.
+
+Categories are counted with ``histogram(CAST(x AS VARCHAR))`` in one plain aggregate per
+window (with the extra aggregates, e.g. the events' performance). The Python side is
+plain Python (no numpy: see stat_guard/counts.py).
 """
 
 from __future__ import annotations
@@ -98,17 +111,6 @@ class SourceAggregates:
     errors: dict[str, str]
     sampled_rows: dict[str, int]
     extras: dict[str, dict[str, Any]]  # window → extra aggregate → value
-
-
-def quantile_grid(psi_bins: int, ks_bins: int
-                  ) -> tuple[list[float], list[int], list[int], tuple[int, int]]:
-    """The quantile levels to fetch, and where the PSI, fine and quartile levels sit in it."""
-    psi = [i / psi_bins for i in range(1, psi_bins)]
-    fine = [i / ks_bins for i in range(1, ks_bins)]
-    levels = sorted(set(psi) | set(fine) | {0.25, 0.75})
-    index = {q: i for i, q in enumerate(levels)}
-    return (levels, [index[q] for q in psi], [index[q] for q in fine],
-            (index[0.25], index[0.75]))
 
 
 def memory_limit_bytes(limit: str) -> int:
@@ -661,10 +663,6 @@ def _count_scan(session: Session, source: Source, plan: WindowPlan, params: dict
             counts.values, counts.nulls = int(cells[0]), int(cells[1])
             counts.categories = {str(k): int(v) for k, v in (cells[2] or {}).items()}
             aggregates[spec.name].windows[window] = counts
-
-
-def _float(value: Any) -> float:
-    return math.nan if value is None else float(value)
 
 
 def _coarsen(fine_counts: list[float], fine_edges: list[float],
