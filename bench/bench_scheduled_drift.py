@@ -2,8 +2,13 @@
 
 One model, 20 numeric features (two with a 0.5σ mean shift in the newest 5%), at 1M and
 10M rows. Variants, each in its own subprocess so peak memory is the child's VmHWM (peak
-resident set: Python heap, numpy, pandas and DuckDB's native memory together):
+resident set: Python heap, numpy, pandas and DuckDB's native memory together) and its CPU
+seconds are the child's own (user + system, from the parent's getrusage of its children):
 
+- floor:     the scan floor: SELECT count(*), sum(f00), …, sum(f19) over exactly the rows
+             the engine compares (its window plan, row caps included; 1 DuckDB thread,
+             16 MB), one statement per window; its time is these two statements only
+             (median of three), and every variant is also given as a ratio to it;
 - engine:    stat_guard.scheduled.engine.run_model_drift (1 DuckDB thread, 16 MB limit, windows
              capped at 500,000 rows, every statistic, written back to DuckDB);
 - naive:     the same windows pulled whole into numpy (fetchnumpy), scipy ks_2samp and
@@ -15,12 +20,18 @@ Bytes pulled out of DuckDB: the engine counts every result set it fetches; the o
 sum the nbytes of the arrays / data frames they fetched. Usage:
 
     .venv/bin/python bench/bench_scheduled_drift.py [--rows 1000000 10000000]
+        [--variants floor engine naive evidently] [--no-evidently] [--models 100]
+
+``--models N`` adds a fleet case: N models sharing the one feature table (each with the
+same 20 features), run one after another in one process, as a drift worker would: total
+CPU seconds and wall time, and the floor times N for comparison.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import resource
 import subprocess
@@ -76,17 +87,48 @@ def _window_bounds(connection):
     return cuts
 
 
+def run_floor(db_path: str) -> dict:
+    """Sums of every feature over the engine's own windows: the cost of one scan."""
+    from stat_guard.scheduled.config import DriftRunConfig
+    from stat_guard.scheduled.connection import open_duckdb
+    from stat_guard.scheduled.windows import Source, plan_windows
+
+    config = DriftRunConfig()
+    with open_duckdb(db_path, config, read_only=True) as session:
+        source = Source(relation="features_bench", where="TRUE", params={}, ts="ts",
+                        key="entity_id")
+        plan = plan_windows(session, source, config.windows)
+        sums = ", ".join(f"sum({name})" for name in FEATURES)
+        times, cpus = [], []
+        for _ in range(3):
+            started, cpu = time.perf_counter(), _cpu_s()
+            rows = [session.fetchall(f"SELECT count(*), {sums} FROM features_bench "
+                                     f"WHERE {predicate}", plan.params)[0][0]
+                    for predicate in (plan.historical_sql, plan.current_sql)]
+            times.append(time.perf_counter() - started)
+            cpus.append(_cpu_s() - cpu)
+    return {"bytes_fetched": 8 * 21 * 2, "found": [], "rows_compared": rows,
+            "work_s": round(sorted(times)[1], 4), "scan_cpu_s": round(sorted(cpus)[1], 4)}
+
+
+def _cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run_engine(db_path: str) -> dict:
     from stat_guard.scheduled.engine import run_model_drift
 
+    started = time.perf_counter()
     result = run_model_drift(db_path, "bench", f"bench-{time.time_ns()}")
+    work_s = time.perf_counter() - started
     found = sorted(n for n, f in result.features.items() if f.verdict in {"warning", "drift"})
     return {"bytes_fetched": result.bytes_fetched, "found": found,
             "rows_compared": [result.historical_window.sampled_rows,
                               result.current_window.sampled_rows],
             "read_lock_s": round(result.read_lock_s, 3),
             "write_lock_s": round(result.write_lock_s, 3),
-            "ks_error_bound": result.ks_error_bound}
+            "ks_error_bound": result.ks_error_bound, "work_s": round(work_s, 3)}
 
 
 def run_naive(db_path: str) -> dict:
@@ -96,6 +138,7 @@ def run_naive(db_path: str) -> dict:
 
     from stat_guard import counts
 
+    started = time.perf_counter()
     connection = duckdb.connect(db_path, read_only=True)
     try:
         h_lo, h_hi, c_lo = _window_bounds(connection)
@@ -119,7 +162,8 @@ def run_naive(db_path: str) -> dict:
         if psi >= 0.1 or (ks.pvalue < 0.05 and ks.statistic > 0.1):
             found.append(name)
     return {"bytes_fetched": int(fetched), "found": found,
-            "rows_compared": [len(historical[FEATURES[0]]), len(current[FEATURES[0]])]}
+            "rows_compared": [len(historical[FEATURES[0]]), len(current[FEATURES[0]])],
+            "work_s": round(time.perf_counter() - started, 3)}
 
 
 def run_evidently(db_path: str) -> dict:
@@ -127,6 +171,7 @@ def run_evidently(db_path: str) -> dict:
     from evidently import Report
     from evidently.presets import DataDriftPreset
 
+    started = time.perf_counter()
     connection = duckdb.connect(db_path, read_only=True)
     try:
         h_lo, h_hi, c_lo = _window_bounds(connection)
@@ -148,7 +193,8 @@ def run_evidently(db_path: str) -> dict:
                     if metric.get("config", {}).get("column") in FEATURES
                     and _drift_detected(metric)})
     return {"bytes_fetched": fetched, "found": found,
-            "rows_compared": [len(reference), len(current)]}
+            "rows_compared": [len(reference), len(current)],
+            "work_s": round(time.perf_counter() - started, 3)}
 
 
 def _drift_detected(metric: dict) -> bool:
@@ -162,7 +208,49 @@ def _drift_detected(metric: dict) -> bool:
     return value < threshold if "p_value" in method else value >= threshold
 
 
-VARIANTS = {"engine": run_engine, "naive": run_naive, "evidently": run_evidently}
+def run_models(db_path: str) -> dict:
+    """N models on the one feature table, run one after another in this process."""
+    from stat_guard.scheduled.engine import run_model_drift
+
+    models = _model_names(db_path)
+    started, cpu = time.perf_counter(), _cpu_s()
+    found = set()
+    for model in models:
+        result = run_model_drift(db_path, model, f"fleet-{time.time_ns()}")
+        found.update(n for n, f in result.features.items() if f.verdict in {"warning", "drift"})
+    return {"bytes_fetched": 0, "found": sorted(found), "rows_compared": [len(models), 0],
+            "runs_wall_s": round(time.perf_counter() - started, 3),
+            "work_s": round(time.perf_counter() - started, 3),
+            "runs_cpu_s": round(_cpu_s() - cpu, 3)}
+
+
+def _model_names(db_path: str) -> list[str]:
+    import duckdb
+
+    connection = duckdb.connect(db_path, read_only=True)
+    try:
+        return [r[0] for r in connection.execute(
+            "SELECT name FROM model_metadata WHERE name LIKE 'fleet%' ORDER BY name").fetchall()]
+    finally:
+        connection.close()
+
+
+def add_models(db_path: str, count: int) -> None:
+    import duckdb
+
+    connection = duckdb.connect(db_path)
+    try:
+        connection.executemany(
+            "INSERT INTO model_metadata (name, status, features, categorical_features, "
+            "feature_table) VALUES (?, 'staging', ?, [], 'features_bench')",
+            [(f"fleet{i:03d}", FEATURES) for i in range(count)])
+        connection.execute("CHECKPOINT")
+    finally:
+        connection.close()
+
+
+VARIANTS = {"floor": run_floor, "engine": run_engine, "naive": run_naive,
+            "evidently": run_evidently, "models": run_models}
 
 
 def child(variant: str, db_path: str) -> None:
@@ -184,17 +272,29 @@ def _peak_rss_kb() -> int:
 
 
 def measure(variant: str, db_path: str) -> dict:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     process = subprocess.run([sys.executable, __file__, "--variant", variant, "--db", db_path],
-                             capture_output=True, text=True, timeout=3600, cwd=ROOT)
+                             capture_output=True, text=True, timeout=7200, cwd=ROOT)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if process.returncode != 0:
         return {"error": process.stderr.strip().splitlines()[-1][:300]}
-    return json.loads(process.stdout.strip().splitlines()[-1])
+    figures = json.loads(process.stdout.strip().splitlines()[-1])
+    # The child's own CPU seconds, imports and interpreter start included.
+    figures["cpu_s"] = round(after.ru_utime + after.ru_stime
+                             - before.ru_utime - before.ru_stime, 3)
+    return figures
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 10_000_000])
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS))
+    parser.add_argument("--variants", nargs="+",
+                        default=["floor", "engine", "naive", "evidently"],
+                        choices=[v for v in VARIANTS if v != "models"])
+    parser.add_argument("--no-evidently", action="store_true",
+                        help="leave Evidently out (the slowest variant by far)")
+    parser.add_argument("--models", type=int, default=0,
+                        help="also run N models sharing the feature table, in one process")
     parser.add_argument("--variant", help=argparse.SUPPRESS)
     parser.add_argument("--db", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -204,6 +304,11 @@ def main() -> None:
     if args.variant:
         child(args.variant, args.db)
         return
+    variants = [v for v in args.variants if not (args.no_evidently and v == "evidently")]
+    if "floor" not in variants:
+        variants.insert(0, "floor")
+    if args.models:
+        variants.append("models")
 
     results = {}
     with tempfile.TemporaryDirectory(prefix="bench-drift-") as workdir:
@@ -214,38 +319,58 @@ def main() -> None:
                 [sys.executable, __file__, "--variant", "generate", "--db", db_path,
                  "--rows", str(rows)], capture_output=True, text=True, check=True,
                 cwd=ROOT).stdout.strip().splitlines()[-1])
+            if args.models:
+                add_models(db_path, args.models)
             figures = {"generate_s": round(generation_s, 2)}
-            for variant in args.variants:
+            for variant in variants:
                 figures[variant] = measure(variant, db_path)
             results[rows] = figures
             os.remove(db_path)
 
     print(f"\nScheduled drift, one model, 20 numeric features (drift injected in "
-          f"{', '.join(DRIFTED)}), historical 50–70% vs current newest 5%")
-    header = f"{'rows':>11} {'variant':>10} {'wall s':>8} {'peak MB':>8} {'MB pulled':>10} " \
-             f"{'rows compared (hist/cur)':>25}  found"
+          f"{', '.join(DRIFTED)}), historical 50–70% vs current newest 5%; x floor = wall "
+          "time / the floor's two sum statements over the same rows")
+    print("wall s: the whole child, imports included; work s: after the imports (the engine: "
+          "run_model_drift, both phases)")
+    header = (f"{'rows':>11} {'variant':>10} {'wall s':>8} {'work s':>8} {'x floor':>8} "
+              f"{'CPU s':>7} "
+              f"{'peak MB':>8} {'MB pulled':>10} {'rows compared (hist/cur)':>25}  found")
     print(header)
     print("-" * len(header))
+    summary = {}
     for rows, figures in results.items():
-        for variant in args.variants:
+        floor = figures.get("floor", {}).get("work_s")
+        for variant in variants:
             f = figures[variant]
             if "error" in f:
                 print(f"{rows:>11,} {variant:>10}  failed: {f['error']}")
                 continue
+            if variant == "models":
+                continue
+            ratio = f"{f['work_s'] / floor:8.1f}" if floor else f"{'-':>8}"
             compared = "/".join(f"{n:,}" for n in f["rows_compared"])
-            print(f"{rows:>11,} {variant:>10} {f['wall_s']:>8.2f} {f['peak_rss_mb']:>8.0f} "
-                  f"{f['bytes_fetched'] / 1e6:>10.2f} {compared:>25}  {','.join(f['found'])}")
+            print(f"{rows:>11,} {variant:>10} {f['wall_s']:>8.2f} {f['work_s']:>8.3f} {ratio} "
+                  f"{f['cpu_s']:>7.2f} "
+                  f"{f['peak_rss_mb']:>8.0f} {f['bytes_fetched'] / 1e6:>10.2f} "
+                  f"{compared:>25}  {','.join(f['found'])}")
+        if "floor" in figures and "scan_cpu_s" in figures["floor"]:
+            print(f"{'':>11} {'(floor':>10} {figures['floor']['scan_cpu_s']:>8.3f} CPU s in "
+                  "the two statements; its CPU s column is the whole child)")
+        fleet = figures.get("models", {})
+        if "runs_cpu_s" in fleet:
+            runs = fleet["rows_compared"][0]
+            print(f"{rows:>11,} {f'{runs} models':>10} {fleet['runs_wall_s']:>8.2f} "
+                  f"{fleet['runs_wall_s'] / (runs * floor) if floor else math.nan:8.1f} "
+                  f"{fleet['runs_cpu_s']:>7.2f} {fleet['peak_rss_mb']:>8.0f}  "
+                  f"(one process, one run after another; CPU s of the runs only, "
+                  f"{fleet['runs_cpu_s'] / runs:.3f} a model)")
         print(f"{'':>11} {'(generate':>10} {figures['generate_s']:>8.2f} s in DuckDB SQL)")
-    summary = {}
-    for rows, figures in results.items():
-        engine, evidently = figures.get("engine", {}), figures.get("evidently", {})
-        if "wall_s" in engine and "wall_s" in evidently:
-            summary[rows] = {
-                "speedup_vs_evidently": round(evidently["wall_s"] / engine["wall_s"], 1),
-                "memory_fraction_of_evidently": round(
-                    engine["peak_rss_mb"] / evidently["peak_rss_mb"], 3)}
+        summary[rows] = {variant: round(figures[variant]["work_s"] / floor, 2)
+                         for variant in variants
+                         if floor and variant != "models"
+                         and "work_s" in figures.get(variant, {})}
     print(json.dumps({"benchmark": "scheduled_drift", "results": results,
-                      "summary": summary}, default=str))
+                      "ratio_to_floor": summary}, default=str))
 
 
 if __name__ == "__main__":

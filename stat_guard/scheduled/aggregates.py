@@ -1,19 +1,32 @@
 """Per-feature aggregates of both windows, computed in DuckDB: only these leave the database.
 
-Two kinds of scan, each batched to stay within half of the DuckDB memory limit. First
-each window's quantiles for every numeric feature, from a reproducible hash sample
-(EDGE_SAMPLE_ROWS historical rows, CURRENT_EDGE_SAMPLE_ROWS current ones; a sorted list
-of the sample indexed like numpy's ``inverted_cdf``: bounded memory and time whatever
-the window size; ``approx_quantile`` over the whole windows measured 4x slower here):
-the PSI bin edges and quartiles from the historical window, the fine KS bin edges from
-both. Then one scan per window and batch counts every feature into the fine bins with
-``histogram(x, edges)`` (a binary search per value; the edges come from a temporary
-table), with min, max and standard deviation, and counts categories with
-``histogram(x)``. The PSI edges are a subset of the fine edges, so PSI, KL and JS counts
-are sums of fine bins: exact counts over the (nearly equal-frequency) PSI bins. Where
-ties are heavy (few distinct edges) a second histogram of ``-x`` gives the mass sitting
-exactly on each edge, which makes KS exact on discrete data. The Python side is plain
-Python (no numpy: see stat_guard/counts.py).
+Numeric features are counted in cells of a grid whose key is an arithmetic, monotone
+function of the value, so each cell is an interval of values and one GROUP BY per
+feature and window counts them (DuckDB's hash aggregate: 10–20 ns a value, where
+``histogram(x, edges)`` over a thousand sample-quantile edges cost 125–150 ns, a binary
+search per value). Per cell the GROUP BY returns count, min and max; NULL, NaN and ±Inf
+fall in cells of their own.
+
+1. The grid comes from each window's first rows (a LIMIT: a row group or two): the key
+   ``ceil(d / (|d| + width) · half)``, ``d = x/2 − centre``, an even grid of a bounded
+   ratio, dense around the historical median and ever wider towards the tails, every
+   finite value on it; ``half`` so that the densest cell holds about 1/ks_bins of a
+   window (less for small windows, whose counts are noisier).
+2. One statement per window and batch of features: a UNION ALL of the features' GROUP BYs,
+   each with the window's time range pushed into its scan.
+3. Cells still holding more than REFINE_FACTOR/ks_bins of a window over more than one
+   distinct value are counted again on finer, even grids over their values (atoms seen
+   in the first rows get cells of their own); at most REFINE_ROUNDS rounds.
+4. In Python, neighbouring cells become fine bins of at most 1/ks_bins of each window,
+   each bin's right edge the largest value in it: exact counts over (−inf, e1], …,
+   (e_last, +inf). A window's single-valued cell (an atom) puts its value on an edge with
+   its count as the mass there, which makes KS exact on discrete data. The PSI edges are
+   the historical deciles snapped up to a fine edge, so PSI, KL and JS counts are sums of
+   fine bins. The historical standard deviation comes from the cells' midranges.
+
+Categories are counted with ``histogram(CAST(x AS VARCHAR))`` in one plain aggregate per
+window (with the extra aggregates, e.g. the events' performance). The Python side is
+plain Python (no numpy: see stat_guard/counts.py).
 """
 
 from __future__ import annotations
@@ -23,7 +36,7 @@ import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from itertools import accumulate
+from itertools import accumulate, pairwise
 from typing import Any
 
 import duckdb
@@ -32,24 +45,29 @@ from stat_guard.scheduled.connection import Session, is_lock_conflict
 from stat_guard.scheduled.windows import CURRENT, HISTORICAL, Source, WindowPlan
 
 NUMERIC = "numeric"
-# Edges only need to cut the windows into nearly equal-mass bins: the counts that the
-# statistics use are exact. 32,768 sampled rows put each 1/1000 fine bin within about
-# 17% of its mass and each decile within 0.3 percentage points; sorting the sample is
-# most of an edge scan (65,536 rows: KS bound 0.0012 instead of 0.0014 on the benchmark's
-# 200,000-row windows, 12% more time for the whole run).
-EDGE_SAMPLE_ROWS = 32_768
-# The current window adds its percentiles: a sample of 8,192 rows places them within
-# about 0.2 percentage points, and halves the edges the count scans search.
-CURRENT_EDGE_BINS = 100
-CURRENT_EDGE_SAMPLE_ROWS = 8_192
-_HASH_SPAN = 2**64 - 1
+# The samples only place each feature's grid (its central range and how fine it is where
+# the values are densest); the counts are exact whatever they give.
+EDGE_SAMPLE_ROWS = 4_096
+CURRENT_EDGE_SAMPLE_ROWS = 4_096
 EDGE_SAMPLE = {HISTORICAL: EDGE_SAMPLE_ROWS, CURRENT: CURRENT_EDGE_SAMPLE_ROWS}
-# Memory as DuckDB accounts it, measured on 20 double columns. An edge scan holds each
-# feature's sample as a list, then a sorted copy of it: about six times its 8 bytes a
-# value (8 features ran out of memory under a 24 MB limit). A count scan pins column
-# blocks (256 KiB each, a few per column), its casts and histogram state: 16 features
-# ran out of memory under a 16 MB limit, 12 did not.
+TRIAL_CELLS = 64  # density of the samples measured over this many cells of the range
+MIN_CELLS = 32
+MAX_CELLS = 8_192
+# A cell holding more than this many times 1/ks_bins of a window, over more than one
+# distinct value, is counted again on a finer grid (at most REFINE_ROUNDS times).
+REFINE_FACTOR = 1.5
+REFINE_ROUNDS = 2
+REFINE_GAP = 3
+MAX_SPANS = 4
+MAX_ATOMS = 8
+# Memory as DuckDB accounts it. A sample scan holds each feature's sample as a list
+# (about six times its 8 bytes a value: 8 features of 65,536 rows ran out of memory
+# under a 24 MB limit). A cell scan holds one hash table of at most a few thousand
+# groups per feature; a category scan pins column blocks (256 KiB each, a few per
+# column) and its histogram state (16 features ran out of memory under 16 MB, 12 did not).
 EDGE_BYTES_PER_VALUE = 8 * 6
+CELL_SCAN_BYTES_PER_FEATURE = 256 * 1024
+CELL_BATCH_FEATURES = 4
 COUNT_SCAN_BYTES_PER_FEATURE = 640 * 1024
 CATEGORICAL = "categorical"
 
@@ -95,17 +113,6 @@ class SourceAggregates:
     extras: dict[str, dict[str, Any]]  # window → extra aggregate → value
 
 
-def quantile_grid(psi_bins: int, ks_bins: int
-                  ) -> tuple[list[float], list[int], list[int], tuple[int, int]]:
-    """The quantile levels to fetch, and where the PSI, fine and quartile levels sit in it."""
-    psi = [i / psi_bins for i in range(1, psi_bins)]
-    fine = [i / ks_bins for i in range(1, ks_bins)]
-    levels = sorted(set(psi) | set(fine) | {0.25, 0.75})
-    index = {q: i for i, q in enumerate(levels)}
-    return (levels, [index[q] for q in psi], [index[q] for q in fine],
-            (index[0.25], index[0.75]))
-
-
 def memory_limit_bytes(limit: str) -> int:
     match = re.fullmatch(r"\s*([\d.]+)\s*([kmgt]?i?b?)\s*", limit.lower())
     if not match:
@@ -119,7 +126,7 @@ def aggregate_source(session: Session, source: Source, plan: WindowPlan,
                      features: Sequence[FeatureSpec], psi_bins: int, ks_bins: int,
                      memory_limit: str, extras: dict[str, str] | None = None,
                      memory_limit_max: str | None = None) -> SourceAggregates:
-    """Edges from the historical window, then bin and category counts of both windows."""
+    """Cells of every numeric feature in both windows, then category counts."""
     extras = extras or {}
     errors: dict[str, str] = {}
     aggregates = {f.name: FeatureAggregate(f) for f in features}
@@ -132,30 +139,86 @@ def aggregate_source(session: Session, source: Source, plan: WindowPlan,
         def larger(run: Callable[[], None]) -> None:
             with session.memory_limit(memory_limit_max, restore=memory_limit):
                 run()
-    # Batches keep every scan within half the memory limit; the current window's small
-    # edge sample lets one scan take many more features than the historical one.
-    levels = {HISTORICAL: quantile_grid(psi_bins, ks_bins)[0],
-              CURRENT: [i / min(ks_bins, CURRENT_EDGE_BINS)
-                        for i in range(1, min(ks_bins, CURRENT_EDGE_BINS))]}
-    picked: dict[str, dict[str, list[Any] | None]] = {HISTORICAL: {}, CURRENT: {}}
-    for window in (HISTORICAL, CURRENT):
-        pending = [f for f in numeric if f.name not in errors]
-        for group in _batches(pending, budget, EDGE_SAMPLE[window] * EDGE_BYTES_PER_VALUE):
-            _isolating(group, errors, lambda part, window=window: _quantile_scan(
-                session, source, plan, params, window, levels[window], part, picked[window]),
-                larger)
-    for spec in numeric:
-        if spec.name not in errors:
-            _set_edges(aggregates[spec.name], picked[HISTORICAL].get(spec.name),
-                       picked[CURRENT].get(spec.name), psi_bins, ks_bins)
 
-    scored = [f for f in features if f.name not in errors]
+    def isolated(specs: list[FeatureSpec], per_feature: int,
+                 scan: Callable[[list[FeatureSpec]], None]) -> None:
+        pending = [f for f in specs if f.name not in errors]
+        for group in _batches(pending, budget, per_feature):
+            _isolating(group, errors, scan, larger)
+
+    # 1. A small hash sample of each window places each feature's grid.
+    samples: dict[str, dict[str, list[float]]] = {HISTORICAL: {}, CURRENT: {}}
+    for window in (HISTORICAL, CURRENT):
+        isolated(numeric, EDGE_SAMPLE[window] * EDGE_BYTES_PER_VALUE,
+                 lambda part, window=window: _sample_scan(
+                     session, source, plan, params, window, part, samples[window]))
+    target = 1.0 / max(ks_bins, 1)
+    sizes = [n for n in (plan.historical.sampled_rows, plan.current.sampled_rows) if n > 0]
+    fine = _grid_target(target, min(sizes, default=0))
+    spans = {f.name: [_first_span(samples[HISTORICAL].get(f.name, []),
+                                  samples[CURRENT].get(f.name, []), fine)]
+             for f in numeric}
+    # 2. One GROUP BY per feature and window over the whole grid; then, for the few
+    # features where a cell holds too much of a window, finer grids over those cells.
+    # A few features at a time: their cells (thousands each, as Python objects) are
+    # turned into bins before the next features' are fetched.
+    sampled_rows: dict[str, int] = {}
+    pending = [f for f in numeric if f.name not in errors]
+    for start in range(0, len(pending), CELL_BATCH_FEATURES):
+        chunk = pending[start:start + CELL_BATCH_FEATURES]
+        cells: dict[str, list[Cell]] = {}
+        sides: dict[str, dict[str, tuple[int, int]]] = {}
+        todo = chunk
+        for _ in range(1 + REFINE_ROUNDS):
+            found: dict[str, list[dict[str, list[tuple]]]] = {}
+            isolated(todo, CELL_SCAN_BYTES_PER_FEATURE, lambda part, found=found: _cell_scan(
+                session, source, plan, params, part, spans, found))
+            again: dict[str, list[Span]] = {}
+            for spec in todo:
+                if spec.name in errors:
+                    continue
+                # Later spans first, so the earlier ones' indices still hold.
+                pairs = sorted(zip(spans[spec.name], found.pop(spec.name, []), strict=True),
+                               key=lambda pair: -1 if pair[0].index is None else pair[0].index,
+                               reverse=True)
+                for span, groups in pairs:
+                    merged = _merge_windows(groups)
+                    if merged is None:  # cannot happen: every finite value has a finite key
+                        errors[spec.name] = "a finite value fell outside its grid"
+                        break
+                    if span.index is None:
+                        cells[spec.name], sides[spec.name] = merged
+                    else:
+                        old = cells[spec.name]
+                        cells[spec.name] = (old[:span.index] + merged[0]
+                                            + old[span.index + span.length:])
+                if spec.name in errors:
+                    continue
+                refined = _refinement(cells[spec.name], samples, spec.name, target)
+                if refined:
+                    again[spec.name] = refined
+            spans.update(again)
+            todo = [f for f in chunk if f.name in again and f.name not in errors]
+            if not todo:
+                break
+        for spec in chunk:
+            if spec.name not in errors and spec.name in cells:
+                _set_bins(aggregates[spec.name], cells.pop(spec.name), sides[spec.name],
+                          psi_bins, target)
+                windows = aggregates[spec.name].windows
+                sampled_rows = {w: windows[w].values + windows[w].nulls + windows[w].nonfinite
+                                for w in (HISTORICAL, CURRENT)}
+
+    # 3. Categories, window sizes and the extra aggregates: one plain aggregate a window.
+    categorical = [f for f in features if f.kind != NUMERIC and f.name not in errors]
     results: dict[str, Any] = {"sampled": {}, "extras": {}}
-    for group in _batches(scored, budget, COUNT_SCAN_BYTES_PER_FEATURE):
-        _isolating(group, errors, lambda part: _count_scan(
-            session, source, plan, params, part, aggregates, extras, results), larger)
-    if not results["sampled"]:  # every feature failed: still count the windows
-        _count_scan(session, source, plan, params, [], aggregates, extras, results)
+    if categorical or extras or not sampled_rows:
+        isolated(categorical, COUNT_SCAN_BYTES_PER_FEATURE, lambda part: _count_scan(
+            session, source, plan, params, part, aggregates, extras, results))
+        if not results["sampled"]:  # every feature failed: still count the windows
+            _count_scan(session, source, plan, params, [], aggregates, extras, results)
+    else:
+        results["sampled"] = sampled_rows
     for name in errors:
         aggregates.pop(name, None)
     return SourceAggregates(aggregates, errors, results["sampled"], results["extras"])
@@ -203,20 +266,6 @@ def _fatal(error: duckdb.Error) -> bool:
     return is_lock_conflict(error) or isinstance(error, duckdb.InterruptException)
 
 
-def _constant_lists(session: Session, table: str, lists: Sequence[Sequence[float]]) -> None:
-    """Put lists of numbers (bin edges) in a temporary table, list i in the row i = i.
-
-    As statement parameters, twenty lists of a thousand edges cost 0.15-0.2 s of binding
-    per statement (each ``$param`` converted and bound again); a temporary table (allowed
-    on a read-only connection, private to it) is filled once for both windows' scans.
-    """
-    session.execute(f"CREATE OR REPLACE TEMP TABLE {table} (i INTEGER, v DOUBLE[])")
-    if lists:
-        session.connection.executemany(
-            f"INSERT INTO {table} VALUES (?, ?)",
-            [(i, [float(x) for x in values]) for i, values in enumerate(lists)])
-
-
 def _as_double(spec: FeatureSpec) -> str:
     return f"CAST({spec.expr} AS DOUBLE)"
 
@@ -226,112 +275,376 @@ def _finite_column(i: int) -> str:
     return f'"__stat_guard_v{i}"'
 
 
-def _raw_column(i: int) -> str:
-    return f'"__stat_guard_r{i}"'
+@dataclass(frozen=True)
+class Span:
+    """One grid of a feature's cells, its key monotone in x (so each cell is an interval
+    of values), over the values in [low, high] (every value when low is None).
 
-
-def _edge_thresholds(plan: WindowPlan) -> dict[str, int]:
-    """Hash thresholds of each window's edge sample, nested in the row cap's sample: the
-    same hash, a lower threshold (two seeds of DuckDB's hash are not independent)."""
-    sampled = {HISTORICAL: plan.historical.sampled_rows, CURRENT: plan.current.sampled_rows}
-    thresholds = {}
-    for name, rows in sampled.items():
-        ceiling = int(plan.params.get(f"{name}_threshold", _HASH_SPAN))
-        thresholds[name] = min(ceiling, int(ceiling * (EDGE_SAMPLE[name] / max(rows, 1))))
-    return thresholds
-
-
-def _quantile_scan(session: Session, source: Source, plan: WindowPlan,
-                   params: dict[str, Any], window: str, levels: list[float],
-                   group: list[FeatureSpec], picked: dict[str, list[Any] | None]) -> None:
-    """The window's sample quantiles at ``levels`` for a batch of numeric features.
-
-    One scan with a plain range on the time column, which DuckDB pushes into the scan
-    (zone maps skip the row groups outside it; an OR of the two windows' ranges is not
-    pushed down and reads the whole table).
+    With ``half`` > 0 the key is ceil(d / (|d| + width) · half), d = x/2 − center: an even
+    grid of u = d / (|d| + width) over (−1, 1), dense near the centre and ever wider
+    towards the tails, every finite value on it (halving x keeps d finite). Otherwise
+    ceil((x/2 − origin) · scale): an even grid in x. Each atom v gets a cell of its own.
+    ``index``/``length``: the cells of the previous grid that this one replaces.
     """
-    projected, inner = [], []
+
+    origin: float
+    scale: float
+    low: float | None = None
+    high: float | None = None
+    atoms: tuple[float, ...] = ()
+    half: float = 0.0
+    index: int | None = None
+    length: int = 0
+
+
+# A cell: [n, min, max] of the historical window, then of the current window.
+Cell = list
+
+
+def _sample_scan(session: Session, source: Source, plan: WindowPlan,
+                 params: dict[str, Any], window: str, group: list[FeatureSpec],
+                 picked: dict[str, list[float]]) -> None:
+    """The window's first rows (in the table's order; DuckDB preserves insertion order,
+    so the same rows every time) for a batch of features: their finite values, sorted.
+
+    They only place each feature's grid, so they need not be a random sample; a LIMIT
+    stops the scan after a row group or two (a hash sample of the whole window read it
+    all: about as long as one scan of every feature).
+    """
+    projected, lists = [], []
     for i, spec in enumerate(group):
         x, v = _as_double(spec), _finite_column(i)
         projected.append(f"CASE WHEN isfinite({x}) THEN {x} END AS {v}")
-        # A sorted list of the sample indexed at ceil(q·n) (numpy's inverted_cdf): on a
-        # 65k-row sample this was 6x faster than quantile_disc with 1,000 levels.
-        inner.append(f"list_sort(list({v}) FILTER (WHERE {v} IS NOT NULL)) AS s{i}")
-    # The levels are named once (a list parameter is bound again at every mention): one
-    # list per level, holding every feature's value at it.
-    at_level = ", ".join(f"s{i}[greatest(ceil(q * len(s{i}))::BIGINT, 1)]"
-                         for i in range(len(group)))
+        lists.append(f"list({v}) FILTER (WHERE {v} IS NOT NULL)")
     predicate = plan.historical_sql if window == HISTORICAL else plan.current_sql
-    [(by_level,)] = session.fetchall(
-        f"WITH windowed AS (SELECT {', '.join(projected)} FROM {source.relation} "
-        f"WHERE ({predicate}) AND hash({source.key}, $edge_seed) <= $edge_threshold), "
-        f"sketched AS (SELECT {', '.join(inner)} FROM windowed) "
-        f"SELECT list_transform($levels, lambda q: [{at_level}]) FROM sketched",
-        {**params, "levels": levels, "edge_seed": plan.params.get("seed", 0),
-         "edge_threshold": _edge_thresholds(plan)[window]})
+    [row] = _fetch_numbers(
+        session, f"SELECT {', '.join(lists)} FROM (SELECT {', '.join(projected)} "
+        f"FROM {source.relation} WHERE {predicate} LIMIT {EDGE_SAMPLE[window]})",
+        params, len(group) * EDGE_SAMPLE[window])
     for i, spec in enumerate(group):
-        values = [level[i] for level in by_level] if by_level else None
-        picked[spec.name] = None if not values or values[0] is None else values
+        picked[spec.name] = sorted(float(v) for v in row[i] or ())
 
 
-def _set_edges(aggregate: FeatureAggregate, quantiles: list[Any] | None,
-               current_quantiles: list[Any] | None, psi_bins: int, ks_bins: int) -> None:
-    """PSI and fine edges from the historical quantiles and the current percentiles."""
-    if quantiles is None:
-        return  # no finite historical value: nothing to bin
-    _, psi_at, fine_at, quartiles_at = quantile_grid(psi_bins, ks_bins)
-    q = [float(v) for v in quantiles]
-    aggregate.psi_edges = sorted({q[j] for j in psi_at})
-    # Fine edges from the historical window's quantiles (every fine bin holds about
-    # 1/ks_bins of it) and the current window's percentiles (no bin holds more than
-    # about 1/100 of the current window, however far it moved: the KS and
-    # Wasserstein error bounds stay small under drift too).
-    fine = {q[j] for j in fine_at}
-    fine.update(float(v) for v in current_quantiles or ())
-    # The PSI edges are fine edges too, so PSI counts are sums of fine bins.
-    aggregate.fine_edges = sorted(fine.union(aggregate.psi_edges))
-    aggregate.tie_heavy = len(aggregate.fine_edges) < len(fine_at) // 2
-    aggregate.iqr = float(q[quartiles_at[1]] - q[quartiles_at[0]])
+def _grid_target(target: float, rows: int) -> float:
+    """The cell mass to aim the grid at, so that a cell expected to hold m = target · rows
+    values stays under about 1.35 m at three standard deviations of its count: finer
+    cells for small windows (m = 5: 0.45 of target), ``target`` from m ≈ 60 up."""
+    m = target * rows
+    if m <= 0:
+        return target
+    root = (-3.0 + math.sqrt(9.0 + 5.4 * m)) / 2.0
+    return target * min(1.0, root * root / m)
+
+
+def _first_span(historical: list[float], current: list[float], target: float) -> Span:
+    """The ratio grid centred on the historical sample's median with its spread as width,
+    its cells about ``target`` of a window where the samples are densest on it. For a
+    normal feature that is about 1,900 cells (an even grid in x needs about 2,300 between
+    the 0.2% and 99.8% points and gives the tails hundreds more), and every value, however
+    far out, lands on it."""
+    base = historical or current
+    if not base:
+        return Span(0.0, 1.0, half=float(MIN_CELLS))
+    center = base[len(base) // 2] / 2
+    quartiles = base[len(base) // 4] / 2, base[(3 * len(base)) // 4] / 2
+    width = (quartiles[1] - quartiles[0]) / 1.349  # the standard deviation of a normal
+    if not width > 0:
+        width = (base[-1] / 2 - base[0] / 2) / 6 or max(1.0, abs(center)) * 2 ** -20
+    # The trial cells' ends in x: u = d / (|d| + width) solved for d.
+    ends = []
+    for j in range(1, TRIAL_CELLS):
+        u = 2 * j / TRIAL_CELLS - 1
+        ends.append(2 * (center + u * width / (1 - abs(u))))
+    densest = 0.0
+    for sample in (historical, current):
+        if sample:
+            at = [0, *(bisect.bisect_right(sample, e) for e in ends), len(sample)]
+            densest = max(densest, max(b - a for a, b in pairwise(at)) / len(sample))
+    cells = min(max(math.ceil(TRIAL_CELLS * densest / target), MIN_CELLS), MAX_CELLS)
+    return Span(center, width, half=cells / 2)
+
+
+def _literal(value: float) -> str:
+    return f"CAST('{value!r}' AS DOUBLE)"  # repr round-trips the double exactly
+
+
+def _key_sql(span: Span) -> str:
+    d = f"(x * 0.5 - {_literal(span.origin)})"
+    if span.half:
+        key = f"ceil({d} / (abs({d}) + {_literal(span.scale)}) * {_literal(span.half)})"
+    else:
+        key = f"ceil({d} * {_literal(span.scale)})"
+    if span.atoms:
+        # Values below an atom keep their cell, the atom gets a cell of its own, values
+        # above it move up a fraction: still monotone in x, the atom alone in its cell.
+        steps = " + ".join(f"CASE WHEN x > {_literal(v)} THEN 2 WHEN x = {_literal(v)} "
+                           "THEN 1 ELSE 0 END" for v in span.atoms)
+        key = f"{key} + ({steps}) / {2 * len(span.atoms) + 1}.0"
+    return key
+
+
+def _cell_scan(session: Session, source: Source, plan: WindowPlan, params: dict[str, Any],
+               group: list[FeatureSpec], spans: dict[str, list[Span]],
+               found: dict[str, list[dict[str, list[tuple]]]]) -> None:
+    """Per window, one UNION ALL of a GROUP BY per feature over the feature's grid:
+    count, min and max of every cell (NULL, NaN and ±Inf fall in cells of their own).
+
+    Each GROUP BY's predicate is a plain range on the time column, which DuckDB pushes
+    into the scan (an OR of the two windows' ranges is not pushed down and reads the
+    whole table); twenty narrow scans cost about as much as one scan of all the columns.
+    Joining the windows' cells in SQL (GROUP BY f, k ... ORDER BY) cost more than here.
+    """
+    pairs = [(spec, span) for spec in group for span in spans[spec.name]]
+    scanned: list[dict[str, list[tuple]]] = [{} for _ in pairs]
+    for window, predicate in ((HISTORICAL, plan.historical_sql), (CURRENT, plan.current_sql)):
+        parts = []
+        for j, (spec, span) in enumerate(pairs):
+            within = ("" if span.low is None else
+                      f" WHERE x >= {_literal(span.low)} AND x <= {_literal(span.high)}")
+            parts.append(
+                f"SELECT {j} AS f, {_key_sql(span)} AS k, count(*) AS n, min(x) AS lo, "
+                f"max(x) AS hi FROM (SELECT {_as_double(spec)} AS x FROM {source.relation} "
+                f"WHERE {predicate}){within} GROUP BY k")
+        rows = _fetch_numbers(session, " UNION ALL ".join(parts), params, 5)
+        by_feature: dict[int, list[tuple]] = {}
+        for row in rows:
+            by_feature.setdefault(row[0], []).append(row[1:])
+        for j in range(len(pairs)):
+            scanned[j][window] = by_feature.get(j, [])
+    for spec in group:
+        found[spec.name] = [scanned[j] for j, (owner, _) in enumerate(pairs) if owner is spec]
+
+
+def _fetch_numbers(session: Session, sql: str, params: dict[str, Any], width: int
+                   ) -> list[tuple]:
+    """Session.fetchall for rows of ``width`` numbers, counted as 8 bytes each (Session's
+    value-by-value count cost more than the query on tens of thousands of cells)."""
+    used = {k: v for k, v in params.items() if re.search(rf"\${re.escape(k)}\b", sql)}
+    rows = session.connection.execute(sql, used).fetchall()
+    session.bytes_fetched += 8 * width * len(rows)
+    return rows
+
+
+def _merge_windows(groups: dict[str, list[tuple]]
+                   ) -> tuple[list[Cell], dict[str, tuple[int, int]]] | None:
+    """Both windows' groups as cells in key order ([n, min, max] per window), and each
+    window's NULL and NaN/Inf counts; None when a finite value fell in a non-finite key
+    (the grid overflowed)."""
+    inf = math.inf
+    empty = (0, inf, -inf)
+    side: dict[str, tuple[int, int]] = {}
+    tables = []
+    for window in (HISTORICAL, CURRENT):
+        rows = groups.get(window, [])
+        finite = {k: (n, lo, hi) for k, n, lo, hi in rows if k is not None and -inf < k < inf}
+        nulls = nonfinite = 0
+        if len(finite) < len(rows):
+            for k, n, lo, hi in rows:
+                if k is None:
+                    nulls += n
+                elif not -inf < k < inf:  # NaN or ±Inf values
+                    if math.isfinite(lo) or math.isfinite(hi):
+                        return None
+                    nonfinite += n
+            if len(finite) + sum(1 for r in rows if r[0] is None or not -inf < r[0] < inf) \
+                    < len(rows):  # -0.0 and 0.0 came as two groups: one cell
+                finite = {}
+                for k, n, lo, hi in rows:
+                    if k is not None and -inf < k < inf:
+                        old = finite.get(k, empty)
+                        finite[k] = (old[0] + n, min(old[1], lo), max(old[2], hi))
+        side[window] = (nulls, nonfinite)
+        tables.append(finite)
+    historical, current = tables
+    cells: list[Cell] = []
+    reach = -inf  # the largest value so far
+    for k in sorted(historical.keys() | current.keys()):
+        cell = [*historical.get(k, empty), *current.get(k, empty)]
+        if cell[1] <= reach or cell[4] <= reach:
+            # Rounding let a key step back by one unit between two neighbouring values:
+            # the two cells overlap, so they are counted as one.
+            previous = cells[-1]
+            for w in (0, 3):
+                previous[w] += cell[w]
+                previous[w + 1] = min(previous[w + 1], cell[w + 1])
+                previous[w + 2] = max(previous[w + 2], cell[w + 2])
+        else:
+            cells.append(cell)
+        reach = max(reach, cell[2], cell[5])
+    return cells, side
+
+
+def _refinement(cells: list[Cell], samples: dict[str, dict[str, list[float]]], name: str,
+                target: float) -> list[Span]:
+    """Finer grids over the runs of cells that hold more than REFINE_FACTOR × ``target``
+    of a window across more than one distinct value (at most MAX_SPANS runs, the heaviest;
+    neighbours up to REFINE_GAP cells apart share a run). Each run's grid is even in x over
+    its values; atoms of the samples (values seen more than once) in it get cells of their
+    own."""
+    totals = (sum(c[0] for c in cells), sum(c[3] for c in cells))
+    limits = (REFINE_FACTOR * target * totals[0], REFINE_FACTOR * target * totals[1])
+    heavy = [i for i, c in enumerate(cells)
+             if (c[0] > 1 and c[0] > limits[0] and c[1] < c[2])
+             or (c[3] > 1 and c[3] > limits[1] and c[4] < c[5])]
+    if not heavy:
+        return []
+    runs: list[list[int]] = [[heavy[0], heavy[0]]]
+    for i in heavy[1:]:
+        if i - runs[-1][1] <= REFINE_GAP:
+            runs[-1][1] = i
+        else:
+            runs.append([i, i])
+
+    def mass(run: list[int]) -> float:
+        return max(sum(c[3 * w] for c in cells[run[0]:run[1] + 1]) / totals[w]
+                   if totals[w] else 0.0 for w in (0, 1))
+
+    chosen = sorted(sorted(runs, key=mass, reverse=True)[:MAX_SPANS])
+    spans = []
+    for first, last in chosen:
+        low = min(cells[first][1], cells[first][4])
+        high = max(cells[last][2], cells[last][5])
+        count = min(max(math.ceil(mass([first, last]) / target * 2), MIN_CELLS), MAX_CELLS)
+        seen: dict[float, int] = {}
+        for window in (HISTORICAL, CURRENT):
+            for x in samples[window].get(name, ()):
+                if low <= x <= high:
+                    seen[x] = seen.get(x, 0) + 1
+        atoms = sorted(sorted((v for v, n in seen.items() if n > 1), key=seen.__getitem__,
+                              reverse=True)[:MAX_ATOMS])
+        scale = count / (high / 2 - low / 2)
+        spans.append(Span(low / 2, scale if math.isfinite(scale) else 1.0, low, high,
+                          tuple(atoms), index=first, length=last - first + 1))
+    return spans
+
+
+def _set_bins(aggregate: FeatureAggregate, cells: list[Cell],
+              side: dict[str, tuple[int, int]], psi_bins: int, target: float) -> None:
+    """Fine bins, their on-edge counts, the PSI bins and the spread, from the cells.
+
+    Each cell is an interval of values; a window's values in it lie between its min and
+    max. A bin's right edge is a cell's largest value (or, inside a cell, a window's max
+    or the value just below a window's atom, where that splits neither window's values),
+    so every bin count is exact. Neighbouring cells of distinct values are joined into
+    one bin while it holds at most ``target`` of each window. Where both windows' counts
+    of values equal to an edge are known (an atom, or none there) they are given;
+    otherwise 0 for both, which ks_from_binned_counts reads as unknown.
+    """
+    totals = (sum(c[0] for c in cells), sum(c[3] for c in cells))
+    caps = (target * totals[0], target * totals[1])
+    edges: list[float] = []
+    counts: tuple[list[float], list[float]] = ([], [])
+    at: tuple[list[float], list[float]] = ([], [])
+    run = [0, 0]
+    run_end: float | None = None
+
+    def close(edge: float, first: float, second: float, on_first: float = 0.0,
+              on_second: float = 0.0) -> None:
+        edges.append(edge)
+        counts[0].append(float(first))
+        counts[1].append(float(second))
+        at[0].append(on_first)
+        at[1].append(on_second)
+
+    for cell in cells:
+        n_h, lo_h, hi_h, n_c, lo_c, hi_c = cell
+        if (not n_c or lo_c < hi_c) and (not n_h or lo_h < hi_h) and (
+                not n_h or not n_c or (lo_c <= hi_h and lo_h <= hi_c)):
+            # Distinct values, one window or both over the same stretch: one bin's end.
+            if run_end is not None and (run[0] + n_h > caps[0] or run[1] + n_c > caps[1]):
+                close(run_end, run[0], run[1])
+                run = [0, 0]
+            run[0] += n_h
+            run[1] += n_c
+            run_end = hi_h if not n_c or (n_h and hi_h > hi_c) else hi_c
+            continue
+        if run_end is not None:
+            close(run_end, run[0], run[1])
+            run, run_end = [0, 0], None
+        last = edges[-1] if edges else -math.inf
+        present = [(n, lo, hi, w) for w, (n, lo, hi) in enumerate((cell[:3], cell[3:]))
+                   if n]
+        candidates = {hi for _, _, hi, _ in present}
+        candidates.update(math.nextafter(lo, -math.inf) for _, lo, hi, _ in present
+                          if lo == hi)
+        valid = sorted(e for e in candidates if e > last and all(
+            hi <= e or lo > e for _, lo, hi, _ in present))
+        for e in valid:
+            share, on_edge, known = [0.0, 0.0], [0.0, 0.0], True
+            for n, lo, hi, w in present:
+                if last < lo and hi <= e:
+                    share[w] = float(n)
+                    if hi == e:
+                        if lo == hi:
+                            on_edge[w] = float(n)
+                        else:
+                            known = False
+            if not known:
+                on_edge = [0.0, 0.0]
+            close(e, share[0], share[1], on_edge[0], on_edge[1])
+            last = e
+    if run_end is not None:
+        close(run_end, run[0], run[1])
+    for w in (0, 1):
+        counts[w].append(0.0)  # (last edge, +inf): nothing beyond the largest value
+    aggregate.fine_edges = edges
+    aggregate.tie_heavy = any(c[1] == c[2] or c[4] == c[5] for c in cells)
+    if totals[0] > 0:
+        cumulative = list(accumulate(counts[0]))
+
+        def quantiles(denominator: int, numerators: Sequence[int]) -> list[float]:
+            # The smallest edge e with F(e) >= q: numpy's inverted_cdf where edges are
+            # values, otherwise the end of the bin holding the quantile.
+            scaled = [c * denominator for c in cumulative]
+            return [edges[bisect.bisect_left(scaled, i * totals[0])] for i in numerators]
+
+        aggregate.psi_edges = sorted(set(quantiles(psi_bins, range(1, psi_bins))))
+        first, third = quantiles(4, (1, 3))
+        aggregate.iqr = third - first
+        aggregate.stddev = _cell_stddev(cells)
+    for w, window in enumerate((HISTORICAL, CURRENT)):
+        window_counts = WindowCounts()
+        window_counts.values = totals[w]
+        window_counts.nulls, window_counts.nonfinite = side.get(window, (0, 0))
+        present_cells = [c for c in cells if c[3 * w]]
+        if present_cells:
+            window_counts.minimum = min(c[3 * w + 1] for c in present_cells)
+            window_counts.maximum = max(c[3 * w + 2] for c in present_cells)
+        if aggregate.psi_edges:
+            window_counts.fine_counts = counts[w]
+            window_counts.fine_at_edges = at[w]
+            window_counts.psi_counts = _coarsen(counts[w], edges, aggregate.psi_edges)
+        aggregate.windows[window] = window_counts
+
+
+def _cell_stddev(cells: list[Cell]) -> float:
+    """The historical standard deviation with each value at its cell's midrange (exact
+    for cells of one value): within half the widest cell's range of the exact one.
+    Computed on values scaled into [−1, 1], so values near the largest double do not
+    overflow (the result may be inf)."""
+    weighted = [(c[0], c[1] / 2 + c[2] / 2) for c in cells if c[0]]
+    n = sum(w for w, _ in weighted)
+    if n < 2:
+        return math.nan
+    big = max(abs(m) for _, m in weighted)
+    if big == 0:
+        return 0.0
+    mean = math.fsum(w * (m / big) for w, m in weighted) / n
+    variance = math.fsum(w * (m / big - mean) ** 2 for w, m in weighted) / (n - 1)
+    return big * math.sqrt(variance)
 
 
 def _count_scan(session: Session, source: Source, plan: WindowPlan, params: dict[str, Any],
                 group: list[FeatureSpec], aggregates: dict[str, FeatureAggregate],
                 extras: dict[str, str], results: dict[str, Any]) -> None:
+    """Rows, category counts and the extra aggregates: one plain aggregate per window."""
     projected = ["*"] if extras else ["1 AS __stat_guard_one"]
     selects = ["count(*)"]
-    edge_lists: list[list[float]] = []
-
-    def edges_sql(edges: list[float]) -> str:
-        edge_lists.append(edges)
-        return f"(SELECT v FROM __stat_guard_edges WHERE i = {len(edge_lists) - 1})"
-
-    layout: list[tuple[FeatureSpec, bool]] = []
     for i, spec in enumerate(group):
-        raw, v = _raw_column(i), _finite_column(i)
-        if spec.kind == NUMERIC:
-            x = _as_double(spec)
-            projected += [f"{x} AS {raw}", f"CASE WHEN isfinite({x}) THEN {x} END AS {v}"]
-            selects += [f"count({v})", f"count(*) - count({raw})", f"count({raw}) - count({v})",
-                        f"min({v})", f"max({v})", f"stddev_samp({v})"]
-            aggregate = aggregates[spec.name]
-            binned = len(aggregate.psi_edges) > 0
-            if binned:
-                edges = aggregate.fine_edges
-                # map_values: counts in boundary order, then the overflow bucket if any.
-                selects.append(f"map_values(histogram({v}, {edges_sql(edges)}))")
-                if aggregate.tie_heavy:
-                    # histogram(-x, -edges) counts [e_i, e_i+1): with (e_i, e_i+1] it gives
-                    # the mass sitting exactly on each edge (ties, discrete values).
-                    negated = edges_sql([-e for e in reversed(edges)])
-                    selects.append(f"map_values(histogram(-{v}, {negated}))")
-            layout.append((spec, binned))
-        else:
-            projected.append(f"CAST({spec.expr} AS VARCHAR) AS {v}")
-            selects += [f"count({v})", f"count(*) - count({v})", f"histogram({v})"]
-            layout.append((spec, False))
+        v = _finite_column(i)
+        projected.append(f"CAST({spec.expr} AS VARCHAR) AS {v}")
+        selects += [f"count({v})", f"count(*) - count({v})", f"histogram({v})"]
     selects += list(extras.values())
-    _constant_lists(session, "__stat_guard_edges", edge_lists)
-    # One plain (ungrouped) aggregate scan per window: faster than grouping both windows.
     by_window = {}
     for window, predicate in ((HISTORICAL, plan.historical_sql), (CURRENT, plan.current_sql)):
         [row] = session.fetchall(
@@ -344,50 +657,12 @@ def _count_scan(session: Session, source: Source, plan: WindowPlan, params: dict
         if extras:
             tail = values[len(values) - len(extras):] if values else [None] * len(extras)
             results["extras"][window] = dict(zip(extras, tail, strict=True))
-        position = 1
-        for spec, binned in layout:
+        for i, spec in enumerate(group):
             counts = WindowCounts()
-            aggregate = aggregates[spec.name]
-            if spec.kind == NUMERIC:
-                width = 6 + (1 + aggregate.tie_heavy if binned else 0)
-                cells = (values[position:position + width] if values
-                         else [0, 0, 0, None, None, None])
-                counts.values, counts.nulls, counts.nonfinite = (int(c) for c in cells[:3])
-                counts.minimum = _float(cells[3])
-                counts.maximum = _float(cells[4])
-                if window == HISTORICAL:
-                    aggregate.stddev = _float(cells[5])
-                if binned:
-                    counts.fine_counts = _bin_counts(cells[6] if values else None,
-                                                     aggregate.fine_edges)
-                    counts.psi_counts = _coarsen(counts.fine_counts, aggregate.fine_edges,
-                                                 aggregate.psi_edges)
-                    negated = cells[7] if values and aggregate.tie_heavy else None
-                    counts.fine_at_edges = _at_edges(negated, aggregate.fine_edges,
-                                                     counts.fine_counts)
-            else:
-                width = 3
-                cells = values[position:position + width] if values else [0, 0, None]
-                counts.values, counts.nulls = int(cells[0]), int(cells[1])
-                counts.categories = {str(k): int(v) for k, v in (cells[2] or {}).items()}
-            position += width
-            aggregate.windows[window] = counts
-
-
-def _float(value: Any) -> float:
-    return math.nan if value is None else float(value)
-
-
-def _at_edges(negated: list[int] | None, edges: list[float],
-              fine_counts: list[float]) -> list[float]:
-    """Values equal to each edge: #(x <= e) − #(x < e), from the two histograms."""
-    if not negated:
-        return [0.0] * len(edges)
-    # Buckets of −x over −e_last … −e_1 hold x in [e_last, +inf), …, [e_1, e_2).
-    at_or_above = list(accumulate(_bin_counts(negated, edges)[:len(edges)]))[::-1]
-    total = math.fsum(fine_counts)
-    up_to = list(accumulate(fine_counts))  # #(x <= e_j)
-    return [max(up_to[j] - (total - at_or_above[j]), 0.0) for j in range(len(edges))]
+            cells = values[1 + 3 * i:4 + 3 * i] if values else [0, 0, None]
+            counts.values, counts.nulls = int(cells[0]), int(cells[1])
+            counts.categories = {str(k): int(v) for k, v in (cells[2] or {}).items()}
+            aggregates[spec.name].windows[window] = counts
 
 
 def _coarsen(fine_counts: list[float], fine_edges: list[float],
@@ -403,9 +678,3 @@ def _coarsen(fine_counts: list[float], fine_edges: list[float],
     return coarse
 
 
-def _bin_counts(values: list[int] | None, edges: list[float]) -> list[float]:
-    """Counts of bins (−inf, e1], …, (e_last, +inf) from DuckDB's histogram counts."""
-    counts = [0.0] * (len(edges) + 1)
-    for j, value in enumerate((values or [])[:len(edges) + 1]):
-        counts[j] = float(value)
-    return counts

@@ -112,3 +112,42 @@ def test_ks_bound_holds_when_the_edges_come_from_a_sample(make_model):
         assert exact <= f.ks_statistic + f.ks_error_bound + 1e-12
         assert 0 < f.ks_error_bound <= 2.0 / 1000, (name, f.ks_error_bound)
     assert result.features["moved"].verdict in {"warning", "drift"}
+
+
+def test_bounds_hold_on_heavy_tails_spikes_and_ties(make_model):
+    """Shapes an even grid handles badly: a Cauchy tail, a spike of zeros inside a
+    continuous feature, a narrow spike far from a wide bulk, rounded values, and a drifted
+    current window far outside the historical range. Every bin count stays exact, so KS
+    stays bracketed and PSI equals stat_guard's over the reported edges."""
+    rng = np.random.default_rng(5)
+    rows = 120_000
+    recent = np.arange(rows) >= int(rows * 0.95)
+    zero_inflated = np.where(rng.random(rows) < 0.3, 0.0, rng.normal(0, 1, rows))
+    columns = {
+        "cauchy": rng.standard_cauchy(rows),
+        "zero_inflated": zero_inflated,
+        "spike_and_bulk": np.where(rng.random(rows) < 0.5, 1000 + rng.normal(0, 1e-6, rows),
+                                   rng.normal(0, 100, rows)),
+        "rounded": np.round(rng.normal(50, 10, rows), 1),
+        "far_drift": rng.normal(0, 1, rows) + np.where(recent, 1e6, 0.0),
+        "lognormal_wide": rng.lognormal(0, 3, rows),
+        "rare_ones": (rng.random(rows) < 0.01).astype(float),
+        "huge_outliers": np.where(np.arange(rows) % 997 == 0, 1e300, 5.0 + rng.random(rows)),
+    }
+    path = make_model(columns, list(columns))
+    result = run_model_drift(path, "m", "shapes")
+    for name in columns:
+        f = result.features[name]
+        baseline, current = (window_values(path, "features_m", name, w.start, w.end)
+                             for w in (result.historical_window, result.current_window))
+        exact = ss.ks_2samp(baseline, current).statistic
+        assert f.ks_statistic <= exact + 1e-12, name
+        assert exact <= f.ks_statistic + f.ks_error_bound + 1e-12, name
+        assert f.ks_error_bound <= 2.0 / 1000, (name, f.ks_error_bound)
+        edges = np.array(f.psi_bin_edges)
+        expected, actual = st.bin_counts(baseline, edges), st.bin_counts(current, edges)
+        assert f.psi == pytest.approx(st.psi_from_counts(expected, actual), abs=1e-9), name
+        assert f.n_historical == baseline.size and f.n_current == current.size
+    assert result.features["far_drift"].verdict == "drift"
+    assert result.features["rounded"].ks_error_bound == 0.0
+    assert result.features["rare_ones"].ks_error_bound == 0.0
