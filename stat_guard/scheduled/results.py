@@ -11,6 +11,7 @@ from typing import Any
 from stat_guard.display import (
     CATEGORICAL,
     NUMERIC,
+    PREDICTION_NAME,
     VERDICTS,
     FeatureDisplay,
     RunDisplay,
@@ -30,7 +31,7 @@ from stat_guard.verdict import ERROR as ERROR_VERDICT
 
 # The predictions' display summary is named like their drift_runs row (schema.PREDICTION_ROW),
 # a name no feature can take.
-PREDICTION_DISPLAY = "__prediction__"
+PREDICTION_DISPLAY = PREDICTION_NAME
 
 
 @dataclass(frozen=True)

@@ -221,3 +221,15 @@ def test_decode_run_fuzz_raises_only_display_error() -> None:
         except DisplayError:
             outcomes["refused"] += 1
     assert outcomes["refused"] > 100, outcomes
+
+
+def test_a_narrow_range_far_from_zero_keeps_distinct_edges() -> None:
+    """Epoch seconds over a quarter of an hour: the edges survive the JSON round trip as
+    40 distinct, increasing values (6 significant digits would make them all equal)."""
+    baseline = [1.7e9 + x * 100 for x in _sample(1, 5_000)]
+    current = [1.7e9 + 300 + x * 100 for x in _sample(2, 5_000)]
+    read = FeatureDisplay.from_json(json.loads(json.dumps(_numeric(baseline, current).to_json())))
+    assert len(read.edges) == MAX_BINS + 1
+    assert all(b > a for a, b in itertools.pairwise(read.edges))
+    medians = read.quantiles["current"][3] - read.quantiles["baseline"][3]
+    assert medians == pytest.approx(300, abs=20)

@@ -15,17 +15,23 @@ import shutil
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
 
+from demo.duckdb_data import DemoSummary
+from stat_guard.scheduled.engine import run_model_drift
 from tests.browser import Browser, require_chromium
+from tests.fleet.support import demo_database
 from tests.local import free_port, wait_for
 from tests.pages.conftest import CONFIG
 from tests.pages.support import categorical, churn_features, numeric, publish
 from workers.config import ROOT
+from workers.displays import with_display
 from workers.pages import data, render
 from workers.pages.app import create_app
+from workers.stream import publish_once
 
 USER, PASSWORD = "ops", "browser-test-password"
 SETTINGS = dataclasses.replace(CONFIG, pages=dataclasses.replace(
@@ -107,8 +113,7 @@ def test_drifted_features_come_first_each_with_both_windows_drawn(
                       "current 40.0 %"]
     history = browser.evaluate("document.querySelectorAll('svg.history g.point').length")
     assert history == 10
-    browser.screenshot(tmp_path / "pages-model.png", height=1500)
-    _keep(tmp_path / "pages-model.png")
+
 
 
 def test_overview_lists_every_model_worst_first(
@@ -132,8 +137,7 @@ def test_overview_lists_every_model_worst_first(
     links = browser.evaluate("[...document.querySelectorAll('tr.model-row td:first-child a')]"
                              ".map(a => a.getAttribute('href'))")
     assert links[0] == "/models/fraud_scoring"
-    browser.screenshot(tmp_path / "pages-overview.png", height=520)
-    _keep(tmp_path / "pages-overview.png")
+
 
 
 def test_a_model_with_200_features_loads_within_a_second(
@@ -188,4 +192,54 @@ def test_the_report_file_shows_the_same_figures_offline(
     assert in_report == on_page
     assert set(requested) <= {path.as_uri()}, requested
     assert browser.evaluate("document.querySelectorAll('a[href]').length") == 0
-    _keep(report)
+
+
+@pytest.fixture(scope="module")
+def demo_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[DemoSummary, list[Any]]:
+    """The demo's DuckDB data, every production model run through the real engine once."""
+    path = tmp_path_factory.mktemp("demo") / "demo.duckdb"
+    summary = demo_database(path)
+    return summary, [run_model_drift(str(path), model, f"{model}@20261206T080000Z")
+                     for model in summary.production_models]
+
+
+def test_demo_results_show_their_drifted_features_first_with_both_windows_drawn(
+        browser: Browser, server: str, redis_db: redis.Redis, tmp_path: Path,
+        demo_runs: tuple[DemoSummary, list[Any]]) -> None:
+    """The demo's results, as the drift task publishes them (record + stored summaries):
+    the overview lists every production model with its verdict, and each model page puts
+    the features the demo drifted first, each drawn for both windows. The screenshots of
+    the documentation come from here."""
+    summary, runs = demo_runs
+    records = {}
+    for result in runs:
+        record = with_display(redis_db, CONFIG.redis, result.stream_record(),
+                              result.run_display, CONFIG.display.ttl_s)
+        assert record.display_key, "the summaries were not stored"
+        publish_once(redis_db, CONFIG.redis, CONFIG.stream, record)
+        records[record.model] = record
+    browser.navigate(server + "/")
+    rows = browser.evaluate("[...document.querySelectorAll('tr.model-row')].map(r => "
+                            "[r.dataset.model, r.dataset.verdict])")
+    assert sorted(rows) == sorted([m, r.verdict] for m, r in records.items())
+    browser.screenshot(tmp_path / "pages-overview.png", height=420)
+    _keep(tmp_path / "pages-overview.png")
+    for model in summary.production_models:
+        browser.navigate(f"{server}/models/{model}")
+        seen = browser.evaluate(FEATURES_JS)
+        drifted = set(summary.drifted_features[model])
+        assert {f["name"] for f in seen[:len(drifted)]} == drifted, (model, seen)
+        assert all(f["verdict"] in ("drift", "warning") for f in seen[:len(drifted)])
+        assert all(f["charts"] == 1 and f["baseline"] == f["current"] > 0 for f in seen
+                   if f["verdict"] != "insufficient_data"), (model, seen)
+        if model == "fraud_scoring":
+            fraud_seen = seen
+            browser.screenshot(tmp_path / "pages-model.png", height=1500)
+            _keep(tmp_path / "pages-model.png")
+    result, results = data.newest_result(redis_db, CONFIG, "fraud_scoring")
+    path = tmp_path / "fraud_scoring-report.html"
+    path.write_text(render.report(result, results.history, CONFIG.thresholds))
+    browser.navigate(path.as_uri())
+    assert browser.evaluate(FEATURES_JS) == fraud_seen  # the same figures, offline
+    browser.screenshot(tmp_path / "pages-report.png", height=1500)
+    _keep(tmp_path / "pages-report.png")

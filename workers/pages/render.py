@@ -11,7 +11,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import quote
 
-from stat_guard.display import CATEGORICAL, NUMERIC, QUANTILE_LEVELS, FeatureDisplay
+from stat_guard.display import (
+    CATEGORICAL,
+    NUMERIC,
+    PREDICTION_NAME,
+    QUANTILE_LEVELS,
+    FeatureDisplay,
+)
 from stat_guard.result_record import ResultRecord
 from stat_guard.verdict import Thresholds
 from workers.pages import charts
@@ -201,7 +207,11 @@ def result_body(result: Result, history: Sequence[ResultRecord], thresholds: Thr
              ("finished (UTC)", finished), ("path", esc(TRIGGERS.get(trigger, trigger))),
              ("source", esc(SOURCES.get(source, source))),
              ("run", link(links, links.run(run_id), run_id) if links else esc(run_id)),
-             ("features", esc(_verdict_counts(f.verdict for f in features) or "none"))]
+             ("features", esc(_verdict_counts(f.verdict for f in features
+                                              if f.name != PREDICTION_NAME) or "none"))]
+    predictions = [f for f in features if f.name == PREDICTION_NAME]
+    if predictions:
+        facts.append(("predictions", badge(predictions[0].verdict)))
     if record is not None and record.details is not None:
         details = record.details
         if hasattr(details, "table"):
@@ -243,6 +253,8 @@ def feature_section(feature: FeatureDisplay, index: int) -> str:
     else:
         chart = '<p class="no-chart">Distribution not available for this result.</p>'
     kind = {"numeric": "numeric", "categorical": "categorical"}.get(feature.kind, "")
+    if feature.name == PREDICTION_NAME:
+        kind += " · the model's predictions"
     figures = [_statistics_table(feature)]
     if feature.kind == NUMERIC and feature.quantiles:
         figures.append(_quantile_table(feature))
