@@ -12,6 +12,7 @@ engine scores them: ``stat_guard.categories.pool_categories`` and
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -50,7 +51,8 @@ MAX_TOP_LISTED = 20
 # (the most severe columns get theirs first; ``display_omitted`` says some went without):
 # the extension refuses an answer above pg_stat_guard.max_response_bytes (1 MiB by
 # default), and its 256 columns' verdict is about 330 kB without displays. An envelope
-# whose metadata names ``max_response_bytes`` gets at most half of that.
+# whose metadata names ``max_response_bytes`` (the extension's does) gets at most what that
+# limit leaves after the verdicts and the answer's head.
 DISPLAY_BUDGET_BYTES = 512 * 1024
 _DISPLAY_LEVELS = np.array(display.RANGE_LEVELS + display.QUANTILE_LEVELS)
 
@@ -286,10 +288,10 @@ def analyze_envelope(body: bytes, thresholds: Thresholds = DEFAULT_THRESHOLDS,
     """Decode a request envelope and answer the verdict JSON (docs/wire-format.md §4).
 
     Each column gets a ``display`` object (``stat_guard.display.FeatureDisplay.to_json``),
-    the most severe columns first, while they fit in ``display_budget_bytes`` (and half of
-    a ``max_response_bytes`` the metadata names); ``display_omitted`` is true when some
-    column went without. Raises :class:`stat_guard.wire.WireFormatError` for a malformed
-    body.
+    the most severe columns first, while they fit in ``display_budget_bytes`` (and in what
+    a ``max_response_bytes`` the metadata names leaves after the verdicts);
+    ``display_omitted`` is true when some column went without. Raises
+    :class:`stat_guard.wire.WireFormatError` for a malformed body.
     """
     started = time.perf_counter()
     envelope = decode_envelope(body)
@@ -313,7 +315,7 @@ def analyze_envelope(body: bytes, thresholds: Thresholds = DEFAULT_THRESHOLDS,
         }
     scored = time.perf_counter()
     omitted = add_displays(columns, report, envelope.columns,
-                           _display_budget(display_budget_bytes, envelope.metadata))
+                           _display_budget(display_budget_bytes, envelope.metadata, columns))
     finished = time.perf_counter()
     return {
         "status": "ok",
@@ -329,10 +331,21 @@ def analyze_envelope(body: bytes, thresholds: Thresholds = DEFAULT_THRESHOLDS,
     }
 
 
-def _display_budget(budget: int, metadata: Mapping[str, Any]) -> int:
+# Room kept in a client's answer limit for what is not a column (status, thresholds,
+# timings, display_omitted): well above their few hundred bytes.
+ANSWER_HEAD_BYTES = 2048
+
+
+def _display_budget(budget: int, metadata: Mapping[str, Any],
+                    columns: Mapping[str, Any]) -> int:
+    """``budget``, or less when the client names its answer limit (``max_response_bytes``):
+    what the limit leaves after the columns' verdicts (as the service writes them,
+    compact JSON) and the answer's head."""
     limit = metadata.get("max_response_bytes")
     if isinstance(limit, int) and not isinstance(limit, bool) and limit > 0:
-        return min(budget, limit // 2)
+        verdicts = len(json.dumps(columns, separators=(",", ":"), allow_nan=False,
+                                  default=str))
+        return max(0, min(budget, limit - verdicts - ANSWER_HEAD_BYTES))
     return budget
 
 

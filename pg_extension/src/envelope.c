@@ -10,6 +10,7 @@
 
 #include "baselines.h"
 #include "envelope.h"
+#include "guc.h"
 #include "pg_stat_guard.h"
 
 static void
@@ -46,11 +47,15 @@ psg_request_fields(const PsgAnalysis *an, PsgJsonField *fields, const char **bas
 	return n;
 }
 
-/* The request's fields, the baselines' kind and the client, keys sorted. */
+/*
+ * The request's fields, the baselines' kind, the client and the largest answer this
+ * session accepts (pg_stat_guard.max_response_bytes: the function keeps its display
+ * summaries within half of it), keys sorted.
+ */
 static char *
 envelope_metadata(const PsgAnalysis *an)
 {
-	PsgJsonField fields[PSG_REQUEST_FIELDS + 2];
+	PsgJsonField fields[PSG_REQUEST_FIELDS + 3];
 	PsgJsonField baseline;
 	const char *kind;
 	int			n = psg_request_fields(an, fields, &kind);
@@ -58,6 +63,8 @@ envelope_metadata(const PsgAnalysis *an)
 	baseline = (PsgJsonField) {"kind", psg_json_string(kind)};
 	fields[n++] = (PsgJsonField) {"baseline", psg_json_object(&baseline, 1, false)};
 	fields[n++] = (PsgJsonField) {"client", psg_json_string(PSG_CLIENT_NAME)};
+	fields[n++] = (PsgJsonField) {"max_response_bytes",
+		psg_json_int((int64) psg_max_response_bytes)};
 	return psg_json_object(fields, n, true);
 }
 

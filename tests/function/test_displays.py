@@ -70,10 +70,16 @@ def test_displays_beyond_the_budget_are_omitted_the_most_severe_kept() -> None:
     assert sum(len(json.dumps(answer["columns"][n]["display"])) for n in with_display) \
         <= 8_000 * 1.1
     assert all(c["verdict"] for c in answer["columns"].values())  # every verdict is there
-    # The extension's max_response_bytes in the metadata halves into the budget.
-    small = analyze_envelope(_envelope(columns=40, metadata={"max_response_bytes": 16_000}))
+    # The extension's max_response_bytes in the metadata: displays get what the limit leaves
+    # after the verdicts and 2 KiB for the answer's head.
+    bare = analyze_envelope(_envelope(columns=40), display_budget_bytes=0)["columns"]
+    verdicts = len(json.dumps(bare, separators=(",", ":")))
+    small = analyze_envelope(_envelope(columns=40, metadata={
+        "max_response_bytes": verdicts + 2048 + 8_000}))
     assert small["display_omitted"] is True
     assert sum("display" in c for c in small["columns"].values()) == len(with_display)
+    tight = analyze_envelope(_envelope(columns=40, metadata={"max_response_bytes": verdicts}))
+    assert not any("display" in c for c in tight["columns"].values())
     # A hostile value is ignored.
     odd = analyze_envelope(_envelope(columns=4, metadata={"max_response_bytes": "x"}))
     assert odd["display_omitted"] is False

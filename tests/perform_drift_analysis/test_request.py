@@ -53,6 +53,8 @@ def test_request_is_an_octet_stream_envelope_carrying_the_key(config, fault, sou
     # the default of pg_stat_guard.compression (one default)
     assert meta["compression"] == DEFAULT_COMPRESSION
     assert meta["client"].startswith("pg_stat_guard/")
+    # the largest answer the session accepts (the function sizes its displays by it)
+    assert meta["max_response_bytes"] == 1024 * 1024
     assert meta["baseline"]["kind"] == "previous_window"
     start = datetime.fromisoformat(meta["window_start"])
     end = datetime.fromisoformat(meta["window_end"])

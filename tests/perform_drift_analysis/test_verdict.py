@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 
 import psycopg
@@ -344,3 +345,28 @@ def test_a_null_burst_is_drift_by_the_missing_share(real_service, admin, sources
     assert column["reasons"][0].startswith("missing share 1.0% -> 40.0%"), column["reasons"]
     assert column["missing_rate_current"] == pytest.approx(0.4, abs=0.01)
     assert column["psi"] < 0.1  # the values themselves did not move
+
+
+def test_a_small_answer_limit_keeps_the_verdict_and_drops_displays(config, verdict_url,
+                                                                    tables, new_conn):
+    """The envelope names the server's pg_stat_guard.max_response_bytes; the function keeps
+    its display summaries within what that leaves after the verdicts, so a limit too small
+    for every display still gets the whole verdict."""
+    config.apply(function_url=verdict_url, function_key=TEST_KEY)
+    full = analyze(new_conn(), source=tables["drift"].qualified)
+    displays = [len(json.dumps(c["display"], separators=(",", ":")))
+                for c in full["columns"].values()]
+    assert full["display_omitted"] is False and len(displays) >= 3
+    # Room for the verdicts, the answer's head and one display, not for all of them.
+    bare = len(json.dumps({k: v for k, v in full.items() if k != "columns"}
+                          | {"columns": {n: {k: v for k, v in c.items() if k != "display"}
+                                         for n, c in full["columns"].items()}},
+                          separators=(",", ":")))
+    config.apply(function_url=verdict_url, function_key=TEST_KEY,
+                 max_response_bytes=bare + 2048 + max(displays) + 200)
+    drifted = analyze(new_conn(), source=tables["drift"].qualified)
+    assert drifted["status"] == "ok" and drifted["verdict"] == "drift", drifted
+    assert drifted["columns"]["amount"]["verdict"] == "drift"
+    assert drifted["display_omitted"] is True
+    shown = [n for n, c in drifted["columns"].items() if "display" in c]
+    assert shown and "amount" in shown and len(shown) < len(displays)
