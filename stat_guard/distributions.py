@@ -26,6 +26,7 @@ where the gamma prefactor's large terms cancel), tails included
 
 from __future__ import annotations
 
+import functools
 import math
 
 _EPS = 1e-16
@@ -53,36 +54,50 @@ def ks_2samp_exact_sf(statistic: float, n: int, m: int) -> float:
     # D takes the values k/(n·m): the path leaves the band where |i·m − j·n| >= threshold.
     # The tolerance absorbs the rounding of a statistic computed as a float.
     threshold = max(1, math.ceil(statistic * n * m - 1e-6))
+    # i·m − j·n is a multiple of gcd(n, m): thresholds up to the next multiple are one.
+    step = math.gcd(n, m)
+    return _outside_band(-(-threshold // step) * step, n, m)
+
+
+@functools.lru_cache(maxsize=1024)
+def _outside_band(threshold: int, n: int, m: int) -> float:
+    """The probability that the lattice path from (0, 0) to (n, m), n <= m, leaves the
+    band |i·m − j·n| < threshold. Cached: a run's features of the same window sizes share
+    the few statistics their sizes allow (multiples of 1/(n·m) over gcd(n, m))."""
 
     def band(i: int) -> tuple[int, int]:
         """The columns j of row i inside the band, as an inclusive range."""
         return max(0, (i * m - threshold) // n + 1), min(m, -(-(i * m + threshold) // n) - 1)
 
+    # Row i's masses, one per column of its band: the probability of reaching (i, j)
+    # without having left. From (i, j), with s = (n − i) + (m − j) steps left, the path
+    # steps right with probability (n − i)/s and up with (m − j)/s.
     left_out = 0.0
     lo, hi = band(0)
     row = [0.0] * (hi - lo + 1)
     row[0] = 1.0  # the path starts at (0, 0)
-    for i in range(n + 1):
-        next_lo, next_hi = band(i + 1) if i < n else (0, -1)
-        next_row = [0.0] * (next_hi - next_lo + 1)
+    for i in range(n):
         rights_left = n - i
-        carried = 0.0  # mass stepping up from (i, j - 1) into (i, j)
-        for offset, arrived in enumerate(row):
-            j = lo + offset
-            mass = arrived + carried
-            steps_left = rights_left + m - j
-            if steps_left == 0:  # (n, m): a path that got here never left the band
-                carried = 0.0
-                break
-            carried = mass * (m - j) / steps_left
-            right = mass * rights_left / steps_left
-            if right:
-                if next_lo <= j <= next_hi:
-                    next_row[j - next_lo] += right
-                else:
-                    left_out += right
-        left_out += carried  # stepping up past the band's last column
-        row, lo, hi = next_row, next_lo, next_hi
+        next_lo, next_hi = band(i + 1)
+        rights: list[float] = []
+        append = rights.append
+        carried = 0.0  # mass stepping up from (i, j − 1) into (i, j)
+        steps_left = rights_left + m - lo
+        for arrived in row:
+            share = (arrived + carried) / steps_left
+            carried = share * (steps_left - rights_left)
+            append(share * rights_left)
+            steps_left -= 1
+        left_out += carried  # stepping up past the band's last column (0 at column m)
+        # The right steps of the columns left of the next row's band leave it.
+        inside = next_lo - lo
+        if inside > 0:
+            left_out += math.fsum(rights[:inside])
+            rights = rights[inside:]
+        row = rights + [0.0] * (next_hi - max(hi, next_lo - 1))
+        lo, hi = next_lo, next_hi
+    if hi < m:  # the last row: only up steps, which leave past its band's last column
+        left_out += math.fsum(row)
     return min(max(left_out, 0.0), 1.0)
 
 
