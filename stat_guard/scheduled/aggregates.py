@@ -734,12 +734,14 @@ def _coarsen(fine_counts: list[float], fine_edges: list[float],
              coarse_edges: list[float]) -> list[float]:
     """Counts of the coarse bins (−inf, c1], …, (c_last, +inf) from fine bins whose edges
     include every coarse edge."""
-    coarse = [0.0] * (len(coarse_edges) + 1)
-    # Fine bin j ends at fine_edges[j]; it belongs to the first coarse bin whose edge is >= it.
-    for j, count in enumerate(fine_counts):
-        owner = (bisect.bisect_left(coarse_edges, fine_edges[j]) if j < len(fine_edges)
-                 else len(coarse_edges))  # the overflow bin
-        coarse[owner] += count
+    # Fine bin j ends at fine_edges[j]; it belongs to the first coarse bin whose edge is >= it:
+    # coarse bin i holds the fine bins up to the last edge <= coarse_edges[i].
+    coarse, start = [], 0
+    for edge in coarse_edges:
+        end = bisect.bisect_right(fine_edges, edge, start)
+        coarse.append(float(sum(fine_counts[start:end])))
+        start = end
+    coarse.append(float(sum(fine_counts[start:])))  # the overflow bin
     return coarse
 
 
