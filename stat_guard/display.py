@@ -262,20 +262,27 @@ Cdf = Callable[[float], float]  # share of the window's values <= x
 Quantile = Callable[[float], float]  # the value at a level in [0, 1]
 
 
-def numeric_display(name: str, baseline_cdf: Cdf, current_cdf: Cdf,
-                    baseline_quantile: Quantile, current_quantile: Quantile,
+def numeric_display(name: str, baseline_cdf: Cdf | None, current_cdf: Cdf | None,
+                    baseline_quantile: Quantile | None, current_quantile: Quantile | None,
                     **common: Any) -> FeatureDisplay:
     """Even display bins over both windows' RANGE_LEVELS quantiles; the end bins also hold
-    the tails. ``common`` takes the other FeatureDisplay fields (verdict, statistics …)."""
-    edges = display_edges([baseline_quantile(q) for q in RANGE_LEVELS],
-                          [current_quantile(q) for q in RANGE_LEVELS])
+    the tails. A window without values gives None for its CDF and quantile function: it
+    places no edge, its shares are all 0 and it has no quantiles. ``common`` takes the
+    other FeatureDisplay fields (verdict, statistics …)."""
+
+    def at(quantile: Quantile | None, levels: Sequence[float]) -> list[float]:
+        return [] if quantile is None else [quantile(q) for q in levels]
+
+    edges = display_edges(at(baseline_quantile, RANGE_LEVELS),
+                          at(current_quantile, RANGE_LEVELS))
     if not edges:
         return FeatureDisplay(name=name, kind=NUMERIC, **common)
+    inner = edges[1:-1]
     return numeric_display_at(
-        name, edges, [baseline_cdf(e) for e in edges[1:-1]],
-        [current_cdf(e) for e in edges[1:-1]],
-        [baseline_quantile(q) for q in QUANTILE_LEVELS],
-        [current_quantile(q) for q in QUANTILE_LEVELS], **common)
+        name, edges, None if baseline_cdf is None else [baseline_cdf(e) for e in inner],
+        None if current_cdf is None else [current_cdf(e) for e in inner],
+        at(baseline_quantile, QUANTILE_LEVELS), at(current_quantile, QUANTILE_LEVELS),
+        **common)
 
 
 def display_edges(baseline_range: Sequence[float], current_range: Sequence[float]

@@ -115,7 +115,6 @@ class FeatureAggregate:
     fine_edges: list[float] = field(default_factory=list)  # sorted, distinct
     stddev: float = math.nan  # historical, finite values
     iqr: float = math.nan
-    tie_heavy: bool = False  # few distinct edges: also count the mass exactly on each edge
     windows: dict[str, WindowCounts] = field(default_factory=dict)
 
 
@@ -182,7 +181,6 @@ def aggregate_source(session: Session, source: Source, plan: WindowPlan,
     # features where a cell holds too much of a window, finer grids over those cells.
     # A few features at a time: their cells (thousands each, as Python objects) are
     # turned into bins before the next features' are fetched.
-    sampled_rows: dict[str, int] = {}
     pending = [f for f in numeric if f.name not in errors]
     rows = max(1, window_rows[HISTORICAL] + window_rows[CURRENT])
     batch = min(max(CELL_BATCH_FEATURES, CELL_BATCH_CELLS // rows), MAX_BATCH_FEATURES)
@@ -228,9 +226,12 @@ def aggregate_source(session: Session, source: Source, plan: WindowPlan,
             if spec.name not in errors and spec.name in cells:
                 _set_bins(aggregates[spec.name], cells.pop(spec.name), sides[spec.name],
                           psi_bins, target)
-                windows = aggregates[spec.name].windows
-                sampled_rows = {w: windows[w].values + windows[w].nulls + windows[w].nonfinite
-                                for w in (HISTORICAL, CURRENT)}
+    # Every counted numeric feature gives the same window sizes: take them from one.
+    counted = next((aggregates[f.name].windows for f in numeric
+                    if f.name not in errors and aggregates[f.name].windows), None)
+    sampled_rows = {} if counted is None else {
+        w: counted[w].values + counted[w].nulls + counted[w].nonfinite
+        for w in (HISTORICAL, CURRENT)}
 
     # 3. Categories, window sizes and the extra aggregates: one plain aggregate a window.
     categorical = [f for f in features if f.kind != NUMERIC and f.name not in errors]
@@ -341,10 +342,10 @@ def _sample_scan(session: Session, source: Source, plan: WindowPlan,
         projected.append(f"CASE WHEN isfinite({x}) THEN {x} END AS {v}")
         lists.append(f"list({v}) FILTER (WHERE {v} IS NOT NULL)")
     predicate = plan.historical_sql if window == HISTORICAL else plan.current_sql
-    [row] = _fetch_numbers(
-        session, f"SELECT {', '.join(lists)} FROM (SELECT {', '.join(projected)} "
+    [row] = session.fetchall(
+        f"SELECT {', '.join(lists)} FROM (SELECT {', '.join(projected)} "
         f"FROM {source.relation} WHERE {predicate} LIMIT {EDGE_SAMPLE[window]})",
-        params, len(group) * EDGE_SAMPLE[window])
+        params, width=len(group) * EDGE_SAMPLE[window])
     for i, spec in enumerate(group):
         picked[spec.name] = sorted(float(v) for v in row[i] or ())
 
@@ -392,14 +393,20 @@ def _literal(value: float) -> str:
     return f"CAST('{value!r}' AS DOUBLE)"  # repr round-trips the double exactly
 
 
+def _ratio_key(origin_sql: str, scale_sql: str, half_sql: str) -> str:
+    """The ratio grid's key of x: ceil(d / (|d| + scale) · half), d = x/2 − origin (see
+    Span), from SQL for its constants (literals, or columns beside x)."""
+    d = f"(x * 0.5 - {origin_sql})"
+    return f"ceil({d} / (abs({d}) + {scale_sql}) * {half_sql})"
+
+
 def _key_sql(span: Span) -> str:
     if span.exact:
         return "x"
-    d = f"(x * 0.5 - {_literal(span.origin)})"
     if span.half:
-        key = f"ceil({d} / (abs({d}) + {_literal(span.scale)}) * {_literal(span.half)})"
+        key = _ratio_key(_literal(span.origin), _literal(span.scale), _literal(span.half))
     else:
-        key = f"ceil({d} * {_literal(span.scale)})"
+        key = f"ceil((x * 0.5 - {_literal(span.origin)}) * {_literal(span.scale)})"
     if span.atoms:
         # Values below an atom keep their cell, the atom gets a cell of its own, values
         # above it move up a fraction: still monotone in x, the atom alone in its cell.
@@ -424,7 +431,7 @@ def _cell_scan(session: Session, source: Source, plan: WindowPlan, params: dict[
     pairs = [(spec, span) for spec in group for span in spans[spec.name]]
     scanned: list[dict[str, list[tuple]]] = [{} for _ in pairs]
     # Small windows, first grids: one GROUP BY (feature, key) over the values unnested,
-    # the grids' constants unnested beside them (the same key as _key_sql's).
+    # the grids' constants unnested beside them (_ratio_key, as in _key_sql).
     exact = all(span.exact for _, span in pairs)
     unnestable = len(pairs) > 1 and (exact or all(
         span.half and span.low is None and not span.atoms for _, span in pairs))
@@ -437,30 +444,25 @@ def _cell_scan(session: Session, source: Source, plan: WindowPlan, params: dict[
                        f"unnest(range({len(pairs)})) AS f"]
             key = "x"
             if not exact:
-                key = "ceil((x * 0.5 - o) / (abs(x * 0.5 - o) + w) * h)"
+                key = _ratio_key("o", "w", "h")
                 columns += [
                     f"unnest({listed([_literal(span.origin) for _, span in pairs])}) AS o",
                     f"unnest({listed([_literal(span.scale) for _, span in pairs])}) AS w",
                     f"unnest({listed([_literal(span.half) for _, span in pairs])}) AS h"]
-            rows = _fetch_numbers(
-                session, f"SELECT f, {key} AS k, count(*) AS n, min(x) AS lo, max(x) AS hi "
-                f"FROM (SELECT {', '.join(columns)} FROM {source.relation} "
-                f"WHERE {predicate}) GROUP BY f, k", params, 5)
-            by_feature: dict[int, list[tuple]] = {}
-            for row in rows:
-                by_feature.setdefault(row[0], []).append(row[1:])
-            for j in range(len(pairs)):
-                scanned[j][window] = by_feature.get(j, [])
-            continue
-        parts = []
-        for j, (spec, span) in enumerate(pairs):
-            within = ("" if span.low is None else
-                      f" WHERE x >= {_literal(span.low)} AND x <= {_literal(span.high)}")
-            parts.append(
-                f"SELECT {j} AS f, {_key_sql(span)} AS k, count(*) AS n, min(x) AS lo, "
-                f"max(x) AS hi FROM (SELECT {_as_double(spec)} AS x FROM {source.relation} "
-                f"WHERE {predicate}){within} GROUP BY k")
-        rows = _fetch_numbers(session, " UNION ALL ".join(parts), params, 5)
+            sql = (f"SELECT f, {key} AS k, count(*) AS n, min(x) AS lo, max(x) AS hi "
+                   f"FROM (SELECT {', '.join(columns)} FROM {source.relation} "
+                   f"WHERE {predicate}) GROUP BY f, k")
+        else:
+            parts = []
+            for j, (spec, span) in enumerate(pairs):
+                within = ("" if span.low is None else
+                          f" WHERE x >= {_literal(span.low)} AND x <= {_literal(span.high)}")
+                parts.append(
+                    f"SELECT {j} AS f, {_key_sql(span)} AS k, count(*) AS n, min(x) AS lo, "
+                    f"max(x) AS hi FROM (SELECT {_as_double(spec)} AS x "
+                    f"FROM {source.relation} WHERE {predicate}){within} GROUP BY k")
+            sql = " UNION ALL ".join(parts)
+        rows = session.fetchall(sql, params, width=5)
         by_feature: dict[int, list[tuple]] = {}
         for row in rows:
             by_feature.setdefault(row[0], []).append(row[1:])
@@ -468,16 +470,6 @@ def _cell_scan(session: Session, source: Source, plan: WindowPlan, params: dict[
             scanned[j][window] = by_feature.get(j, [])
     for spec in group:
         found[spec.name] = [scanned[j] for j, (owner, _) in enumerate(pairs) if owner is spec]
-
-
-def _fetch_numbers(session: Session, sql: str, params: dict[str, Any], width: int
-                   ) -> list[tuple]:
-    """Session.fetchall for rows of ``width`` numbers, counted as 8 bytes each (Session's
-    value-by-value count cost more than the query on tens of thousands of cells)."""
-    used = {k: v for k, v in params.items() if re.search(rf"\${re.escape(k)}\b", sql)}
-    rows = session.connection.execute(sql, used).fetchall()
-    session.bytes_fetched += 8 * width * len(rows)
-    return rows
 
 
 def _merge_windows(groups: dict[str, list[tuple]]
@@ -655,7 +647,6 @@ def _set_bins(aggregate: FeatureAggregate, cells: list[Cell],
     for w in (0, 1):
         counts[w].append(0.0)  # (last edge, +inf): nothing beyond the largest value
     aggregate.fine_edges = edges
-    aggregate.tie_heavy = any(c[1] == c[2] or c[4] == c[5] for c in cells)
     if totals[0] > 0:
         cumulative = list(accumulate(counts[0]))
 

@@ -29,10 +29,6 @@ from stat_guard.result_record import (
 from stat_guard.scheduled.windows import WindowBounds
 from stat_guard.verdict import ERROR as ERROR_VERDICT
 
-# The predictions' display summary is named like their drift_runs row (schema.PREDICTION_ROW),
-# a name no feature can take.
-PREDICTION_DISPLAY = PREDICTION_NAME
-
 
 @dataclass(frozen=True)
 class FeatureDrift:
@@ -154,11 +150,12 @@ class ModelDriftResult:
 
     def run_display(self) -> RunDisplay:
         """The run's display summaries (stat_guard.display): one per feature, and the
-        predictions' under ``PREDICTION_DISPLAY`` when the run scored them. The publisher
-        stores them in Redis (workers.displays) and names the key in the record."""
+        predictions' under ``PREDICTION_NAME`` (like their drift_runs row,
+        schema.PREDICTION_ROW: a name no feature can take) when the run scored them. The
+        publisher stores them in Redis (workers.displays) and names the key in the record."""
         features = [f.display_summary() for f in self.features.values()]
         if self.model_drift.prediction is not None:
-            features.append(self.model_drift.prediction.display_summary(PREDICTION_DISPLAY))
+            features.append(self.model_drift.prediction.display_summary(PREDICTION_NAME))
         return RunDisplay(run_id=self.run_id, model=self.model, source=SCHEDULED,
                           trigger=run_trigger(self.run_id),
                           verdict=self.verdict if self.verdict in VERDICTS else "error",

@@ -21,13 +21,10 @@ from stat_guard.categories import (
     unseen_categories,
 )
 from stat_guard.display import (
-    QUANTILE_LEVELS,
-    RANGE_LEVELS,
     FeatureDisplay,
     binned_cdf,
     categorical_display,
-    display_edges,
-    numeric_display_at,
+    numeric_display,
 )
 from stat_guard.scheduled.aggregates import CATEGORICAL, FeatureAggregate, WindowCounts
 from stat_guard.scheduled.results import FeatureDrift
@@ -87,16 +84,10 @@ def display_shape(aggregate: FeatureAggregate, historical: WindowCounts,
         low = window.minimum if window.minimum <= fine[0] else fine[0]  # NaN: fine[0]
         high = window.maximum if window.maximum >= fine[-1] else fine[-1]
         sides.append(binned_cdf([low, *fine, high], bins))
-    edges = display_edges(*([side[1](q) for q in RANGE_LEVELS] if side else []
-                            for side in sides))
-    if not edges:  # no value in either window
-        return FeatureDisplay(name=name, kind=aggregate.spec.kind, verdict=Verdict.OK.value)
-    inner = edges[1:-1]
-    cdfs = [None if side is None else [side[0](e) for e in inner] for side in sides]
-    quantiles = [[] if side is None else [side[1](q) for q in QUANTILE_LEVELS]
-                 for side in sides]
-    return numeric_display_at(name, edges, cdfs[0], cdfs[1], quantiles[0], quantiles[1],
-                              verdict=Verdict.OK.value)
+    (baseline_cdf, baseline_quantile), (current_cdf, current_quantile) = (
+        side or (None, None) for side in sides)
+    return numeric_display(name, baseline_cdf, current_cdf, baseline_quantile,
+                           current_quantile, verdict=Verdict.OK.value)
 
 
 def _missing_notes(historical: WindowCounts, current: WindowCounts) -> tuple[str, ...]:

@@ -10,14 +10,13 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from stat_guard.display import decode_run, encode_run
+from stat_guard.display import PREDICTION_NAME, decode_run, encode_run
 from stat_guard.scheduled.engine import (
     ModelNotFoundError,
     flag_model,
     production_models,
     run_model_drift,
 )
-from stat_guard.scheduled.results import PREDICTION_DISPLAY
 from stat_guard.scheduled.schema import MODEL_ROW, PREDICTION_ROW
 
 ALERTING = {"warning", "drift"}
@@ -121,7 +120,7 @@ def test_record_is_flat_small_and_complete(demo):
     # The display summaries: every feature and the predictions, valid once stored.
     shown = decode_run(encode_run(result.run_display()))
     by_name = {f.name: f for f in shown.features}
-    assert set(by_name) == set(result.features) | {PREDICTION_DISPLAY}
+    assert set(by_name) == set(result.features) | {PREDICTION_NAME}
     assert (shown.run_id, shown.verdict) == ("record-1", result.verdict)
     for name, feature in result.features.items():
         assert by_name[name].verdict == feature.verdict
