@@ -112,12 +112,15 @@ def wait_for(what: str, check: Any, timeout: float, fleet: Fleet | None = None,
         time.sleep(every)
 
 
+def basic_auth_header(auth: str) -> dict[str, str]:
+    """The ``Authorization`` header of HTTP basic authentication for ``user:password``."""
+    import base64
+
+    return {"Authorization": "Basic " + base64.b64encode(auth.encode()).decode()}
+
+
 def http_ok(url: str, auth: str | None = None) -> bool:
-    request = urllib.request.Request(url)
-    if auth:
-        import base64
-        request.add_header("Authorization",
-                           "Basic " + base64.b64encode(auth.encode()).decode())
+    request = urllib.request.Request(url, headers=basic_auth_header(auth) if auth else {})
     try:
         with urllib.request.urlopen(request, timeout=2) as response:
             return response.status == 200
@@ -497,11 +500,9 @@ def _summary(client, flagged: list[str], ports: dict[str, int],
 
 def _pages_list(base: str, models: list[str]) -> int:
     """How many of ``models`` the pages' overview names (it reads Redis as the exporter)."""
-    import base64
     import html
 
-    request = urllib.request.Request(f"{base}/", headers={
-        "Authorization": "Basic " + base64.b64encode(PAGES_AUTH.encode()).decode()})
+    request = urllib.request.Request(f"{base}/", headers=basic_auth_header(PAGES_AUTH))
     with urllib.request.urlopen(request, timeout=10) as response:
         text = response.read().decode()
     return sum(1 for model in set(models)

@@ -103,7 +103,7 @@ class FeatureDisplay:
     def severity(self) -> tuple[int, float]:
         """Sort key, most severe first: verdict rank, then the larger PSI."""
         psi = self.statistics.get("psi")
-        return (_rank(self.verdict), -(psi if psi is not None else -1.0))
+        return (verdict_rank(self.verdict), -(psi if psi is not None else -1.0))
 
     def to_json(self) -> dict[str, Any]:
         return self.to_json_sized()[0]
@@ -405,7 +405,8 @@ def missing_share(missing: int, present: int) -> float | None:
 
 # --- validation helpers ----------------------------------------------------------------
 
-def _rank(verdict: str) -> int:
+def verdict_rank(verdict: str) -> int:
+    """A verdict's place in ``VERDICTS``, the most severe first; an unknown one last."""
     return VERDICTS.index(verdict) if verdict in VERDICTS else len(VERDICTS)
 
 

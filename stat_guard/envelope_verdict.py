@@ -358,8 +358,7 @@ def add_displays(columns: dict[str, dict[str, Any]], report: ModelReport,
     def severity(name: str) -> tuple[int, float]:
         feature = report.features[name]
         psi = feature.comparison.drift_score
-        return (display.VERDICTS.index(feature.decision.verdict.value)
-                if feature.decision.verdict.value in display.VERDICTS else len(display.VERDICTS),
+        return (display.verdict_rank(feature.decision.verdict.value),
                 -psi if math.isfinite(psi) else 1.0)
 
     left = budget_bytes

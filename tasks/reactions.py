@@ -21,7 +21,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote
 
 import redis
 
@@ -37,6 +36,7 @@ from stat_guard.verdict import ERROR as UNSCORED
 from stat_guard.verdict import Verdict
 from workers import alert_state, reaction_keys
 from workers.celery_app import app, config
+from workers.pages.urls import model_path, run_path
 from workers.reaction_keys import (
     ALERT,
     DEAD_LETTER,
@@ -398,8 +398,7 @@ def pages_links(record: ResultRecord) -> dict[str, str]:
     base = config.pages.public_url.rstrip("/")
     if not base:
         return {}
-    return {"model": f"{base}/models/{quote(record.model, safe='')}",
-            "run": f"{base}/runs/{quote(record.run_id, safe='')}"}
+    return {"model": base + model_path(record.model), "run": base + run_path(record.run_id)}
 
 
 def _iso(moment: float | None) -> str:

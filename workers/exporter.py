@@ -202,16 +202,16 @@ class ResultsCollector:
         latest: dict[tuple[str, str], RecordBlock] = {}
         for entry_id, fields in newest_entries(self._client, self._config.stream.name,
                                                self._scan_limit):
-            key = (_text(fields.get(b"model", b"")), _text(fields.get(b"source", b"")))
+            key = (text(fields.get(b"model", b"")), text(fields.get(b"source", b"")))
             if key not in latest:
-                self._take(latest, key, _text(entry_id), fields)
+                self._take(latest, key, text(entry_id), fields)
             elif key in self._failed and key not in self._success:
                 self._note_success(parse_record(fields))  # an older run of a failing model
         for source in SOURCES:
             for model, document in latest_documents(
                     self._client, self._config.redis, source,
-                    skip=lambda m, source=source: (_text(m), source) in latest):
-                self._take(latest, (_text(model), source), _text(document), document)
+                    skip=lambda m, source=source: (text(m), source) in latest):
+                self._take(latest, (text(model), source), text(document), document)
         for key, result in self._failed.items():
             latest[key] = self._layout.block(result, self._success.get(key))
         seen = set(latest)
@@ -271,7 +271,7 @@ class ResultsCollector:
                 "XRANGE", self._config.stream.name, f"({self._cursor}", "+",
                 "COUNT", _FORWARD_PAGE, **{NEVER_DECODE: True})
             for entry_id, fields in page:
-                self._cursor = _text(entry_id)
+                self._cursor = text(entry_id)
                 if fields.get(b"source") != ONDEMAND.encode():
                     continue  # a scheduled record: its features need not be parsed
                 record = parse_record(fields, complete=False)
@@ -347,7 +347,7 @@ def newest_entries(client: redis.Redis, stream: str, limit: int
             return
         yield from page
         remaining -= len(page)
-        upper = f"({_text(page[-1][0])}"
+        upper = f"({text(page[-1][0])}"
         if len(page) < _FORWARD_PAGE:
             return
 
@@ -364,7 +364,8 @@ def parse_record(fields: Mapping[Any, Any], complete: bool = True) -> ResultReco
     return record
 
 
-def _text(value: Any) -> str:
+def text(value: Any) -> str:
+    """``value`` as text: bytes decoded as UTF-8 (bad bytes replaced), anything else by str."""
     return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
 
 
@@ -372,8 +373,8 @@ def _bucket_label(bound: float) -> str:
     return repr(float(bound))
 
 
-def _gauge(name: str, text: str, value: float) -> str:
-    return gauge(name, text, float(value))
+def _gauge(name: str, help_text: str, value: float) -> str:
+    return gauge(name, help_text, float(value))
 
 
 # ---- process ----------------------------------------------------------------------------

@@ -57,16 +57,24 @@ def latest_documents(client: redis.Redis, redis_config: RedisConfig, source: str
             if document is not None]
 
 
-def latest_records(client: redis.Redis, redis_config: RedisConfig) -> list[ResultRecord]:
-    """The newest record of every (model, source) the reactions kept, by model and source;
-    a document that is not a JSON object is left out."""
+def latest_records(client: redis.Redis, redis_config: RedisConfig,
+                   skip: Callable[[Any, str], bool] = lambda _model, _source: False,
+                   parse: Callable[[dict[str, Any]], ResultRecord | None]
+                   = ResultRecord.from_fields) -> list[ResultRecord]:
+    """The newest record of every (model, source) the reactions kept, by model and source,
+    without the (model as the client returns it, source) pairs ``skip`` says are known
+    already; a document that is not a JSON object, or that ``parse`` turns into None, is
+    left out."""
     records = []
     for source in SOURCES:
-        for _model, document in latest_documents(client, redis_config, source):
+        for _model, document in latest_documents(
+                client, redis_config, source,
+                skip=lambda model, source=source: skip(model, source)):
             try:
                 fields = json.loads(document)
             except ValueError:
                 continue
-            if isinstance(fields, dict):
-                records.append(ResultRecord.from_fields(fields))
+            record = parse(fields) if isinstance(fields, dict) else None
+            if record is not None:
+                records.append(record)
     return sorted(records, key=lambda record: (record.model, record.source))

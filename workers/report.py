@@ -5,8 +5,6 @@ CSS and SVG, nothing loaded from anywhere), drawn by the pages' renderer
 
 from __future__ import annotations
 
-from datetime import datetime
-
 import redis
 
 from stat_guard.result_record import ResultRecord
@@ -18,10 +16,11 @@ def resolve(client: redis.Redis, config: FleetConfig, result: str
             ) -> tuple[data.Result, list[ResultRecord]] | None:
     """``result`` as a run id, else as a model name (its newest result); with the model's
     recent results. None when Redis holds neither."""
-    found = data.find_result(client, config, result)
+    entries = data.recent_entries(client, config)
+    found = data.find_result(client, config, result, entries)
     if found is not None:
-        return found, data.model_results(client, config, found.model).history
-    newest, results = data.newest_result(client, config, result)
+        return found, data.model_results(client, config, found.model, entries).history
+    newest, results = data.newest_result(client, config, result, entries)
     if newest is None:
         return None
     return newest, results.history
@@ -33,6 +32,6 @@ def file_name(run_id: str) -> str:
     return f"stat_guard-{safe}.html"
 
 
-def render_report(found: data.Result, history: list[ResultRecord], config: FleetConfig,
-                  generated_at: datetime | None = None) -> str:
-    return render.report(found, history, config.thresholds, generated_at)
+def render_report(found: data.Result, history: list[ResultRecord], config: FleetConfig
+                  ) -> str:
+    return render.report(found, history, config.thresholds)

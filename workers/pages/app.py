@@ -173,11 +173,10 @@ def create_app(config: FleetConfig, client: redis.Redis | None = None
         if len(parts) in (2, 3) and parts[0] == "runs":
             if len(parts) == 3 and parts[2] != "report.html":
                 raise _Answer(404, "<h1>No such page</h1>")
-            result = await asyncio.to_thread(data.find_result, client, config, parts[1])
+            result, history = await asyncio.to_thread(_run, parts[1])
             if result is None:
                 raise _Answer(404, f"<h1>No result {render.esc(parts[1])}</h1><p>It is "
                                    f"not among the newest results in Redis.</p>")
-            history = await asyncio.to_thread(_history, result.model)
             if len(parts) == 3:
                 extra.append((b"content-disposition", b'attachment; filename="'
                                + file_name(result.run_id).encode() + b'"'))
@@ -193,8 +192,12 @@ def create_app(config: FleetConfig, client: redis.Redis | None = None
         others = [r for r in results.latest.values() if r.run_id != result.run_id]
         return render.model_page(model, result, results.history, others, thresholds, links)
 
-    def _history(model: str) -> list[Any]:
-        return data.model_results(client, config, model).history
+    def _run(run_id: str) -> tuple[data.Result | None, list[Any]]:
+        entries = data.recent_entries(client, config)  # read once for both
+        result = data.find_result(client, config, run_id, entries)
+        if result is None:
+            return None, []
+        return result, data.model_results(client, config, result.model, entries).history
 
     return app
 

@@ -7,17 +7,22 @@ models not among them; workers/exporter.py), plus each result's display summarie
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Collection
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import redis
 
-from stat_guard.display import VERDICTS, DisplayError, RunDisplay
+from stat_guard.display import DisplayError, RunDisplay, verdict_rank
 from stat_guard.result_record import SOURCES, ResultRecord
 from workers.config import FleetConfig
 from workers.displays import display_key, load_display
-from workers.exporter import newest_entries, parse_record
-from workers.reaction_keys import latest_documents
+from workers.exporter import newest_entries, parse_record, text
+from workers.reaction_keys import latest_key, latest_records
+
+# The newest stream entries (newest first, undecoded), as ``recent_entries`` reads them:
+# read once a request and handed to each reader that needs them.
+Entries = list[tuple[bytes, dict[bytes, bytes]]]
 
 
 @dataclass(frozen=True)
@@ -38,6 +43,28 @@ class Result:
     def model(self) -> str:
         return self.record.model if self.record else self.display.model  # type: ignore
 
+    @property
+    def verdict(self) -> str:
+        return self.record.verdict if self.record else self.display.verdict  # type: ignore
+
+    @property
+    def drift_score(self) -> float | None:
+        return (self.record.drift_score if self.record
+                else self.display.drift_score)  # type: ignore[union-attr]
+
+    @property
+    def finished_at(self) -> datetime | str | None:
+        return (self.record.finished_at if self.record
+                else self.display.finished_at)  # type: ignore[union-attr]
+
+    @property
+    def source(self) -> str:
+        return self.record.source if self.record else self.display.source  # type: ignore
+
+    @property
+    def trigger(self) -> str:
+        return self.record.trigger if self.record else self.display.trigger  # type: ignore
+
 
 @dataclass
 class ModelResults:
@@ -52,10 +79,6 @@ class ModelResults:
         return max(records, key=_finish) if records else None
 
 
-def verdict_rank(verdict: str) -> int:
-    return VERDICTS.index(verdict) if verdict in VERDICTS else len(VERDICTS)
-
-
 def worst_first(records: list[ResultRecord]) -> list[ResultRecord]:
     """Most severe verdict first, then the larger drift score, then the model's name."""
     return sorted(records, key=lambda r: (verdict_rank(r.verdict), -(r.drift_score or 0.0),
@@ -67,19 +90,16 @@ def _finish(record: ResultRecord) -> float:
     return moment.timestamp() if moment else float("-inf")
 
 
-def _stored_records(client: redis.Redis, config: FleetConfig, skip: set[tuple[str, str]]
-                    ) -> Iterator[ResultRecord]:
-    for source in SOURCES:
-        for _model, document in latest_documents(
-                client, config.redis, source,
-                skip=lambda m, source=source: (_text(m), source) in skip):
-            try:
-                fields = json.loads(document)
-            except ValueError:
-                continue
-            record = parse_record(fields) if isinstance(fields, dict) else None
-            if record is not None:
-                yield record
+def recent_entries(client: redis.Redis, config: FleetConfig) -> Entries:
+    """The newest ``pages.scan_limit`` stream entries, newest first."""
+    return list(newest_entries(client, config.stream.name, config.pages.scan_limit))
+
+
+def _stored_records(client: redis.Redis, config: FleetConfig,
+                    skip: Collection[tuple[str, str]] = ()) -> list[ResultRecord]:
+    """The reaction task's stored records (``latest:<source>``) but the known ``skip``."""
+    return latest_records(client, config.redis, parse=parse_record,
+                          skip=lambda model, source: (text(model), source) in skip)
 
 
 def latest_results(client: redis.Redis, config: FleetConfig) -> list[ResultRecord]:
@@ -87,7 +107,7 @@ def latest_results(client: redis.Redis, config: FleetConfig) -> list[ResultRecor
     latest: dict[tuple[str, str], ResultRecord] = {}
     for _entry_id, fields in newest_entries(client, config.stream.name,
                                             config.pages.scan_limit):
-        key = (_text(fields.get(b"model", b"")), _text(fields.get(b"source", b"")))
+        key = (text(fields.get(b"model", b"")), text(fields.get(b"source", b"")))
         if key in latest:
             continue
         record = parse_record(fields)
@@ -98,12 +118,28 @@ def latest_results(client: redis.Redis, config: FleetConfig) -> list[ResultRecor
     return worst_first(list(latest.values()))
 
 
-def model_results(client: redis.Redis, config: FleetConfig, model: str) -> ModelResults:
-    """``model``'s newest record per source and its last ``pages.history`` records."""
+def _stored_record(client: redis.Redis, config: FleetConfig, model: str, source: str
+                   ) -> ResultRecord | None:
+    """``model``'s record the reaction task kept in ``latest:<source>``, or None."""
+    document = client.hget(latest_key(config.redis, source), model)
+    if document is None:
+        return None
+    try:
+        fields = json.loads(document)
+    except ValueError:
+        return None
+    record = parse_record(fields) if isinstance(fields, dict) else None
+    return record if record is not None and record.model == model else None
+
+
+def model_results(client: redis.Redis, config: FleetConfig, model: str,
+                  entries: Entries | None = None) -> ModelResults:
+    """``model``'s newest record per source and its last ``pages.history`` records
+    (among ``entries`` when the newest entries were read already)."""
     found = ModelResults()
     wanted = model.encode()
-    for _entry_id, fields in newest_entries(client, config.stream.name,
-                                            config.pages.scan_limit):
+    for _entry_id, fields in (recent_entries(client, config) if entries is None
+                              else entries):
         if fields.get(b"model") != wanted:
             continue
         record = parse_record(fields)
@@ -112,25 +148,30 @@ def model_results(client: redis.Redis, config: FleetConfig, model: str) -> Model
         found.latest.setdefault(record.source, record)
         if len(found.history) < config.pages.history:
             found.history.append(record)
-    for record in _stored_records(client, config,
-                                  {(model, source) for source in found.latest}):
-        if record.model == model:
+    for source in SOURCES:
+        if source in found.latest:
+            continue
+        record = _stored_record(client, config, model, source)
+        if record is not None:
             found.latest.setdefault(record.source, record)
             if not found.history:
                 found.history.append(record)
     return found
 
 
-def find_run(client: redis.Redis, config: FleetConfig, run_id: str) -> ResultRecord | None:
-    """The record of ``run_id``: among the newest stream entries, else the latest hashes."""
+def find_run(client: redis.Redis, config: FleetConfig, run_id: str,
+             entries: Entries | None = None) -> ResultRecord | None:
+    """The record of ``run_id``: among the newest stream entries (``entries`` when read
+    already), else the latest hashes."""
     wanted = run_id.encode()
-    for _entry_id, fields in newest_entries(client, config.stream.name,
-                                            config.pages.scan_limit):
+    for _entry_id, fields in (newest_entries(client, config.stream.name,
+                                             config.pages.scan_limit)
+                              if entries is None else entries):
         if fields.get(b"run_id") == wanted:
             record = parse_record(fields)
             if record is not None:
                 return record
-    for record in _stored_records(client, config, set()):
+    for record in _stored_records(client, config):
         if record.run_id == run_id:
             return record
     return None
@@ -160,18 +201,16 @@ def with_display(client: redis.Redis, config: FleetConfig,
     return Result(record, display)
 
 
-def find_result(client: redis.Redis, config: FleetConfig, run_id: str) -> Result | None:
-    return with_display(client, config, find_run(client, config, run_id), run_id)
+def find_result(client: redis.Redis, config: FleetConfig, run_id: str,
+                entries: Entries | None = None) -> Result | None:
+    return with_display(client, config, find_run(client, config, run_id, entries), run_id)
 
 
-def newest_result(client: redis.Redis, config: FleetConfig, model: str
-                  ) -> tuple[Result | None, ModelResults]:
-    results = model_results(client, config, model)
+def newest_result(client: redis.Redis, config: FleetConfig, model: str,
+                  entries: Entries | None = None) -> tuple[Result | None, ModelResults]:
+    results = model_results(client, config, model, entries)
     newest = results.newest
     if newest is None:
         return None, results
     return with_display(client, config, newest), results
 
-
-def _text(value: object) -> str:
-    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)

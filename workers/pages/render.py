@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from urllib.parse import quote
 
 from stat_guard.display import (
     CATEGORICAL,
@@ -17,12 +16,13 @@ from stat_guard.display import (
     PREDICTION_NAME,
     QUANTILE_LEVELS,
     FeatureDisplay,
+    verdict_rank,
 )
 from stat_guard.result_record import ResultRecord
 from stat_guard.verdict import Thresholds
-from workers.pages import charts
+from workers.pages import charts, urls
 from workers.pages.charts import Point, category_bars, esc, histogram, number, score_line, share
-from workers.pages.data import Result, verdict_rank
+from workers.pages.data import Result
 
 TRIGGERS = {"scheduled": "scheduled", "manual": "manual", "ondemand": "on-demand"}
 SOURCES = {"scheduled": "scheduled (DuckDB)", "ondemand": "on-demand (PostgreSQL)"}
@@ -80,19 +80,17 @@ _STATISTICS = (("psi", "PSI"), ("ks_statistic", "KS statistic"), ("ks_pvalue", "
 
 @dataclass(frozen=True)
 class Links:
-    """Where the pages live (relative URLs), plus an optional ``?token=`` to carry on."""
-
-    def home(self) -> str:
-        return "/"
+    """Where the pages live (relative URLs, workers/pages/urls.py); the report file has no
+    links (``None`` instead)."""
 
     def model(self, name: str) -> str:
-        return f"/models/{quote(name, safe='')}"
+        return urls.model_path(name)
 
     def run(self, run_id: str) -> str:
-        return f"/runs/{quote(run_id, safe='')}"
+        return urls.run_path(run_id)
 
     def report(self, run_id: str) -> str:
-        return f"/runs/{quote(run_id, safe='')}/report.html"
+        return urls.report_path(run_id)
 
 
 def moment(value: datetime | str | None) -> str:
@@ -196,11 +194,9 @@ def result_body(result: Result, history: Sequence[ResultRecord], thresholds: Thr
     """The model page's, the run page's and the report's content for one result."""
     record, display = result.record, result.display
     model, run_id = result.model, result.run_id
-    verdict = record.verdict if record else display.verdict  # type: ignore[union-attr]
-    score = record.drift_score if record else display.drift_score  # type: ignore[union-attr]
-    finished = moment(record.finished_at if record else display.finished_at)  # type: ignore
-    source = record.source if record else display.source  # type: ignore[union-attr]
-    trigger = (record.trigger if record else display.trigger) or source  # type: ignore
+    verdict, score, source = result.verdict, result.drift_score, result.source
+    finished = moment(result.finished_at)
+    trigger = result.trigger or source
     features = features_of(result)
     facts = [("model", link(links, links.model(model), model) if links else esc(model)),
              ("verdict", badge(verdict)), ("drift score", number(score)),
@@ -351,11 +347,10 @@ def run_page(result: Result, history: Sequence[ResultRecord], thresholds: Thresh
     return page(f"{result.run_id}: drift", body)
 
 
-def report(result: Result, history: Sequence[ResultRecord], thresholds: Thresholds,
-           generated_at: datetime | None = None) -> str:
+def report(result: Result, history: Sequence[ResultRecord], thresholds: Thresholds) -> str:
     """The report file: one self-contained HTML document (inline CSS and SVG, no link or
     resource outside itself)."""
-    generated = moment(generated_at or datetime.now(UTC))
+    generated = moment(datetime.now(UTC))
     body = result_body(result, history, thresholds, None,
                        heading=f"Drift of {esc(result.model)}")
     return page(f"{result.model}: drift report ({result.run_id})", body, standalone=True,
