@@ -29,6 +29,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from stat_guard.result_record import figure
+
 VERSION = 1
 MAX_BINS = 40  # display bins of a numeric feature
 RANGE_LEVELS = (0.001, 0.999)  # the display range: these quantiles of both windows
@@ -410,10 +412,9 @@ def verdict_rank(verdict: str) -> int:
     return VERDICTS.index(verdict) if verdict in VERDICTS else len(VERDICTS)
 
 
-def _round(value: float | None) -> float | None:
-    if value is None or not isinstance(value, (int, float)) or not math.isfinite(value):
-        return None
-    return float(f"{value:.6g}")
+def _round(value: Any) -> float | None:
+    """The record's rounding (6 significant digits, None when undefined), for any value."""
+    return figure(value) if isinstance(value, (int, float)) else None
 
 
 def _round_all(values: Sequence[Any], digits: int = 6) -> list[float | None]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Collection
 from dataclasses import dataclass, field
-from datetime import datetime
+from typing import Any
 
 import redis
 
@@ -35,35 +35,17 @@ class Result:
     display: RunDisplay | None
     display_note: str = ""
 
-    @property
-    def run_id(self) -> str:
-        return self.record.run_id if self.record else self.display.run_id  # type: ignore
+    def _of(self, name: str) -> Any:
+        """A field of the record, or of the summaries when only they are left."""
+        return getattr(self.record if self.record is not None else self.display, name)
 
-    @property
-    def model(self) -> str:
-        return self.record.model if self.record else self.display.model  # type: ignore
-
-    @property
-    def verdict(self) -> str:
-        return self.record.verdict if self.record else self.display.verdict  # type: ignore
-
-    @property
-    def drift_score(self) -> float | None:
-        return (self.record.drift_score if self.record
-                else self.display.drift_score)  # type: ignore[union-attr]
-
-    @property
-    def finished_at(self) -> datetime | str | None:
-        return (self.record.finished_at if self.record
-                else self.display.finished_at)  # type: ignore[union-attr]
-
-    @property
-    def source(self) -> str:
-        return self.record.source if self.record else self.display.source  # type: ignore
-
-    @property
-    def trigger(self) -> str:
-        return self.record.trigger if self.record else self.display.trigger  # type: ignore
+    run_id = property(lambda self: self._of("run_id"))
+    model = property(lambda self: self._of("model"))
+    verdict = property(lambda self: self._of("verdict"))
+    drift_score = property(lambda self: self._of("drift_score"))
+    finished_at = property(lambda self: self._of("finished_at"))  # datetime, or ISO text
+    source = property(lambda self: self._of("source"))
+    trigger = property(lambda self: self._of("trigger"))
 
 
 @dataclass
