@@ -347,7 +347,7 @@ def _sample_scan(session: Session, source: Source, plan: WindowPlan,
         f"FROM {source.relation} WHERE {predicate} LIMIT {EDGE_SAMPLE[window]})",
         params, width=len(group) * EDGE_SAMPLE[window])
     for i, spec in enumerate(group):
-        picked[spec.name] = sorted(float(v) for v in row[i] or ())
+        picked[spec.name] = sorted(row[i] or ())  # DOUBLE: Python floats already
 
 
 def _grid_target(target: float, rows: int) -> float:
@@ -463,9 +463,9 @@ def _cell_scan(session: Session, source: Source, plan: WindowPlan, params: dict[
                     f"FROM {source.relation} WHERE {predicate}){within} GROUP BY k")
             sql = " UNION ALL ".join(parts)
         rows = session.fetchall(sql, params, width=5)
-        by_feature: dict[int, list[tuple]] = {}
-        for row in rows:
-            by_feature.setdefault(row[0], []).append(row[1:])
+        by_feature: dict[int, list[tuple]] = {j: [] for j in range(len(pairs))}
+        for row in rows:  # (f, k, n, lo, hi)
+            by_feature[row[0]].append(row)
         for j in range(len(pairs)):
             scanned[j][window] = by_feature.get(j, [])
     for spec in group:
@@ -474,7 +474,8 @@ def _cell_scan(session: Session, source: Source, plan: WindowPlan, params: dict[
 
 def _merge_windows(groups: dict[str, list[tuple]]
                    ) -> tuple[list[Cell], dict[str, tuple[int, int]]] | None:
-    """Both windows' groups as cells in key order ([n, min, max] per window), and each
+    """Both windows' groups (rows of feature, key, count, min, max) as cells in key order
+    ([n, min, max] per window), and each
     window's NULL and NaN/Inf counts; None when a finite value fell in a non-finite key
     (the grid overflowed)."""
     inf = math.inf
@@ -483,20 +484,21 @@ def _merge_windows(groups: dict[str, list[tuple]]
     tables = []
     for window in (HISTORICAL, CURRENT):
         rows = groups.get(window, [])
-        finite = {k: (n, lo, hi) for k, n, lo, hi in rows if k is not None and -inf < k < inf}
+        finite = {k: (n, lo, hi) for _, k, n, lo, hi in rows
+                  if k is not None and -inf < k < inf}
         nulls = nonfinite = 0
         if len(finite) < len(rows):
-            for k, n, lo, hi in rows:
+            for _, k, n, lo, hi in rows:
                 if k is None:
                     nulls += n
                 elif not -inf < k < inf:  # NaN or ±Inf values
                     if math.isfinite(lo) or math.isfinite(hi):
                         return None
                     nonfinite += n
-            if len(finite) + sum(1 for r in rows if r[0] is None or not -inf < r[0] < inf) \
+            if len(finite) + sum(1 for r in rows if r[1] is None or not -inf < r[1] < inf) \
                     < len(rows):  # -0.0 and 0.0 came as two groups: one cell
                 finite = {}
-                for k, n, lo, hi in rows:
+                for _, k, n, lo, hi in rows:
                     if k is not None and -inf < k < inf:
                         old = finite.get(k, empty)
                         finite[k] = (old[0] + n, min(old[1], lo), max(old[2], hi))
@@ -505,9 +507,12 @@ def _merge_windows(groups: dict[str, list[tuple]]
     historical, current = tables
     cells: list[Cell] = []
     reach = -inf  # the largest value so far
+    in_historical, in_current = historical.get, current.get
     for k in sorted(historical.keys() | current.keys()):
-        cell = [*historical.get(k, empty), *current.get(k, empty)]
-        if cell[1] <= reach or cell[4] <= reach:
+        h_n, h_lo, h_hi = in_historical(k, empty)
+        c_n, c_lo, c_hi = in_current(k, empty)
+        cell = [h_n, h_lo, h_hi, c_n, c_lo, c_hi]
+        if h_lo <= reach or c_lo <= reach:
             # Rounding let a key step back by one unit between two neighbouring values:
             # the two cells overlap, so they are counted as one.
             previous = cells[-1]
@@ -517,7 +522,10 @@ def _merge_windows(groups: dict[str, list[tuple]]
                 previous[w + 2] = max(previous[w + 2], cell[w + 2])
         else:
             cells.append(cell)
-        reach = max(reach, cell[2], cell[5])
+        if h_hi > reach:
+            reach = h_hi
+        if c_hi > reach:
+            reach = c_hi
     return cells, side
 
 
@@ -582,8 +590,9 @@ def _set_bins(aggregate: FeatureAggregate, cells: list[Cell],
     edges: list[float] = []
     counts: tuple[list[float], list[float]] = ([], [])
     at: tuple[list[float], list[float]] = ([], [])
-    run = [0, 0]
+    run_h = run_c = 0  # the open bin's counts, ending at run_end
     run_end: float | None = None
+    cap_h, cap_c = caps
 
     def close(edge: float, first: float, second: float, on_first: float = 0.0,
               on_second: float = 0.0) -> None:
@@ -598,16 +607,17 @@ def _set_bins(aggregate: FeatureAggregate, cells: list[Cell],
         if (not n_c or lo_c < hi_c) and (not n_h or lo_h < hi_h) and (
                 not n_h or not n_c or (lo_c <= hi_h and lo_h <= hi_c)):
             # Distinct values, one window or both over the same stretch: one bin's end.
-            if run_end is not None and (run[0] + n_h > caps[0] or run[1] + n_c > caps[1]):
-                close(run_end, run[0], run[1])
-                run = [0, 0]
-            run[0] += n_h
-            run[1] += n_c
+            if run_end is not None and (run_h + n_h > cap_h or run_c + n_c > cap_c):
+                close(run_end, run_h, run_c)
+                run_h = run_c = 0
+            run_h += n_h
+            run_c += n_c
             run_end = hi_h if not n_c or (n_h and hi_h > hi_c) else hi_c
             continue
         if run_end is not None:
-            close(run_end, run[0], run[1])
-            run, run_end = [0, 0], None
+            close(run_end, run_h, run_c)
+            run_h = run_c = 0
+            run_end = None
         last = edges[-1] if edges else -math.inf
         if ((not n_h or lo_h == hi_h) and (not n_c or lo_c == hi_c)
                 and (not n_h or not n_c or lo_h == lo_c)):
@@ -643,7 +653,7 @@ def _set_bins(aggregate: FeatureAggregate, cells: list[Cell],
             close(e, share[0], share[1], on_edge[0], on_edge[1])
             last = e
     if run_end is not None:
-        close(run_end, run[0], run[1])
+        close(run_end, run_h, run_c)
     for w in (0, 1):
         counts[w].append(0.0)  # (last edge, +inf): nothing beyond the largest value
     aggregate.fine_edges = edges
