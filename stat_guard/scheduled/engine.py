@@ -326,10 +326,11 @@ def run_models_drift(db_path: str, runs: Sequence[tuple[str, str]],
             report(RunProgress("write", len(result.features), len(result.features),
                                model=result.model))
         with open_duckdb(db_path, config, read_only=False, timer=write_timer) as session:
+            apply_schema(session)
             written = []
             for index, result in results:
                 try:
-                    write_run(session, result)
+                    write_run(session, result, apply_ddl=False)
                 except Exception as exc:
                     outcomes[index] = exc
                     continue
