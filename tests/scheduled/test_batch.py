@@ -175,3 +175,22 @@ def test_production_models_are_grouped_by_feature_table(batch_db: str) -> None:
     assert production_model_groups(batch_db, max_models=2) == [
         ["as_category", "as_number"], ["base", "extra"], ["elsewhere"], ["twin"]]
     assert production_model_groups(batch_db, status="staging") == [["staged"]]
+
+
+def test_a_model_that_raises_costs_the_others_nothing(
+        batch_db: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = engine._read_events
+
+    def failing(session, model, *args, **kwargs):
+        if model == "twin":
+            raise RuntimeError("events on fire")
+        return real(session, model, *args, **kwargs)
+
+    monkeypatch.setattr(engine, "_read_events", failing)
+    outcomes = run_models_drift(batch_db, [(m, f"raise-{m}") for m in ("base", "twin")])
+    assert isinstance(outcomes[1], RuntimeError) and str(outcomes[1]) == "events on fire"
+    assert isinstance(outcomes[0], ModelDriftResult)
+    assert set(_rows(batch_db, "raise-base")) >= {"a", "b", "c"}
+    assert _rows(batch_db, "raise-twin") == {}
+    with pytest.raises(RuntimeError, match="events on fire"):
+        run_model_drift(batch_db, "twin", "raise-twin-alone")
