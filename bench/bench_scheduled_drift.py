@@ -23,8 +23,11 @@ sum the nbytes of the arrays / data frames they fetched. Usage:
         [--variants floor engine naive evidently] [--no-evidently] [--models 100]
 
 ``--models N`` adds a fleet case: N models sharing the one feature table (each with the
-same 20 features), run one after another in one process, as a drift worker would: total
-CPU seconds and wall time, and the floor times N for comparison.
+same 20 features), in one process, as a drift worker would: one after another with
+``run_model_drift``, and as batches with ``run_models_drift``, grouped as the hourly
+schedule groups them (``production_model_groups``, at most ``drift.batch_max_models`` a
+batch); each with total CPU seconds, wall time and peak memory (each in its own child),
+and the ratio between them.
 """
 
 from __future__ import annotations
@@ -224,6 +227,36 @@ def run_models(db_path: str) -> dict:
             "runs_cpu_s": round(_cpu_s() - cpu, 3)}
 
 
+def run_batches(db_path: str) -> dict:
+    """The same N models as batches, grouped as the hourly schedule groups them."""
+    from stat_guard.scheduled.engine import (
+        ModelDriftResult,
+        production_model_groups,
+        run_models_drift,
+    )
+    from workers.config import DriftConfig
+
+    started, cpu = time.perf_counter(), _cpu_s()
+    fleet = set(_model_names(db_path))
+    groups = [[m for m in group if m in fleet] for group in production_model_groups(
+        db_path, status="staging", max_models=DriftConfig().batch_max_models)]
+    groups = [group for group in groups if group]
+    found, runs = set(), 0
+    for group in groups:
+        stamp = time.time_ns()
+        for result in run_models_drift(db_path, [(m, f"fleet-{stamp}-{m}") for m in group]):
+            if not isinstance(result, ModelDriftResult):
+                raise result
+            runs += 1
+            found.update(n for n, f in result.features.items()
+                         if f.verdict in {"warning", "drift"})
+    return {"bytes_fetched": 0, "found": sorted(found), "rows_compared": [runs, 0],
+            "batches": [len(group) for group in groups],
+            "runs_wall_s": round(time.perf_counter() - started, 3),
+            "work_s": round(time.perf_counter() - started, 3),
+            "runs_cpu_s": round(_cpu_s() - cpu, 3)}
+
+
 def _model_names(db_path: str) -> list[str]:
     import duckdb
 
@@ -250,7 +283,8 @@ def add_models(db_path: str, count: int) -> None:
 
 
 VARIANTS = {"floor": run_floor, "engine": run_engine, "naive": run_naive,
-            "evidently": run_evidently, "models": run_models}
+            "evidently": run_evidently, "models": run_models, "batches": run_batches}
+FLEET_VARIANTS = ("models", "batches")
 
 
 def child(variant: str, db_path: str) -> None:
@@ -290,7 +324,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 10_000_000])
     parser.add_argument("--variants", nargs="+",
                         default=["floor", "engine", "naive", "evidently"],
-                        choices=[v for v in VARIANTS if v != "models"])
+                        choices=[v for v in VARIANTS if v not in FLEET_VARIANTS])
     parser.add_argument("--no-evidently", action="store_true",
                         help="leave Evidently out (the slowest variant by far)")
     parser.add_argument("--models", type=int, default=0,
@@ -308,7 +342,7 @@ def main() -> None:
     if "floor" not in variants:
         variants.insert(0, "floor")
     if args.models:
-        variants.append("models")
+        variants += FLEET_VARIANTS
 
     results = {}
     with tempfile.TemporaryDirectory(prefix="bench-drift-") as workdir:
@@ -345,7 +379,7 @@ def main() -> None:
             if "error" in f:
                 print(f"{rows:>11,} {variant:>10}  failed: {f['error']}")
                 continue
-            if variant == "models":
+            if variant in FLEET_VARIANTS:
                 continue
             ratio = f"{f['work_s'] / floor:8.1f}" if floor else f"{'-':>8}"
             compared = "/".join(f"{n:,}" for n in f["rows_compared"])
@@ -356,18 +390,30 @@ def main() -> None:
         if "floor" in figures and "scan_cpu_s" in figures["floor"]:
             print(f"{'':>11} {'(floor':>10} {figures['floor']['scan_cpu_s']:>8.3f} CPU s in "
                   "the two statements; its CPU s column is the whole child)")
-        fleet = figures.get("models", {})
-        if "runs_cpu_s" in fleet:
+        labels = {"models": "one after another (run_model_drift)",
+                  "batches": "as batches (run_models_drift)"}
+        for variant in FLEET_VARIANTS:
+            fleet = figures.get(variant, {})
+            if "runs_cpu_s" not in fleet:
+                continue
             runs = fleet["rows_compared"][0]
+            batches = (f", batches of {'+'.join(map(str, fleet['batches']))}"
+                       if "batches" in fleet else "")
             print(f"{rows:>11,} {f'{runs} models':>10} {fleet['runs_wall_s']:>8.2f} "
                   f"{fleet['runs_wall_s'] / (runs * floor) if floor else math.nan:8.1f} "
                   f"{fleet['runs_cpu_s']:>7.2f} {fleet['peak_rss_mb']:>8.0f}  "
-                  f"(one process, one run after another; CPU s of the runs only, "
-                  f"{fleet['runs_cpu_s'] / runs:.3f} a model)")
+                  f"({labels[variant]}{batches}; wall s, x floor·N, CPU s of the runs only, "
+                  f"peak MB; {fleet['runs_cpu_s'] / runs:.3f} CPU s a model)")
+        one, batched = figures.get("models", {}), figures.get("batches", {})
+        if "runs_cpu_s" in one and "runs_cpu_s" in batched:
+            print(f"{'':>11} {'(ratio':>10} one after another / batches: CPU s "
+                  f"{one['runs_cpu_s'] / batched['runs_cpu_s']:.1f}x, wall s "
+                  f"{one['runs_wall_s'] / batched['runs_wall_s']:.1f}x, peak MB "
+                  f"{one['peak_rss_mb']:.0f} / {batched['peak_rss_mb']:.0f})")
         print(f"{'':>11} {'(generate':>10} {figures['generate_s']:>8.2f} s in DuckDB SQL)")
         summary[rows] = {variant: round(figures[variant]["work_s"] / floor, 2)
                          for variant in variants
-                         if floor and variant != "models"
+                         if floor and variant not in FLEET_VARIANTS
                          and "work_s" in figures.get(variant, {})}
     print(json.dumps({"benchmark": "scheduled_drift", "results": results,
                       "ratio_to_floor": summary}, default=str))

@@ -99,6 +99,13 @@ class DriftConfig:
     busy_retry_max_s: float = 600.0
     lock_retry_countdown_s: float = 60.0  # another run holds the model's lock
     lock_max_retries: int = 60
+    # The hourly schedule runs the models of one feature table as one task: at most this
+    # many models a task (a larger group is split), all within one drift time limit.
+    batch_max_models: int = 50
+
+    def __post_init__(self) -> None:
+        if self.batch_max_models < 1:
+            raise ConfigError("drift.batch_max_models must be at least 1")
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from workers.config import QueuesConfig
 # Task names (stable: they are what sits in the broker, so renaming a function is safe).
 SCHEDULE_DRIFT_RUNS = "stat_guard.schedule_drift_runs"
 RUN_MODEL_DRIFT = "stat_guard.run_model_drift"
+RUN_DRIFT_BATCH = "stat_guard.run_drift_batch"
 FLAG_MODEL = "stat_guard.flag_model"
 UNFLAG_MODEL = "stat_guard.unflag_model"
 RUN_ONDEMAND_ANALYSIS = "stat_guard.run_ondemand_analysis"
@@ -35,6 +36,7 @@ def task_routes(queues: QueuesConfig) -> dict[str, dict[str, str]]:
     return {
         SCHEDULE_DRIFT_RUNS: {"queue": queues.drift},
         RUN_MODEL_DRIFT: {"queue": queues.drift},
+        RUN_DRIFT_BATCH: {"queue": queues.drift},
         FLAG_MODEL: {"queue": queues.drift},
         UNFLAG_MODEL: {"queue": queues.drift},
         RUN_ONDEMAND_ANALYSIS: {"queue": queues.ondemand},

@@ -43,10 +43,15 @@ def latest_file(results_dir: str, model: str) -> Path:
 
 def export_run(session: Session, results_dir: str, model: str, run_id: str) -> None:
     """Write the run's rows and the metadata table (inside the write phase's session)."""
+    export_latest(session, results_dir, model, run_id)
+    export_metadata(session, results_dir)
+
+
+def export_latest(session: Session, results_dir: str, model: str, run_id: str) -> None:
+    """Write the run's rows only (a batch writes the metadata table once, after its runs)."""
     target = latest_file(results_dir, model)
     _copy(session, "SELECT * FROM drift_runs WHERE model = $model AND run_id = $run_id "
                    "ORDER BY feature", {"model": model, "run_id": run_id}, target)
-    export_metadata(session, results_dir)
 
 
 def export_metadata(session: Session, results_dir: str) -> None:

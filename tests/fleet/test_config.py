@@ -82,10 +82,14 @@ def test_long_task_safety_settings_of_the_app() -> None:
     visibility = conf.broker_transport_options["visibility_timeout"]
     drift = app.tasks["stat_guard.run_model_drift"]
     assert drift.soft_time_limit < drift.time_limit < CONFIG.limits.model_lock_ttl_s
+    batch = app.tasks["stat_guard.run_drift_batch"]
+    assert (batch.soft_time_limit, batch.time_limit) == (drift.soft_time_limit,
+                                                         drift.time_limit)
     assert CONFIG.limits.model_lock_ttl_s <= visibility
     defaults = celery_settings(FleetConfig())
     assert defaults["broker_transport_options"]["visibility_timeout"] == 3600
     assert defaults["task_routes"]["stat_guard.run_model_drift"] == {"queue": "drift"}
+    assert defaults["task_routes"]["stat_guard.run_drift_batch"] == {"queue": "drift"}
     assert defaults["task_routes"]["stat_guard.run_ondemand_analysis"] == {"queue": "ondemand"}
     assert defaults["task_routes"]["stat_guard.consume_reactions"] == {"queue": "reactions"}
 

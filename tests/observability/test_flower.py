@@ -34,7 +34,7 @@ from tests.observability.conftest import (
 from workers import routing
 
 USER, PASSWORD = "observer", "flower-test-password"
-FLEET_TASKS = {routing.SCHEDULE_DRIFT_RUNS, routing.RUN_MODEL_DRIFT,
+FLEET_TASKS = {routing.SCHEDULE_DRIFT_RUNS, routing.RUN_MODEL_DRIFT, routing.RUN_DRIFT_BATCH,
                routing.RUN_ONDEMAND_ANALYSIS, routing.REFRESH_BASELINES,
                routing.CONSUME_REACTIONS}
 
