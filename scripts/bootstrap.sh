@@ -79,3 +79,9 @@ if [[ ! -f "$stamp" ]]; then
     rm -f "$VENV"/.installed-*
     touch "$stamp"
 fi
+
+# The scheduled engine's DuckDB aggregate (stat_guard/scheduled/native): built against the
+# installed DuckDB's C API headers, rebuilt only when DuckDB or the source change. Without
+# it (no network for the headers, no compiler) the engine counts with GROUP BY instead.
+"$VENV/bin/python" scripts/build_duckdb_cells.py \
+    || say "the native cell aggregate was not built; scheduled runs use GROUP BY (slower)"

@@ -19,6 +19,16 @@ COPY tasks/ tasks/
 COPY demo/ demo/
 RUN pip install .
 
+# The scheduled engine's DuckDB aggregate, built against the installed DuckDB's C API
+# (scripts/build_duckdb_cells.py); when it cannot be built the engine counts with GROUP BY.
+COPY scripts/build_duckdb_cells.py scripts/
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && (python scripts/build_duckdb_cells.py || true) \
+    && rm -rf build \
+    && apt-get purge -y gcc libc6-dev && apt-get autoremove -y && rm -rf /var/lib/apt/lists/*
+ENV STAT_GUARD_NATIVE_CELLS=/app/stat_guard/scheduled/native/stat_guard_cells.duckdb_extension
+
 COPY Global_Configs/App.example.yaml Global_Configs/App.example.yaml
 
 RUN useradd --system --uid 10001 --home-dir /app --no-create-home stat_guard \

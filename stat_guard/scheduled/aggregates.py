@@ -34,6 +34,7 @@ from __future__ import annotations
 import bisect
 import math
 import re
+import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import accumulate, pairwise
@@ -83,6 +84,13 @@ UNNEST_MAX_ROWS = 65_536
 # more cells than the grid would give them, none ever refined, KS exact.
 EXACT_MAX_ROWS = 8_192
 COUNT_SCAN_BYTES_PER_FEATURE = 640 * 1024
+# With the native aggregate (stat_guard/scheduled/native/stat_guard_cells.c) one ungrouped
+# statement a window counts the first grids of this many features: one scan of the window
+# where the GROUP BYs scan it once a feature. Its state is 24 bytes a cell (at most
+# MAX_CELLS + 1 cells, under 200 kB a feature, outside DuckDB's memory limit).
+NATIVE_BATCH_FEATURES = 20
+NATIVE_HEADER = struct.Struct("<qqq")  # NULLs, NaN/±Inf, non-empty cells
+NATIVE_CELL = struct.Struct("<dqdd")  # key, count, min, max
 CATEGORICAL = "categorical"
 
 
@@ -184,6 +192,8 @@ def aggregate_source(session: Session, source: Source, plan: WindowPlan,
     pending = [f for f in numeric if f.name not in errors]
     rows = max(1, window_rows[HISTORICAL] + window_rows[CURRENT])
     batch = min(max(CELL_BATCH_FEATURES, CELL_BATCH_CELLS // rows), MAX_BATCH_FEATURES)
+    if session.native_cells and not exact:
+        batch = max(batch, NATIVE_BATCH_FEATURES)  # one scan a window for all of them
     unnest = frozenset(w for w, n in window_rows.items() if n <= UNNEST_MAX_ROWS)
     for start in range(0, len(pending), batch):
         chunk = pending[start:start + batch]
@@ -430,13 +440,23 @@ def _cell_scan(session: Session, source: Source, plan: WindowPlan, params: dict[
     """
     pairs = [(spec, span) for spec in group for span in spans[spec.name]]
     scanned: list[dict[str, list[tuple]]] = [{} for _ in pairs]
+    if session.native_cells:
+        # First grids through the native aggregate; what it cannot count (a refinement's
+        # bounded or atom-keyed grid, a NULL answer) goes on to the GROUP BYs below.
+        left = _native_cell_scan(session, source, plan, params, pairs, scanned)
+        if not left:
+            _hand_over(group, pairs, scanned, found)
+            return
+    else:
+        left = list(range(len(pairs)))
     # Small windows, first grids: one GROUP BY (feature, key) over the values unnested,
     # the grids' constants unnested beside them (_ratio_key, as in _key_sql).
     exact = all(span.exact for _, span in pairs)
     unnestable = len(pairs) > 1 and (exact or all(
         span.half and span.low is None and not span.atoms for _, span in pairs))
+    everything = len(left) == len(pairs)
     for window, predicate in ((HISTORICAL, plan.historical_sql), (CURRENT, plan.current_sql)):
-        if unnestable and window in unnest:
+        if unnestable and everything and window in unnest:
             def listed(values: Sequence[str]) -> str:
                 return f"[{', '.join(values)}]"
 
@@ -454,22 +474,73 @@ def _cell_scan(session: Session, source: Source, plan: WindowPlan, params: dict[
                    f"WHERE {predicate}) GROUP BY f, k")
         else:
             parts = []
-            for j, (spec, span) in enumerate(pairs):
+            for j in left:
+                spec, span = pairs[j]
+                if window in scanned[j]:
+                    continue
                 within = ("" if span.low is None else
                           f" WHERE x >= {_literal(span.low)} AND x <= {_literal(span.high)}")
                 parts.append(
                     f"SELECT {j} AS f, {_key_sql(span)} AS k, count(*) AS n, min(x) AS lo, "
                     f"max(x) AS hi FROM (SELECT {_as_double(spec)} AS x "
                     f"FROM {source.relation} WHERE {predicate}){within} GROUP BY k")
+            if not parts:
+                continue
             sql = " UNION ALL ".join(parts)
         rows = session.fetchall(sql, params, width=5)
-        by_feature: dict[int, list[tuple]] = {j: [] for j in range(len(pairs))}
+        by_feature: dict[int, list[tuple]] = {j: [] for j in left}
         for row in rows:  # (f, k, n, lo, hi)
             by_feature[row[0]].append(row)
-        for j in range(len(pairs)):
-            scanned[j][window] = by_feature.get(j, [])
+        for j in left:
+            scanned[j].setdefault(window, by_feature[j])
+    _hand_over(group, pairs, scanned, found)
+
+
+def _hand_over(group: list[FeatureSpec], pairs: list[tuple[FeatureSpec, Span]],
+               scanned: list[dict[str, list[tuple]]],
+               found: dict[str, list[dict[str, list[tuple]]]]) -> None:
     for spec in group:
         found[spec.name] = [scanned[j] for j, (owner, _) in enumerate(pairs) if owner is spec]
+
+
+def _native_cell_scan(session: Session, source: Source, plan: WindowPlan,
+                      params: dict[str, Any], pairs: list[tuple[FeatureSpec, Span]],
+                      scanned: list[dict[str, list[tuple]]]) -> list[int]:
+    """The first grids' cells of both windows from ``stat_guard_cells``, one ungrouped
+    statement a window; fills ``scanned`` with the rows a GROUP BY would have given
+    ((f, key, n, min, max); NULLs under a NULL key, NaN/±Inf under a NaN key) and
+    returns the pairs it left to the GROUP BYs."""
+    native = [j for j, (_, span) in enumerate(pairs)
+              if span.half and span.low is None and not span.atoms and not span.exact]
+    if not native:
+        return list(range(len(pairs)))
+    for window, predicate in ((HISTORICAL, plan.historical_sql), (CURRENT, plan.current_sql)):
+        calls = []
+        for j in native:
+            spec, span = pairs[j]
+            calls.append(f"stat_guard_cells({_as_double(spec)}, {_literal(span.origin)}, "
+                         f"{_literal(span.scale)}, {_literal(span.half)})")
+        [row] = session.fetchall(f"SELECT {', '.join(calls)} FROM {source.relation} "
+                                 f"WHERE {predicate}", params, width=1)
+        for j, blob in zip(native, row, strict=True):
+            if blob is None:  # arguments it would not take: the GROUP BY counts it
+                continue
+            session.bytes_fetched += len(blob) - 8
+            scanned[j][window] = _native_rows(j, blob)
+    return [j for j in range(len(pairs)) if len(scanned[j]) < 2]
+
+
+def _native_rows(j: int, blob: bytes) -> list[tuple]:
+    nulls, nonfinite, count = NATIVE_HEADER.unpack_from(blob)
+    if len(blob) != NATIVE_HEADER.size + count * NATIVE_CELL.size:
+        raise ValueError("stat_guard_cells answered a malformed blob")
+    rows: list[tuple] = [(j, *cell) for cell in
+                         NATIVE_CELL.iter_unpack(memoryview(blob)[NATIVE_HEADER.size:])]
+    if nulls:
+        rows.append((j, None, nulls, None, None))
+    if nonfinite:
+        rows.append((j, math.nan, nonfinite, math.nan, math.nan))
+    return rows
 
 
 def _merge_windows(groups: dict[str, list[tuple]]

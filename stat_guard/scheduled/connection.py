@@ -8,17 +8,21 @@ access and locking").
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import re
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import duckdb
 
 from stat_guard.scheduled.config import DriftRunConfig
+
+logger = logging.getLogger(__name__)
 
 _LOCK_MESSAGES = ("could not set lock", "conflicting lock")
 
@@ -84,12 +88,23 @@ def is_lock_conflict(error: BaseException) -> bool:
     return isinstance(error, duckdb.IOException) and any(m in message for m in _LOCK_MESSAGES)
 
 
-class Session:
-    """One open connection; counts the bytes of every result set it fetches."""
+# The engine's own DuckDB aggregate (stat_guard/scheduled/native/stat_guard_cells.c, built
+# by scripts/build_duckdb_cells.py): counts a feature into its grid's cells in one pass.
+# STAT_GUARD_NATIVE_CELLS names another file (an installed package keeps no build output).
+NATIVE_CELLS = Path(os.environ.get("STAT_GUARD_NATIVE_CELLS") or Path(__file__).resolve().parent
+                    / "native" / "stat_guard_cells.duckdb_extension")
+_native_failures: set[str] = set()  # extension files that did not load: said once
 
-    def __init__(self, connection: duckdb.DuckDBPyConnection) -> None:
+
+class Session:
+    """One open connection; counts the bytes of every result set it fetches.
+    ``native_cells``: the ``stat_guard_cells`` aggregate is loaded in this connection."""
+
+    def __init__(self, connection: duckdb.DuckDBPyConnection, native_cells: bool = False
+                 ) -> None:
         self.connection = connection
         self.bytes_fetched = 0
+        self.native_cells = native_cells
 
     def fetchall(self, sql: str, params: Mapping[str, Any] | Sequence[Any] | None = None,
                  width: int | None = None) -> list[tuple[Any, ...]]:
@@ -114,6 +129,20 @@ class Session:
             yield
         finally:
             self.connection.execute(f"SET memory_limit = '{_quoted(restore)}'")
+
+
+def _load_native(connection: duckdb.DuckDBPyConnection) -> bool:
+    """LOAD the cell aggregate; False (said once a file) when DuckDB refuses it, e.g. an
+    extension built for another DuckDB version: the engine then counts with GROUP BY."""
+    try:
+        connection.execute(f"LOAD '{_quoted(str(NATIVE_CELLS))}'")
+        return True
+    except duckdb.Error as exc:
+        if str(NATIVE_CELLS) not in _native_failures:
+            _native_failures.add(str(NATIVE_CELLS))
+            logger.warning("%s not loaded, counting cells with GROUP BY: %s", NATIVE_CELLS,
+                           duckdb_error_text(exc))
+        return False
 
 
 def _quoted(text: str) -> str:
@@ -167,6 +196,10 @@ def open_duckdb(db_path: str, config: DriftRunConfig, *, read_only: bool,
                                      f"(check duckdb.path)")
     timer = timer or PhaseTimer()
     settings = {"threads": config.duckdb_threads, "memory_limit": config.duckdb_memory_limit}
+    native = read_only and config.native_cells and NATIVE_CELLS.exists()
+    if native:
+        # Loading a C extension of our own, unsigned; only the engine's LOAD below names one.
+        settings["allow_unsigned_extensions"] = "true"
     wait_started = time.perf_counter()
     connection = None
     for attempt in range(config.lock_attempts):
@@ -190,7 +223,7 @@ def open_duckdb(db_path: str, config: DriftRunConfig, *, read_only: bool,
         # Settings are per database instance; SET again in case this process already had one.
         connection.execute(f"SET threads = {int(config.duckdb_threads)}")
         connection.execute(f"SET memory_limit = '{_quoted(config.duckdb_memory_limit)}'")
-        yield Session(connection)
+        yield Session(connection, native_cells=native and _load_native(connection))
     finally:
         connection.close()
         timer.held_s = time.perf_counter() - held_from

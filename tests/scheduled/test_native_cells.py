@@ -1,0 +1,176 @@
+"""The engine's DuckDB cell aggregate (stat_guard/scheduled/native/stat_guard_cells.c).
+
+It must give exactly the cells of the GROUP BY it replaces, and never crash DuckDB (the
+drift worker's process) whatever it is given.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import random
+import struct
+
+import duckdb
+import numpy as np
+import pytest
+
+from stat_guard.scheduled import connection as connection_module
+from stat_guard.scheduled.config import DriftRunConfig
+from stat_guard.scheduled.engine import run_model_drift
+
+NATIVE = connection_module.NATIVE_CELLS
+pytestmark = pytest.mark.skipif(
+    not NATIVE.exists(), reason=f"{NATIVE} not built (scripts/build_duckdb_cells.py)")
+
+HEADER = struct.Struct("<qqq")
+CELL = struct.Struct("<dqdd")
+
+
+def _columns(rows: int, seed: int) -> dict[str, list]:
+    rng = np.random.default_rng(seed)
+    recent = np.arange(rows) >= int(rows * 0.95)
+    normal = rng.normal(size=rows) + 0.3 * recent
+    cauchy = rng.standard_cauchy(size=rows)
+    ties = np.round(rng.exponential(3.0, size=rows))
+    huge = rng.normal(size=rows) * 1e300
+    gaps: list = list(rng.normal(50.0, 5.0, size=rows))
+    for i in range(0, rows, 97):
+        gaps[i] = None
+    for i, special in zip(range(13, rows, 131), [math.nan, math.inf, -math.inf] * rows,
+                          strict=False):
+        gaps[i] = special
+    spike = np.where(rng.random(rows) < 0.3, 7.25, rng.normal(7.25, 1e-9, size=rows))
+    return {"normal": list(normal), "cauchy": list(cauchy), "ties": list(ties),
+            "huge": list(huge), "gaps": gaps, "spike": list(spike),
+            "constant": [3.0] * rows}
+
+
+def _statements(monkeypatch) -> list[str]:
+    seen: list[str] = []
+    fetchall = connection_module.Session.fetchall
+
+    def recording(self, sql, params=None, width=None):  # the real statement still runs
+        seen.append(sql)
+        return fetchall(self, sql, params, width)
+
+    monkeypatch.setattr(connection_module.Session, "fetchall", recording)
+    return seen
+
+
+def test_native_cells_give_the_group_by_results(make_model, monkeypatch) -> None:
+    # 50,000 rows: 10,000 / 2,500-row windows, above the by-value limit, so the grid is used.
+    columns = _columns(50_000, seed=11)
+    path = make_model(columns, list(columns))
+    seen = _statements(monkeypatch)
+    native = run_model_drift(path, "m", "native")
+    assert any("stat_guard_cells(" in sql for sql in seen), "the aggregate was not used"
+    seen.clear()
+    grouped = run_model_drift(path, "m", "grouped",
+                              config=DriftRunConfig(native_cells=False))
+    assert not any("stat_guard_cells(" in sql for sql in seen)
+    assert set(native.features) == set(columns)
+    for name in columns:
+        a = dataclasses.asdict(native.features[name])
+        b = dataclasses.asdict(grouped.features[name])
+        for key in a:
+            if isinstance(a[key], float) and math.isnan(a[key]):
+                assert isinstance(b[key], float) and math.isnan(b[key]), (name, key)
+            else:
+                assert a[key] == b[key], (name, key, a[key], b[key])
+    assert native.verdict == grouped.verdict
+    assert native.features["normal"].verdict != "ok"  # the 0.3σ shift is found either way
+
+
+def test_an_extension_that_does_not_load_leaves_the_group_by(make_model, monkeypatch,
+                                                              tmp_path, caplog) -> None:
+    columns = _columns(50_000, seed=12)
+    path = make_model({"normal": columns["normal"]}, ["normal"])
+    expected = run_model_drift(path, "m", "before")
+    broken = tmp_path / "broken.duckdb_extension"
+    broken.write_bytes(b"not a shared library" * 64)
+    monkeypatch.setattr(connection_module, "NATIVE_CELLS", broken)
+    seen = _statements(monkeypatch)
+    result = run_model_drift(path, "m", "after")
+    assert not any("stat_guard_cells(" in sql for sql in seen)
+    assert result.features["normal"].ks_statistic == expected.features["normal"].ks_statistic
+    assert result.features["normal"].psi == expected.features["normal"].psi
+    assert "counting cells with GROUP BY" in caplog.text
+
+
+@pytest.fixture
+def native_connection():
+    connection = duckdb.connect(config={"allow_unsigned_extensions": "true", "threads": "1"})
+    connection.execute(f"LOAD '{NATIVE}'")
+    yield connection
+    connection.close()
+
+
+def _key(x: float, origin: float, width: float, half: float) -> float:
+    d = x * 0.5 - origin
+    return float(math.ceil(d / (abs(d) + width) * half))
+
+
+def _check(blob: bytes | None, xs: list, origin: float, width: float, half: float) -> None:
+    usable = (math.isfinite(origin) and math.isfinite(width) and width > 0
+              and 0.5 <= half <= 65536)
+    if not usable:
+        assert blob is None
+        return
+    assert blob is not None
+    nulls, nonfinite, count = HEADER.unpack_from(blob)
+    assert len(blob) == HEADER.size + count * CELL.size
+    finite = [x for x in xs if x is not None and math.isfinite(x)]
+    assert nulls == sum(1 for x in xs if x is None)
+    assert nonfinite == len(xs) - nulls - len(finite)
+    cells = list(CELL.iter_unpack(blob[HEADER.size:]))
+    assert sum(n for _, n, _, _ in cells) == len(finite)
+    keys = [k for k, _, _, _ in cells]
+    assert keys == sorted(keys) and len(set(keys)) == len(keys)
+    expected: dict[float, list] = {}
+    for x in finite:
+        cell = expected.setdefault(_key(x, origin, width, half), [0, math.inf, -math.inf])
+        cell[0] += 1
+        cell[1] = min(cell[1], x)
+        cell[2] = max(cell[2], x)
+    assert {k: [n, lo, hi] for k, n, lo, hi in cells} == expected
+
+
+def test_the_aggregate_counts_exactly_and_never_crashes(native_connection) -> None:
+    rng = random.Random(5)
+    specials = [math.nan, math.inf, -math.inf, -0.0, 0.0, 5e-324, -5e-324, 1.7976931348623157e308,
+                -1.7976931348623157e308, 1e-300, 2.0 ** 53, None]
+    params = [0.0, 1.0, -1.0, 0.5, 1e300, -1e300, math.nan, math.inf, -math.inf, 5e-324, 1e-300]
+    halves = [0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 1070.5, 4096.0, 65536.0, 65536.5, 1e9, -3.0,
+              math.nan, math.inf]
+    for _ in range(300):
+        size = rng.choice([0, 1, 2, 17, 2048, 2049, 5000])
+        xs = [rng.choice(specials) if rng.random() < 0.2 else
+              rng.choice([rng.gauss(0, 1), rng.uniform(-1e6, 1e6), rng.lognormvariate(0, 5)])
+              for _ in range(size)]
+        origin = rng.choice(params) if rng.random() < 0.5 else rng.gauss(0, 10)
+        width = rng.choice(params) if rng.random() < 0.5 else rng.uniform(0, 10)
+        half = rng.choice(halves)
+        [(blob,)] = native_connection.execute(
+            "SELECT stat_guard_cells(x, $o, $w, $h) FROM (SELECT unnest($xs::DOUBLE[]) AS x)",
+            {"xs": xs, "o": origin, "w": width, "h": half}).fetchall()
+        if size == 0:
+            continue  # no row: no grid was set; the answer is an empty one or NULL
+        _check(blob, xs, origin, width, half)
+
+
+def test_arguments_that_change_or_are_null_give_null(native_connection) -> None:
+    rows = native_connection.execute(
+        "SELECT stat_guard_cells(x, CASE WHEN x > 100 THEN 1.0 ELSE 0.0 END, 1.0, 8.0), "
+        "stat_guard_cells(x, NULL, 1.0, 8.0), stat_guard_cells(x, 0.0, 1.0, 8.0) "
+        "FROM range(300) t(i), LATERAL (SELECT i::DOUBLE AS x)").fetchall()
+    [(changing, null_origin, fine)] = rows
+    assert changing is None and null_origin is None and fine is not None
+    # Grouped: one state a group, each its own grid.
+    grouped = native_connection.execute(
+        "SELECT g, stat_guard_cells(x, g::DOUBLE, 1.0, 64.0) FROM "
+        "(SELECT i % 3 AS g, i::DOUBLE * 0.37::DOUBLE AS x FROM range(10000) t(i)) GROUP BY g "
+        "ORDER BY g").fetchall()
+    for g, blob in grouped:
+        xs = [i * 0.37 for i in range(10000) if i % 3 == g]
+        _check(blob, xs, float(g), 1.0, 64.0)
