@@ -18,8 +18,9 @@ def small_source(module_sources):
 
 
 def _start_slow_call(fault, source):
-    thread, box = call_in_thread(connect, source=source.qualified, columns=["amount"])
+    # Counted before the call starts: its request may arrive before the next line runs.
     before = len(fault.requests)
+    thread, box = call_in_thread(connect, source=source.qualified, columns=["amount"])
     fault.wait_for_requests(before + 1, timeout=5)
     return thread, box
 
