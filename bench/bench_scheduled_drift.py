@@ -217,13 +217,22 @@ def run_models(db_path: str) -> dict:
 
     models = _model_names(db_path)
     started, cpu = time.perf_counter(), _cpu_s()
-    found = set()
+    found: set[str] = set()
     for model in models:
-        result = run_model_drift(db_path, model, f"fleet-{time.time_ns()}")
-        found.update(n for n, f in result.features.items() if f.verdict in {"warning", "drift"})
-    return {"bytes_fetched": 0, "found": sorted(found), "rows_compared": [len(models), 0],
-            "runs_wall_s": round(time.perf_counter() - started, 3),
-            "work_s": round(time.perf_counter() - started, 3),
+        _flagged(run_model_drift(db_path, model, f"fleet-{time.time_ns()}"), found)
+    return _fleet_figures(found, len(models), started, cpu)
+
+
+def _flagged(result, found: set[str]) -> None:
+    """Add the run's drifted features to ``found`` (the result itself is not kept)."""
+    found.update(n for n, f in result.features.items() if f.verdict in {"warning", "drift"})
+
+
+def _fleet_figures(found: set[str], runs: int, started: float, cpu: float, **extra) -> dict:
+    """What the many-models cases print: features found, runs, wall and CPU seconds."""
+    wall = round(time.perf_counter() - started, 3)
+    return {"bytes_fetched": 0, "found": sorted(found), "rows_compared": [runs, 0],
+            **extra, "runs_wall_s": wall, "work_s": wall,
             "runs_cpu_s": round(_cpu_s() - cpu, 3)}
 
 
@@ -241,20 +250,15 @@ def run_batches(db_path: str) -> dict:
     groups = [[m for m in group if m in fleet] for group in production_model_groups(
         db_path, status="staging", max_models=DriftConfig().batch_max_models)]
     groups = [group for group in groups if group]
-    found, runs = set(), 0
+    found: set[str] = set()
     for group in groups:
         stamp = time.time_ns()
         for result in run_models_drift(db_path, [(m, f"fleet-{stamp}-{m}") for m in group]):
             if not isinstance(result, ModelDriftResult):
                 raise result
-            runs += 1
-            found.update(n for n, f in result.features.items()
-                         if f.verdict in {"warning", "drift"})
-    return {"bytes_fetched": 0, "found": sorted(found), "rows_compared": [runs, 0],
-            "batches": [len(group) for group in groups],
-            "runs_wall_s": round(time.perf_counter() - started, 3),
-            "work_s": round(time.perf_counter() - started, 3),
-            "runs_cpu_s": round(_cpu_s() - cpu, 3)}
+            _flagged(result, found)
+    return _fleet_figures(found, sum(len(group) for group in groups), started, cpu,
+                          batches=[len(group) for group in groups])
 
 
 def _model_names(db_path: str) -> list[str]:

@@ -521,11 +521,11 @@ def _native_cell_scan(session: Session, source: Source, plan: WindowPlan,
             calls.append(f"stat_guard_cells({_as_double(spec)}, {_literal(span.origin)}, "
                          f"{_literal(span.scale)}, {_literal(span.half)})")
         [row] = session.fetchall(f"SELECT {', '.join(calls)} FROM {source.relation} "
-                                 f"WHERE {predicate}", params, width=1)
+                                 f"WHERE {predicate}", params, width=0)
         for j, blob in zip(native, row, strict=True):
             if blob is None:  # arguments it would not take: the GROUP BY counts it
                 continue
-            session.bytes_fetched += len(blob) - 8
+            session.bytes_fetched += len(blob)
             scanned[j][window] = _native_rows(j, blob)
     return [j for j in range(len(pairs)) if len(scanned[j]) < 2]
 

@@ -330,7 +330,7 @@ def run_models_drift(db_path: str, runs: Sequence[tuple[str, str]],
             written = []
             for index, result in results:
                 try:
-                    write_run(session, result, apply_ddl=False)
+                    write_run(session, result)
                 except Exception as exc:
                     outcomes[index] = exc
                     continue

@@ -28,11 +28,9 @@ _ROW = f"({', '.join('?' for _ in _COLUMN_NAMES)})"
 INSERT_ROWS = 64
 
 
-def write_run(session: Session, result: ModelDriftResult, apply_ddl: bool = True) -> int:
+def write_run(session: Session, result: ModelDriftResult) -> int:
     """Replace the run's rows and update the model's last scores; returns rows written.
-    ``apply_ddl=False`` when the session ran ``apply_schema`` already (a batch's writes)."""
-    if apply_ddl:
-        apply_schema(session)
+    The caller has run ``apply_schema`` in this session (once for a batch's writes)."""
     created_at = result.finished_at.astimezone(dt.UTC).replace(tzinfo=None)
     # A feature named like a reserved row is reported in the result and the model row only.
     rows = [_feature_row(result, f, result.historical_window, result.current_window,
