@@ -89,8 +89,10 @@ COUNT_SCAN_BYTES_PER_FEATURE = 640 * 1024
 # where the GROUP BYs scan it once a feature. Its state is 24 bytes a cell (at most
 # MAX_CELLS + 1 cells, under 200 kB a feature, outside DuckDB's memory limit).
 NATIVE_BATCH_FEATURES = 20
-NATIVE_HEADER = struct.Struct("<qqq")  # NULLs, NaN/±Inf, non-empty cells
+NATIVE_MAX_COLUMNS = 64  # the most columns one call takes
+NATIVE_HEADER = struct.Struct("<qqq")  # a column's NULLs, NaN/±Inf, non-empty cells (-1: refused)
 NATIVE_CELL = struct.Struct("<dqdd")  # key, count, min, max
+NATIVE_BITS = struct.Struct("<q")
 CATEGORICAL = "categorical"
 
 
@@ -507,40 +509,59 @@ def _native_cell_scan(session: Session, source: Source, plan: WindowPlan,
                       params: dict[str, Any], pairs: list[tuple[FeatureSpec, Span]],
                       scanned: list[dict[str, list[tuple]]]) -> list[int]:
     """The first grids' cells of both windows from ``stat_guard_cells``, one ungrouped
-    statement a window; fills ``scanned`` with the rows a GROUP BY would have given
-    ((f, key, n, min, max); NULLs under a NULL key, NaN/±Inf under a NaN key) and
-    returns the pairs it left to the GROUP BYs."""
+    statement a window (one call for up to NATIVE_MAX_COLUMNS features); fills ``scanned``
+    with the rows a GROUP BY would have given ((f, key, n, min, max); NULLs under a NULL
+    key, NaN/±Inf under a NaN key) and returns the pairs it left to the GROUP BYs."""
     native = [j for j, (_, span) in enumerate(pairs)
               if span.half and span.low is None and not span.atoms and not span.exact]
     if not native:
         return list(range(len(pairs)))
+    calls = []
+    for start in range(0, len(native), NATIVE_MAX_COLUMNS):
+        part = native[start:start + NATIVE_MAX_COLUMNS]
+        grids = " ".join(str(_bits(value)) for j in part
+                         for value in (pairs[j][1].origin, pairs[j][1].scale, pairs[j][1].half))
+        columns = ", ".join(_as_double(pairs[j][0]) for j in part)
+        calls.append((part, f"stat_guard_cells('{grids}', {columns})"))
     for window, predicate in ((HISTORICAL, plan.historical_sql), (CURRENT, plan.current_sql)):
-        calls = []
-        for j in native:
-            spec, span = pairs[j]
-            calls.append(f"stat_guard_cells({_as_double(spec)}, {_literal(span.origin)}, "
-                         f"{_literal(span.scale)}, {_literal(span.half)})")
-        [row] = session.fetchall(f"SELECT {', '.join(calls)} FROM {source.relation} "
-                                 f"WHERE {predicate}", params, width=0)
-        for j, blob in zip(native, row, strict=True):
-            if blob is None:  # arguments it would not take: the GROUP BY counts it
+        [row] = session.fetchall(f"SELECT {', '.join(sql for _, sql in calls)} "
+                                 f"FROM {source.relation} WHERE {predicate}", params, width=0)
+        for (part, _), blob in zip(calls, row, strict=True):
+            if blob is None:  # an argument it would not take: the GROUP BYs count them
                 continue
             session.bytes_fetched += len(blob)
-            scanned[j][window] = _native_rows(j, blob)
+            offset = 0
+            for j in part:
+                offset = _native_rows(j, blob, offset, scanned[j], window)
+            if offset != len(blob):
+                raise ValueError("stat_guard_cells answered a malformed blob")
     return [j for j in range(len(pairs)) if len(scanned[j]) < 2]
 
 
-def _native_rows(j: int, blob: bytes) -> list[tuple]:
-    nulls, nonfinite, count = NATIVE_HEADER.unpack_from(blob)
-    if len(blob) != NATIVE_HEADER.size + count * NATIVE_CELL.size:
+def _bits(value: float) -> int:
+    """A double's IEEE-754 bits as a signed 64-bit integer (stat_guard_cells' grids)."""
+    return NATIVE_BITS.unpack(struct.pack("<d", value))[0]
+
+
+def _native_rows(j: int, blob: bytes, offset: int, scanned: dict[str, list[tuple]],
+                 window: str) -> int:
+    """One column's part of a stat_guard_cells answer, from ``offset``: its rows into
+    ``scanned[window]`` (none when its grid was refused); returns the next part's offset."""
+    nulls, nonfinite, count = NATIVE_HEADER.unpack_from(blob, offset)
+    offset += NATIVE_HEADER.size
+    if count < 0:
+        return offset
+    end = offset + count * NATIVE_CELL.size
+    if end > len(blob):
         raise ValueError("stat_guard_cells answered a malformed blob")
     rows: list[tuple] = [(j, *cell) for cell in
-                         NATIVE_CELL.iter_unpack(memoryview(blob)[NATIVE_HEADER.size:])]
+                         NATIVE_CELL.iter_unpack(memoryview(blob)[offset:end])]
     if nulls:
         rows.append((j, None, nulls, None, None))
     if nonfinite:
         rows.append((j, math.nan, nonfinite, math.nan, math.nan))
-    return rows
+    scanned[window] = rows
+    return end
 
 
 def _merge_windows(groups: dict[str, list[tuple]]

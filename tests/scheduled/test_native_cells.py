@@ -106,24 +106,43 @@ def native_connection():
     connection.close()
 
 
+def _bits(value: float) -> int:
+    return struct.unpack("<q", struct.pack("<d", value))[0]
+
+
+def _grids(*grids: tuple[float, float, float]) -> str:
+    return " ".join(str(_bits(value)) for grid in grids for value in grid)
+
+
 def _key(x: float, origin: float, width: float, half: float) -> float:
     d = x * 0.5 - origin
     return float(math.ceil(d / (abs(d) + width) * half))
 
 
-def _check(blob: bytes | None, xs: list, origin: float, width: float, half: float) -> None:
+def _parts(blob: bytes, columns: int) -> list[tuple[int, int, int, list[tuple]]]:
+    """The answer's parts: (nulls, nonfinite, cells, [(key, n, min, max), …]) a column."""
+    parts, offset = [], 0
+    for _ in range(columns):
+        nulls, nonfinite, count = HEADER.unpack_from(blob, offset)
+        offset += HEADER.size
+        cells = list(CELL.iter_unpack(blob[offset:offset + max(count, 0) * CELL.size]))
+        assert len(cells) == max(count, 0)
+        offset += max(count, 0) * CELL.size
+        parts.append((nulls, nonfinite, count, cells))
+    assert offset == len(blob)
+    return parts
+
+
+def _check(part: tuple, xs: list, origin: float, width: float, half: float) -> None:
+    nulls, nonfinite, count, cells = part
     usable = (math.isfinite(origin) and math.isfinite(width) and width > 0
               and 0.5 <= half <= 65536)
     if not usable:
-        assert blob is None
+        assert count == -1 and not cells
         return
-    assert blob is not None
-    nulls, nonfinite, count = HEADER.unpack_from(blob)
-    assert len(blob) == HEADER.size + count * CELL.size
     finite = [x for x in xs if x is not None and math.isfinite(x)]
     assert nulls == sum(1 for x in xs if x is None)
     assert nonfinite == len(xs) - nulls - len(finite)
-    cells = list(CELL.iter_unpack(blob[HEADER.size:]))
     assert sum(n for _, n, _, _ in cells) == len(finite)
     keys = [k for k, _, _, _ in cells]
     assert keys == sorted(keys) and len(set(keys)) == len(keys)
@@ -137,40 +156,69 @@ def _check(blob: bytes | None, xs: list, origin: float, width: float, half: floa
 
 
 def test_the_aggregate_counts_exactly_and_never_crashes(native_connection) -> None:
+    """Random columns (special doubles among them) on random grids, usable or not, one to
+    three columns a call: every column's cells equal a recount in Python."""
     rng = random.Random(5)
     specials = [math.nan, math.inf, -math.inf, -0.0, 0.0, 5e-324, -5e-324, 1.7976931348623157e308,
                 -1.7976931348623157e308, 1e-300, 2.0 ** 53, None]
     params = [0.0, 1.0, -1.0, 0.5, 1e300, -1e300, math.nan, math.inf, -math.inf, 5e-324, 1e-300]
     halves = [0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 1070.5, 4096.0, 65536.0, 65536.5, 1e9, -3.0,
               math.nan, math.inf]
+
+    def value() -> float | None:
+        if rng.random() < 0.2:
+            return rng.choice(specials)
+        return rng.choice([rng.gauss(0, 1), rng.uniform(-1e6, 1e6), rng.lognormvariate(0, 5)])
+
     for _ in range(300):
         size = rng.choice([0, 1, 2, 17, 2048, 2049, 5000])
-        xs = [rng.choice(specials) if rng.random() < 0.2 else
-              rng.choice([rng.gauss(0, 1), rng.uniform(-1e6, 1e6), rng.lognormvariate(0, 5)])
-              for _ in range(size)]
-        origin = rng.choice(params) if rng.random() < 0.5 else rng.gauss(0, 10)
-        width = rng.choice(params) if rng.random() < 0.5 else rng.uniform(0, 10)
-        half = rng.choice(halves)
+        columns = rng.choice([1, 1, 2, 3])
+        data = [[value() for _ in range(size)] for _ in range(columns)]
+        grids = [(rng.choice(params) if rng.random() < 0.5 else rng.gauss(0, 10),
+                  rng.choice(params) if rng.random() < 0.5 else rng.uniform(0, 10),
+                  rng.choice(halves)) for _ in range(columns)]
+        names = ", ".join(f"x{c}" for c in range(columns))
+        unnested = ", ".join(f"unnest($x{c}::DOUBLE[]) AS x{c}" for c in range(columns))
         [(blob,)] = native_connection.execute(
-            "SELECT stat_guard_cells(x, $o, $w, $h) FROM (SELECT unnest($xs::DOUBLE[]) AS x)",
-            {"xs": xs, "o": origin, "w": width, "h": half}).fetchall()
-        if size == 0:
-            continue  # no row: no grid was set; the answer is an empty one or NULL
-        _check(blob, xs, origin, width, half)
+            f"SELECT stat_guard_cells($g, {names}) FROM (SELECT {unnested})",
+            {"g": _grids(*grids), **{f"x{c}": data[c] for c in range(columns)}}).fetchall()
+        parts = _parts(blob, columns)
+        for c in range(columns):
+            if size == 0:  # no row: nothing counted, whatever the grid
+                assert parts[c] == (0, 0, 0, [])
+            else:
+                _check(parts[c], data[c], *grids[c])
+
+
+def test_grids_it_cannot_read_give_null(native_connection) -> None:
+    good = _grids((0.0, 1.0, 8.0))
+    for grids in [None, "", "1 2", good + " 5", good + " x", "a b c", f"{good[:-1]}\x00",
+                  "99999999999999999999 1 2", "1.5 2 3", good.replace(" ", ",")]:
+        [(blob,)] = native_connection.execute(
+            "SELECT stat_guard_cells($g, x) FROM (SELECT unnest([1.0, 2.0]::DOUBLE[]) AS x)",
+            {"g": grids}).fetchall()
+        assert blob is None, grids
+    [(blob,)] = native_connection.execute(
+        "SELECT stat_guard_cells($g, x) FROM (SELECT unnest([1.0, 2.0]::DOUBLE[]) AS x)",
+        {"g": f"  {good}  "}).fetchall()
+    assert _parts(blob, 1)[0][:3] == (0, 0, 2)
 
 
 def test_arguments_that_change_or_are_null_give_null(native_connection) -> None:
+    one, other = _grids((0.0, 1.0, 8.0)), _grids((1.0, 1.0, 8.0))
     rows = native_connection.execute(
-        "SELECT stat_guard_cells(x, CASE WHEN x > 100 THEN 1.0 ELSE 0.0 END, 1.0, 8.0), "
-        "stat_guard_cells(x, NULL, 1.0, 8.0), stat_guard_cells(x, 0.0, 1.0, 8.0) "
+        f"SELECT stat_guard_cells(CASE WHEN x > 100 THEN '{other}' ELSE '{one}' END, x), "
+        f"stat_guard_cells(CASE WHEN x > 100 THEN NULL ELSE '{one}' END, x), "
+        f"stat_guard_cells('{one}', x) "
         "FROM range(300) t(i), LATERAL (SELECT i::DOUBLE AS x)").fetchall()
-    [(changing, null_origin, fine)] = rows
-    assert changing is None and null_origin is None and fine is not None
+    [(changing, null_grids, fine)] = rows
+    assert changing is None and null_grids is None and fine is not None
     # Grouped: one state a group, each its own grid.
     grouped = native_connection.execute(
-        "SELECT g, stat_guard_cells(x, g::DOUBLE, 1.0, 64.0) FROM "
-        "(SELECT i % 3 AS g, i::DOUBLE * 0.37::DOUBLE AS x FROM range(10000) t(i)) GROUP BY g "
-        "ORDER BY g").fetchall()
+        "SELECT g, stat_guard_cells(CASE g WHEN 0 THEN $g0 WHEN 1 THEN $g1 ELSE $g2 END, x) "
+        "FROM (SELECT i % 3 AS g, i::DOUBLE * 0.37::DOUBLE AS x FROM range(10000) t(i)) "
+        "GROUP BY g ORDER BY g",
+        {f"g{g}": _grids((float(g), 1.0, 64.0)) for g in range(3)}).fetchall()
     for g, blob in grouped:
         xs = [i * 0.37 for i in range(10000) if i % 3 == g]
-        _check(blob, xs, float(g), 1.0, 64.0)
+        _check(_parts(blob, 1)[0], xs, float(g), 1.0, 64.0)

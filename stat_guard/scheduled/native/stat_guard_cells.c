@@ -1,26 +1,35 @@
 /*
- * stat_guard_cells: a DuckDB aggregate that counts a numeric column into the cells of the
- * scheduled engine's ratio grid in one pass (stat_guard/scheduled/aggregates.py, Span).
+ * stat_guard_cells: a DuckDB aggregate that counts numeric columns into the cells of the
+ * scheduled engine's ratio grids in one pass (stat_guard/scheduled/aggregates.py, Span).
  *
- *   stat_guard_cells(x DOUBLE, origin DOUBLE, width DOUBLE, half DOUBLE) -> BLOB
+ *   stat_guard_cells(grids VARCHAR, x1 DOUBLE, ..., xn DOUBLE) -> BLOB    (1 <= n <= 64)
  *
- * The cell of a finite x is k = ceil(d / (|d| + width) * half), d = x * 0.5 - origin,
- * computed with the same IEEE double operations, in the same order, as the engine's SQL
- * key, so both give the same cells. For each non-empty cell the aggregate keeps the
- * count, the smallest and the largest value; NULLs and NaN / +-Inf are counted apart.
- * The counts go into an array of 2 * half + 1 cells instead of a hash table: a
- * GROUP BY over the same key costs several times as much a value.
+ * ``grids`` holds 3n integers separated by spaces: the IEEE-754 bit patterns (as signed
+ * 64-bit integers) of ``origin width half`` of each column's grid, exact and read the same
+ * under any locale. The cell of a finite x is k = ceil(d / (|d| + width) * half),
+ * d = x * 0.5 - origin, computed with the same IEEE double operations, in the same order,
+ * as the engine's SQL key, so both give the same cells. For each non-empty cell the
+ * aggregate keeps the count, the smallest and the largest value; NULLs and NaN / +-Inf
+ * are counted apart. The counts go into an array of 2 * ceil(half) + 1 cells instead of a
+ * hash table. One call counts every column of a window: DuckDB hands the aggregate one
+ * chunk of all of them, where a call a column paid the chunk's overhead once a column.
  *
- * The answer (little-endian):
+ * Each chunk is counted in two loops a column: the keys of the whole chunk first
+ * (branch-free, so the compiler computes two or more at once), then the cells' updates.
+ *
+ * The answer (little-endian), per column in order:
  *   int64 nulls, int64 nonfinite, int64 cells, then per non-empty cell in key order
- *   double key, int64 count, double min, double max.
- * NULL when the arguments are not usable (origin or width not finite, width <= 0, half
- * outside [0.5, MAX_HALF], or they change from row to row): the engine then counts with
- * its GROUP BY.
+ *   double key, int64 count, double min, double max;
+ * cells = -1 (and no cell) when that column's grid is not usable (origin or width not
+ * finite, width <= 0, half outside [0.5, MAX_HALF]): the engine counts that column with
+ * its GROUP BY. The whole answer is NULL when ``grids`` is NULL, is not 3n integers, or
+ * changes from row to row.
  */
 #define DUCKDB_EXTENSION_NAME stat_guard_cells
 #include "duckdb_extension.h"
 
+#include <errno.h>
+#include <float.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -29,6 +38,9 @@
 DUCKDB_EXTENSION_EXTERN
 
 #define MAX_HALF 65536
+#define MAX_COLUMNS 64
+#define BLOCK 2048     /* keys computed ahead of the updates, at most a vector's rows */
+#define NO_KEY INT32_MIN /* a finite value whose key fell off the grid: cannot happen */
 
 typedef struct {
 	int64_t n;
@@ -37,14 +49,21 @@ typedef struct {
 } cell_t;
 
 typedef struct {
-	cell_t *cells; /* 2 * half + 1 of them, once the first row set the grid */
+	cell_t *cells; /* 2 * reach + 1 of them; NULL when the grid is not usable */
 	double origin;
 	double width;
-	double half;   /* the grid's half-width in cells, as the SQL key has it (may be x.5) */
-	int64_t reach; /* ceil(half): keys lie in [-reach, reach] */
+	double half; /* the grid's half-width in cells, as the SQL key has it (may be x.5) */
+	int32_t reach; /* ceil(half): keys lie in [-reach, reach] */
 	int64_t nulls;
 	int64_t nonfinite;
-	int bad; /* unusable arguments: the answer is NULL */
+} grid_t;
+
+typedef struct {
+	grid_t *grids; /* one a column, once the first row set them */
+	idx_t columns;
+	char *text; /* the grids argument that set them, to compare later rows with */
+	uint32_t length;
+	int bad; /* unusable or changing grids argument: the answer is NULL */
 } cells_state;
 
 static idx_t state_size(duckdb_function_info info) {
@@ -57,55 +76,102 @@ static void state_init(duckdb_function_info info, duckdb_aggregate_state state) 
 	memset(state, 0, sizeof(cells_state));
 }
 
+static void release(cells_state *s) {
+	for (idx_t c = 0; s->grids && c < s->columns; c++) {
+		free(s->grids[c].cells);
+	}
+	free(s->grids);
+	free(s->text);
+	s->grids = NULL;
+	s->text = NULL;
+}
+
 static void state_destroy(duckdb_aggregate_state *states, idx_t count) {
 	for (idx_t i = 0; i < count; i++) {
-		cells_state *s = (cells_state *)states[i];
-		free(s->cells);
-		s->cells = NULL;
+		release((cells_state *)states[i]);
 	}
 }
 
-static cell_t *new_cells(int64_t half) {
-	int64_t count = 2 * half + 1;
-	cell_t *cells = malloc((size_t)count * sizeof(cell_t));
-	if (!cells) {
-		return NULL;
-	}
-	for (int64_t i = 0; i < count; i++) {
-		cells[i].n = 0;
-		cells[i].lo = INFINITY;
-		cells[i].hi = -INFINITY;
-	}
-	return cells;
+static int grid_usable(double origin, double width, double half) {
+	return isfinite(origin) && isfinite(width) && width > 0.0 && half >= 0.5 && half <= (double)MAX_HALF;
 }
 
-/* Set the grid from the first row's arguments; later rows must repeat them. */
-static int grid_ok(cells_state *s, double origin, double width, double half) {
+static void grid_set(grid_t *g, double origin, double width, double half) {
+	g->origin = origin;
+	g->width = width;
+	g->half = half;
+	if (!grid_usable(origin, width, half)) {
+		return; /* cells stay NULL: this column is answered as not counted */
+	}
+	g->reach = (int32_t)ceil(half);
+	int64_t count = 2 * (int64_t)g->reach + 1;
+	g->cells = malloc((size_t)count * sizeof(cell_t));
+	for (int64_t i = 0; g->cells && i < count; i++) {
+		g->cells[i].n = 0;
+		g->cells[i].lo = INFINITY;
+		g->cells[i].hi = -INFINITY;
+	}
+}
+
+/* Parse the grids argument (3 * columns integers, each a double's bits) into the state;
+ * 0 when it is not that. */
+static int grids_parse(cells_state *s, const char *data, uint32_t length, idx_t columns) {
+	char *text = malloc((size_t)length + 1);
+	grid_t *grids = calloc(columns, sizeof(grid_t));
+	if (!text || !grids) {
+		free(text);
+		free(grids);
+		return 0;
+	}
+	memcpy(text, data, length);
+	text[length] = '\0';
+	double numbers[3 * MAX_COLUMNS];
+	const char *at = text;
+	for (idx_t i = 0; i < 3 * columns; i++) {
+		char *end;
+		errno = 0;
+		long long bits = strtoll(at, &end, 10);
+		if (end == at || errno || (*end != ' ' && *end != '\0')) {
+			free(text);
+			free(grids);
+			return 0;
+		}
+		int64_t exact = (int64_t)bits;
+		memcpy(&numbers[i], &exact, sizeof(double));
+		at = end;
+	}
+	while (*at == ' ') {
+		at++;
+	}
+	if (*at != '\0' || strlen(text) != length) { /* trailing text, or a NUL inside */
+		free(text);
+		free(grids);
+		return 0;
+	}
+	for (idx_t c = 0; c < columns; c++) {
+		grid_set(&grids[c], numbers[3 * c], numbers[3 * c + 1], numbers[3 * c + 2]);
+	}
+	s->grids = grids;
+	s->columns = columns;
+	s->text = text;
+	s->length = length;
+	return 1;
+}
+
+/* The state's grids for this row's argument: set by the first row, repeated by the rest. */
+static int grids_ok(cells_state *s, const char *data, uint32_t length, idx_t columns) {
 	if (s->bad) {
 		return 0;
 	}
-	if (s->cells) {
-		if (origin == s->origin && width == s->width && half == s->half) {
+	if (s->text) {
+		if (length == s->length && columns == s->columns && memcmp(data, s->text, length) == 0) {
 			return 1;
 		}
-		s->bad = 1;
-		return 0;
+	} else if (grids_parse(s, data, length, columns)) {
+		return 1;
 	}
-	if (!isfinite(origin) || !isfinite(width) || !(width > 0.0) || !(half >= 0.5) ||
-	    !(half <= (double)MAX_HALF)) {
-		s->bad = 1;
-		return 0;
-	}
-	s->reach = (int64_t)ceil(half);
-	s->cells = new_cells(s->reach);
-	if (!s->cells) {
-		s->bad = 1;
-		return 0;
-	}
-	s->origin = origin;
-	s->width = width;
-	s->half = half;
-	return 1;
+	s->bad = 1;
+	return 0;
 }
 
 /* DuckDB's validity mask: bit r of the 64-bit words, set when row r is not NULL; no mask
@@ -114,83 +180,120 @@ static inline int row_valid(const uint64_t *validity, idx_t row) {
 	return !validity || ((validity[row >> 6] >> (row & 63)) & 1);
 }
 
-/* ceil(u) for |u| <= MAX_HALF, without a call into libm (x86-64's baseline has no
- * rounding instruction): the same value as ceil() for every such u (-0.0 comes out as
- * 0.0, the same key). */
-static inline double ceil_small(double u) {
-	double t = (double)(int64_t)u; /* truncated toward zero */
-	return t + (double)(t < u);    /* branch-free: the comparison is a coin toss */
+/* The keys of rows [0, m): ceil(u) for |u| <= half, computed as t + (t < u) with t = u
+ * truncated (the same value as ceil() for such u; -0.0 comes out as 0, the same cell).
+ * Non-finite x (counted apart by the caller) and a u off the grid (cannot happen for a
+ * finite x: |d / (|d| + width)| <= 1) take no division result: NO_KEY for the latter. */
+static void keys_of(const grid_t *g, const double *x, idx_t m, int32_t *keys) {
+	const double origin = g->origin, width = g->width, half = g->half;
+	for (idx_t i = 0; i < m; i++) {
+		double v = fabs(x[i]) <= DBL_MAX ? x[i] : 0.0;
+		double d = v * 0.5 - origin;
+		double u = d / (fabs(d) + width) * half;
+		int inside = fabs(u) <= half; /* false for NaN */
+		u = inside ? u : 0.0;
+		double t = (double)(int32_t)u;
+		int32_t k = (int32_t)t + (t < u);
+		keys[i] = inside ? k : NO_KEY;
+	}
 }
 
-static inline void count_value(cells_state *s, double x) {
-	if (!isfinite(x)) {
-		s->nonfinite++;
+static inline void count_in(grid_t *g, cell_t *centre, double v, int32_t k) {
+	if (!isfinite(v)) {
+		g->nonfinite++;
 		return;
 	}
-	double d = x * 0.5 - s->origin;
-	double k = ceil_small(d / (fabs(d) + s->width) * s->half);
-	if (!(k >= (double)-s->reach && k <= (double)s->reach)) { /* cannot happen: |u| <= 1 */
-		s->bad = 1;
+	if (k == NO_KEY) { /* cannot happen; the column is then answered as not counted */
+		free(g->cells);
+		g->cells = NULL;
 		return;
 	}
-	cell_t *cell = &s->cells[(int64_t)k + s->reach];
+	cell_t *cell = centre + k;
 	cell->n++;
-	cell->lo = x < cell->lo ? x : cell->lo; /* minsd / maxsd, no branch */
-	cell->hi = x > cell->hi ? x : cell->hi;
+	cell->lo = v < cell->lo ? v : cell->lo; /* minsd / maxsd, no branch */
+	cell->hi = v > cell->hi ? v : cell->hi;
+}
+
+/* Rows [0, rows) of one column into one state's grid. */
+static void count_column(grid_t *g, const double *x, const uint64_t *validity, idx_t rows) {
+	int32_t keys[BLOCK];
+	for (idx_t start = 0; start < rows && g->cells; start += BLOCK) {
+		idx_t m = rows - start < BLOCK ? rows - start : BLOCK;
+		const double *xs = x + start;
+		keys_of(g, xs, m, keys);
+		for (idx_t i = 0; i < m && g->cells; i++) {
+			if (!row_valid(validity, start + i)) {
+				g->nulls++;
+			} else {
+				count_in(g, g->cells + g->reach, xs[i], keys[i]);
+			}
+		}
+	}
+}
+
+static void string_of(duckdb_string_t *value, const char **data, uint32_t *length) {
+	*length = duckdb_string_t_length(*value);
+	*data = duckdb_string_t_data(value);
 }
 
 static void update(duckdb_function_info info, duckdb_data_chunk input, duckdb_aggregate_state *states) {
 	(void)info;
 	idx_t rows = duckdb_data_chunk_get_size(input);
-	if (rows == 0) {
+	idx_t columns = duckdb_data_chunk_get_column_count(input) - 1;
+	if (rows == 0 || columns < 1 || columns > MAX_COLUMNS) {
 		return;
 	}
-	double *data[4];
-	uint64_t *validity[4];
-	for (idx_t c = 0; c < 4; c++) {
-		duckdb_vector vector = duckdb_data_chunk_get_vector(input, c);
+	duckdb_vector grid_vector = duckdb_data_chunk_get_vector(input, 0);
+	duckdb_string_t *grids = (duckdb_string_t *)duckdb_vector_get_data(grid_vector);
+	uint64_t *grid_validity = duckdb_vector_get_validity(grid_vector);
+	double *data[MAX_COLUMNS];
+	uint64_t *validity[MAX_COLUMNS];
+	for (idx_t c = 0; c < columns; c++) {
+		duckdb_vector vector = duckdb_data_chunk_get_vector(input, c + 1);
 		data[c] = (double *)duckdb_vector_get_data(vector);
 		validity[c] = duckdb_vector_get_validity(vector);
 	}
-	/* The common case: one state (no GROUP BY) and the same grid on every row. */
-	int uniform = !validity[1] && !validity[2] && !validity[3];
-	if (uniform) {
-		const double origin = data[1][0], width = data[2][0], half = data[3][0];
-		int differs = 0; /* branch-free, so the compiler can vectorise it */
-		for (idx_t r = 0; r < rows; r++) {
-			differs |= (states[r] != states[0]) | (data[1][r] != origin) | (data[2][r] != width) |
-			           (data[3][r] != half);
-		}
-		uniform = !differs;
+	/* The common case: one state (no GROUP BY) and the same grids argument on every row
+	 * (a constant: DuckDB repeats its 16-byte string header row by row). */
+	int uniform = !grid_validity;
+	for (idx_t r = 1; uniform && r < rows; r++) {
+		uniform = states[r] == states[0] && memcmp(&grids[r], &grids[0], sizeof(duckdb_string_t)) == 0;
 	}
+	const char *text;
+	uint32_t length;
 	if (uniform) {
 		cells_state *s = (cells_state *)states[0];
-		if (!grid_ok(s, data[1][0], data[2][0], data[3][0])) {
+		string_of(&grids[0], &text, &length);
+		if (!grids_ok(s, text, length, columns)) {
 			return;
 		}
-		const double *x = data[0];
-		for (idx_t r = 0; r < rows; r++) {
-			if (!row_valid(validity[0], r)) {
-				s->nulls++;
-			} else {
-				count_value(s, x[r]);
-			}
+		for (idx_t c = 0; c < columns; c++) {
+			count_column(&s->grids[c], data[c], validity[c], rows);
 		}
 		return;
 	}
 	for (idx_t r = 0; r < rows; r++) {
 		cells_state *s = (cells_state *)states[r];
-		if (!row_valid(validity[1], r) || !row_valid(validity[2], r) || !row_valid(validity[3], r)) {
+		if (!row_valid(grid_validity, r)) {
 			s->bad = 1;
 			continue;
 		}
-		if (!grid_ok(s, data[1][r], data[2][r], data[3][r])) {
+		string_of(&grids[r], &text, &length);
+		if (!grids_ok(s, text, length, columns)) {
 			continue;
 		}
-		if (!row_valid(validity[0], r)) {
-			s->nulls++;
-		} else {
-			count_value(s, data[0][r]);
+		for (idx_t c = 0; c < columns; c++) {
+			grid_t *g = &s->grids[c];
+			if (!g->cells) {
+				continue;
+			}
+			if (!row_valid(validity[c], r)) {
+				g->nulls++;
+				continue;
+			}
+			int32_t key;
+			keys_of(g, &data[c][r], 1, &key);
+			count_in(g, g->cells + g->reach, data[c][r], key);
 		}
 	}
 }
@@ -201,38 +304,72 @@ static void combine(duckdb_function_info info, duckdb_aggregate_state *source, d
 	for (idx_t j = 0; j < count; j++) {
 		cells_state *a = (cells_state *)source[j];
 		cells_state *b = (cells_state *)target[j];
-		b->nulls += a->nulls;
-		b->nonfinite += a->nonfinite;
 		if (a->bad || b->bad) {
 			b->bad = 1;
 			continue;
 		}
-		if (!a->cells) {
+		if (!a->text || !grids_ok(b, a->text, a->length, a->columns)) {
 			continue;
 		}
-		if (!grid_ok(b, a->origin, a->width, a->half)) {
-			continue;
-		}
-		for (int64_t i = 0; i < 2 * a->reach + 1; i++) {
-			cell_t *from = &a->cells[i], *to = &b->cells[i];
-			to->n += from->n;
-			if (from->lo < to->lo) {
-				to->lo = from->lo;
+		for (idx_t c = 0; c < a->columns; c++) {
+			grid_t *from = &a->grids[c], *to = &b->grids[c];
+			to->nulls += from->nulls;
+			to->nonfinite += from->nonfinite;
+			if (!from->cells || !to->cells) {
+				free(to->cells);
+				to->cells = NULL;
+				continue;
 			}
-			if (from->hi > to->hi) {
-				to->hi = from->hi;
+			for (int64_t i = 0; i < 2 * (int64_t)to->reach + 1; i++) {
+				to->cells[i].n += from->cells[i].n;
+				if (from->cells[i].lo < to->cells[i].lo) {
+					to->cells[i].lo = from->cells[i].lo;
+				}
+				if (from->cells[i].hi > to->cells[i].hi) {
+					to->cells[i].hi = from->cells[i].hi;
+				}
 			}
 		}
 	}
 }
 
-static void put64(unsigned char *out, const void *value) {
+static unsigned char *put64(unsigned char *out, const void *value) {
 	memcpy(out, value, 8); /* x86-64 and aarch64 are little-endian, as the reader expects */
+	return out + 8;
+}
+
+static int64_t filled_cells(const grid_t *g) {
+	int64_t filled = 0;
+	for (int64_t i = 0; g->cells && i < 2 * (int64_t)g->reach + 1; i++) {
+		filled += g->cells[i].n > 0;
+	}
+	return filled;
+}
+
+/* One column's part of the answer; ``g`` NULL: a column of a state that saw no row. */
+static unsigned char *answer_column(unsigned char *at, const grid_t *g) {
+	static const grid_t none;
+	int64_t cells = !g ? 0 : g->cells ? filled_cells(g) : -1;
+	g = g ? g : &none;
+	at = put64(at, &g->nulls);
+	at = put64(at, &g->nonfinite);
+	at = put64(at, &cells);
+	for (int64_t i = 0; g->cells && i < 2 * (int64_t)g->reach + 1; i++) {
+		const cell_t *cell = &g->cells[i];
+		if (cell->n) {
+			double key = (double)(i - g->reach);
+			at = put64(at, &key);
+			at = put64(at, &cell->n);
+			at = put64(at, &cell->lo);
+			at = put64(at, &cell->hi);
+		}
+	}
+	return at;
 }
 
 static void finalize(duckdb_function_info info, duckdb_aggregate_state *source, duckdb_vector result, idx_t count,
                      idx_t offset) {
-	(void)info;
+	idx_t arity = (idx_t)(uintptr_t)duckdb_aggregate_function_get_extra_info(info);
 	duckdb_vector_ensure_validity_writable(result);
 	uint64_t *validity = duckdb_vector_get_validity(result);
 	for (idx_t j = 0; j < count; j++) {
@@ -241,56 +378,59 @@ static void finalize(duckdb_function_info info, duckdb_aggregate_state *source, 
 			duckdb_validity_set_row_invalid(validity, offset + j);
 			continue;
 		}
-		int64_t filled = 0;
-		int64_t total = s->cells ? 2 * s->reach + 1 : 0;
-		for (int64_t i = 0; i < total; i++) {
-			filled += s->cells[i].n > 0;
+		/* No row: every column counted nothing (an empty grid, not an unusable one). */
+		idx_t columns = s->grids ? s->columns : arity;
+		size_t size = 0;
+		for (idx_t c = 0; c < columns; c++) {
+			size += 24 + (size_t)(s->grids ? filled_cells(&s->grids[c]) : 0) * 32;
 		}
-		size_t size = 24 + (size_t)filled * 32;
-		unsigned char *blob = malloc(size);
+		unsigned char *blob = malloc(size ? size : 1);
 		if (!blob) {
 			duckdb_validity_set_row_invalid(validity, offset + j);
 			continue;
 		}
-		put64(blob, &s->nulls);
-		put64(blob + 8, &s->nonfinite);
-		put64(blob + 16, &filled);
-		unsigned char *at = blob + 24;
-		for (int64_t i = 0; i < total; i++) {
-			cell_t *cell = &s->cells[i];
-			if (!cell->n) {
-				continue;
-			}
-			double key = (double)(i - s->reach);
-			put64(at, &key);
-			put64(at + 8, &cell->n);
-			put64(at + 16, &cell->lo);
-			put64(at + 24, &cell->hi);
-			at += 32;
+		unsigned char *at = blob;
+		for (idx_t c = 0; c < columns; c++) {
+			at = answer_column(at, s->grids ? &s->grids[c] : NULL);
 		}
 		duckdb_vector_assign_string_element_len(result, offset + j, (const char *)blob, size);
 		free(blob);
 	}
 }
 
-DUCKDB_EXTENSION_ENTRYPOINT(duckdb_connection connection, duckdb_extension_info info,
-                            struct duckdb_extension_access *access) {
+static int register_arity(duckdb_aggregate_function_set set, idx_t columns) {
 	duckdb_aggregate_function function = duckdb_create_aggregate_function();
 	duckdb_aggregate_function_set_name(function, "stat_guard_cells");
+	duckdb_logical_type text = duckdb_create_logical_type(DUCKDB_TYPE_VARCHAR);
 	duckdb_logical_type number = duckdb_create_logical_type(DUCKDB_TYPE_DOUBLE);
 	duckdb_logical_type blob = duckdb_create_logical_type(DUCKDB_TYPE_BLOB);
-	for (int i = 0; i < 4; i++) {
+	duckdb_aggregate_function_add_parameter(function, text);
+	for (idx_t c = 0; c < columns; c++) {
 		duckdb_aggregate_function_add_parameter(function, number);
 	}
 	duckdb_aggregate_function_set_return_type(function, blob);
 	duckdb_aggregate_function_set_functions(function, state_size, state_init, update, combine, finalize);
 	duckdb_aggregate_function_set_destructor(function, state_destroy);
 	duckdb_aggregate_function_set_special_handling(function); /* NULL x is counted, not skipped */
-	duckdb_state registered = duckdb_register_aggregate_function(connection, function);
+	duckdb_aggregate_function_set_extra_info(function, (void *)(uintptr_t)columns, NULL);
+	duckdb_state added = duckdb_add_aggregate_function_to_set(set, function);
 	duckdb_destroy_aggregate_function(&function);
+	duckdb_destroy_logical_type(&text);
 	duckdb_destroy_logical_type(&number);
 	duckdb_destroy_logical_type(&blob);
-	if (registered != DuckDBSuccess) {
+	return added == DuckDBSuccess;
+}
+
+DUCKDB_EXTENSION_ENTRYPOINT(duckdb_connection connection, duckdb_extension_info info,
+                            struct duckdb_extension_access *access) {
+	duckdb_aggregate_function_set set = duckdb_create_aggregate_function_set("stat_guard_cells");
+	int ok = 1;
+	for (idx_t columns = 1; ok && columns <= MAX_COLUMNS; columns++) {
+		ok = register_arity(set, columns);
+	}
+	ok = ok && duckdb_register_aggregate_function_set(connection, set) == DuckDBSuccess;
+	duckdb_destroy_aggregate_function_set(&set);
+	if (!ok) {
 		access->set_error(info, "stat_guard_cells: could not register the aggregate");
 		return false;
 	}
