@@ -45,7 +45,12 @@ from stat_guard.scheduled.results import (
     ModelDriftResult,
     Performance,
 )
-from stat_guard.scheduled.schema import RESERVED_FEATURE_NAMES, apply_schema, table_columns
+from stat_guard.scheduled.schema import (
+    RESERVED_FEATURE_NAMES,
+    apply_schema,
+    is_table,
+    table_columns,
+)
 from stat_guard.scheduled.scoring import apply_verdicts, error_feature, score_feature
 from stat_guard.scheduled.windows import (
     CURRENT,
@@ -466,7 +471,7 @@ def _request_features(session: Session, read: _ModelRead, config: DriftRunConfig
     key = (", ".join(quote_ident(k) for k in keys)
            if keys and all(k in columns for k in keys) else "rowid")
     read.source = Source(relation=quote_ident(table), where="TRUE", params={},
-                         ts=quote_ident(ts_name), key=key)
+                         ts=quote_ident(ts_name), key=key, rowid=is_table(session, table))
 
 
 def _source_key(source: Source) -> tuple[str, str, str, str]:
@@ -615,7 +620,8 @@ def _read_events(session: Session, model: str, metadata: dict[str, Any],
     metric, value_sql, count_sql = _PERFORMANCE_SQL[kind]
     has_label = "label" in columns
     source = Source(relation="model_events", where="model = $model", params={"model": model},
-                    ts="ts", key="hash(ts, prediction" + (", label)" if has_label else ")"))
+                    ts="ts", key="hash(ts, prediction" + (", label)" if has_label else ")"),
+                    rowid=True)
     spec = FeatureSpec("prediction", kind, "prediction")
     extras = {"performance": value_sql, "labeled": count_sql} if has_label else {}
     try:

@@ -133,3 +133,12 @@ def table_columns(session: Session, table: str) -> dict[str, str] | None:
         "AND database_name = current_database() ORDER BY column_index",
         {"table": table})
     return {name: dtype for name, dtype in rows} if rows else None
+
+
+def is_table(session: Session, name: str) -> bool:
+    """Whether ``name`` is a table of the default schema (a view has no rowid)."""
+    rows = session.fetchall(
+        "SELECT 1 FROM duckdb_tables() WHERE table_name = $table "
+        "AND schema_name = current_schema() AND database_name = current_database()",
+        {"table": name})
+    return bool(rows)

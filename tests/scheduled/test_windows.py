@@ -79,12 +79,13 @@ def test_prediction_windows_follow_the_same_rules(make_model):
     assert drift.performance.metric == "mae" and drift.performance.labeled_current == 100
 
 
+@pytest.mark.parametrize("rowid", [False, True], ids=["bernoulli", "rowid-hash"])
 @pytest.mark.parametrize("layout", ["shuffled", "ordered", "ties"])
 def test_ranked_values_are_exact_order_statistics_through_the_sampling_rounds(
-        tmp_path, monkeypatch, layout):
+        tmp_path, monkeypatch, layout, rowid):
     """With tiny sample and exact-selection sizes every rank goes through several guess
     rounds (shared first round, two-sided narrowing, ties at a guess) before its top-N;
-    each answer must equal numpy's order statistic."""
+    each answer must equal numpy's order statistic, whichever way the rounds sample."""
     import duckdb
 
     from stat_guard.scheduled import windows as duckdb_windows
@@ -115,11 +116,12 @@ def test_ranked_values_are_exact_order_statistics_through_the_sampling_rounds(
 
         session.fetchall = counting
         got = duckdb_windows.ranked_values(session, "t", "keep", {}, "v", len(kept), ranks,
-                                           seed=3)
+                                           seed=3, rowid=rowid)
     finally:
         connection.close()
     assert got == [kept[r - 1] for r in ranks]
-    assert sum("USING SAMPLE" in q for q in queries) >= 2  # the rounds really ran
+    sampled = "hash(rowid, $sample_seed)" if rowid else "USING SAMPLE"
+    assert sum(sampled in q for q in queries) >= 2  # the rounds really ran
 
 
 def test_inverted_cdf_rank_matches_duckdb_quantile_disc():
@@ -133,3 +135,45 @@ def test_inverted_cdf_rank_matches_duckdb_quantile_disc():
             [(value,)] = connection.execute(
                 f"SELECT quantile_disc(i, {q!r}) FROM range({rows}) t(i)").fetchall()
             assert value == inverted_cdf_rank(q, rows) - 1, (rows, q)
+
+
+def test_a_view_gets_the_same_windows_as_its_table(shuffled_model, monkeypatch):
+    """A table's guess rounds sample by hash(rowid); a view has no rowid and samples with
+    USING SAMPLE. The windows are exact order statistics either way: the same rows, the
+    same statistics."""
+    import duckdb
+
+    from stat_guard.scheduled import connection as connection_module
+    from stat_guard.scheduled import windows as duckdb_windows
+
+    monkeypatch.setattr(duckdb_windows, "GUESS_SAMPLE_ROWS", 500)
+    monkeypatch.setattr(duckdb_windows, "EXACT_SELECTION_ROWS", 800)
+    seen: list[str] = []
+    fetchall = connection_module.Session.fetchall
+
+    def recording(self, sql, params=None, width=None):
+        seen.append(sql)
+        return fetchall(self, sql, params, width)
+
+    monkeypatch.setattr(connection_module.Session, "fetchall", recording)
+    capped = DriftRunConfig(windows=WindowConfig(max_rows_per_window=300, seed=1))
+    table = run_model_drift(shuffled_model, "m", "from-table", capped)
+    assert any("hash(rowid, $sample_seed)" in sql for sql in seen)
+    assert not any("USING SAMPLE" in sql for sql in seen)
+    connection = duckdb.connect(shuffled_model)
+    try:
+        connection.execute("CREATE VIEW features_view AS SELECT * FROM features_m")
+        connection.execute("UPDATE model_metadata SET feature_table = 'features_view'")
+    finally:
+        connection.close()
+    seen.clear()
+    view = run_model_drift(shuffled_model, "m", "from-view", capped)
+    assert any("USING SAMPLE" in sql for sql in seen)
+    assert not any("rowid" in sql for sql in seen)
+    for attribute in ("start", "end", "rows", "sampled_rows"):
+        for window in ("historical_window", "current_window"):
+            assert (getattr(getattr(view, window), attribute)
+                    == getattr(getattr(table, window), attribute))
+    assert view.features["x"].ks_statistic == table.features["x"].ks_statistic
+    assert view.features["x"].psi == table.features["x"].psi
+    assert view.features["kind"].chi2 == table.features["kind"].chi2
