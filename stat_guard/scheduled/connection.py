@@ -118,15 +118,6 @@ class Session:
             self.bytes_fetched += 8 * width * len(rows)
         return rows
 
-    def fetch_columns(self, sql: str, params: Mapping[str, Any] | Sequence[Any] | None = None
-                      ) -> list[Any]:
-        """The statement's columns as numpy arrays (masked where a column has NULLs),
-        counted as 8 bytes a value: a few thousand rows of many numbers without a Python
-        object each."""
-        columns = list(self.connection.execute(sql, _used(sql, params)).fetchnumpy().values())
-        self.bytes_fetched += sum(8 * len(column) for column in columns)
-        return columns
-
     def execute(self, sql: str, params: Mapping[str, Any] | Sequence[Any] | None = None) -> None:
         self.connection.execute(sql, _used(sql, params))
 
