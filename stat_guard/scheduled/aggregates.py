@@ -203,7 +203,7 @@ def aggregate_source(session: Session, source: Source, plan: WindowPlan,
         sides: dict[str, dict[str, tuple[int, int]]] = {}
         todo = chunk
         for _ in range(1 + REFINE_ROUNDS):
-            found: dict[str, list[dict[str, list[tuple]]]] = {}
+            found: dict[str, list[dict[str, WindowCells | None]]] = {}
             isolated(todo, CELL_SCAN_BYTES_PER_FEATURE, lambda part, found=found: _cell_scan(
                 session, source, plan, params, part, spans, found, unnest))
             again: dict[str, list[Span]] = {}
@@ -430,7 +430,7 @@ def _key_sql(span: Span) -> str:
 
 def _cell_scan(session: Session, source: Source, plan: WindowPlan, params: dict[str, Any],
                group: list[FeatureSpec], spans: dict[str, list[Span]],
-               found: dict[str, list[dict[str, list[tuple]]]],
+               found: dict[str, list[dict[str, WindowCells | None]]],
                unnest: frozenset[str] = frozenset()) -> None:
     """Per window, one UNION ALL of a GROUP BY per feature over the feature's grid:
     count, min and max of every cell (NULL, NaN and ±Inf fall in cells of their own).
@@ -441,7 +441,7 @@ def _cell_scan(session: Session, source: Source, plan: WindowPlan, params: dict[
     Joining the windows' cells in SQL (GROUP BY f, k ... ORDER BY) cost more than here.
     """
     pairs = [(spec, span) for spec in group for span in spans[spec.name]]
-    scanned: list[dict[str, list[tuple]]] = [{} for _ in pairs]
+    scanned: list[dict[str, WindowCells | None]] = [{} for _ in pairs]
     if session.native_cells:
         # First grids through the native aggregate; what it cannot count (a refinement's
         # bounded or atom-keyed grid, a NULL answer) goes on to the GROUP BYs below.
@@ -494,24 +494,24 @@ def _cell_scan(session: Session, source: Source, plan: WindowPlan, params: dict[
         for row in rows:  # (f, k, n, lo, hi)
             by_feature[row[0]].append(row)
         for j in left:
-            scanned[j].setdefault(window, by_feature[j])
+            scanned[j].setdefault(window, _window_cells(by_feature[j]))
     _hand_over(group, pairs, scanned, found)
 
 
 def _hand_over(group: list[FeatureSpec], pairs: list[tuple[FeatureSpec, Span]],
-               scanned: list[dict[str, list[tuple]]],
-               found: dict[str, list[dict[str, list[tuple]]]]) -> None:
+               scanned: list[dict[str, WindowCells | None]],
+               found: dict[str, list[dict[str, WindowCells | None]]]) -> None:
     for spec in group:
         found[spec.name] = [scanned[j] for j, (owner, _) in enumerate(pairs) if owner is spec]
 
 
 def _native_cell_scan(session: Session, source: Source, plan: WindowPlan,
                       params: dict[str, Any], pairs: list[tuple[FeatureSpec, Span]],
-                      scanned: list[dict[str, list[tuple]]]) -> list[int]:
+                      scanned: list[dict[str, WindowCells | None]]) -> list[int]:
     """The first grids' cells of both windows from ``stat_guard_cells``, one ungrouped
     statement a window (one call for up to NATIVE_MAX_COLUMNS features); fills ``scanned``
-    with the rows a GROUP BY would have given ((f, key, n, min, max); NULLs under a NULL
-    key, NaN/±Inf under a NaN key) and returns the pairs it left to the GROUP BYs."""
+    with the cells a GROUP BY would have given and returns the pairs it left to the
+    GROUP BYs."""
     native = [j for j, (_, span) in enumerate(pairs)
               if span.half and span.low is None and not span.atoms and not span.exact]
     if not native:
@@ -532,7 +532,7 @@ def _native_cell_scan(session: Session, source: Source, plan: WindowPlan,
             session.bytes_fetched += len(blob)
             offset = 0
             for j in part:
-                offset = _native_rows(j, blob, offset, scanned[j], window)
+                offset = _native_cells(blob, offset, scanned[j], window)
             if offset != len(blob):
                 raise ValueError("stat_guard_cells answered a malformed blob")
     return [j for j in range(len(pairs)) if len(scanned[j]) < 2]
@@ -543,10 +543,11 @@ def _bits(value: float) -> int:
     return NATIVE_BITS.unpack(struct.pack("<d", value))[0]
 
 
-def _native_rows(j: int, blob: bytes, offset: int, scanned: dict[str, list[tuple]],
-                 window: str) -> int:
-    """One column's part of a stat_guard_cells answer, from ``offset``: its rows into
-    ``scanned[window]`` (none when its grid was refused); returns the next part's offset."""
+def _native_cells(blob: bytes, offset: int, scanned: dict[str, WindowCells | None],
+                  window: str) -> int:
+    """One column's part of a stat_guard_cells answer, from ``offset``: its cells into
+    ``scanned[window]`` (none when its grid was refused); returns the next part's offset.
+    The answer's cells come in key order, one a key."""
     nulls, nonfinite, count = NATIVE_HEADER.unpack_from(blob, offset)
     offset += NATIVE_HEADER.size
     if count < 0:
@@ -554,66 +555,86 @@ def _native_rows(j: int, blob: bytes, offset: int, scanned: dict[str, list[tuple
     end = offset + count * NATIVE_CELL.size
     if end > len(blob):
         raise ValueError("stat_guard_cells answered a malformed blob")
-    rows: list[tuple] = [(j, *cell) for cell in
-                         NATIVE_CELL.iter_unpack(memoryview(blob)[offset:end])]
-    if nulls:
-        rows.append((j, None, nulls, None, None))
-    if nonfinite:
-        rows.append((j, math.nan, nonfinite, math.nan, math.nan))
-    scanned[window] = rows
+    scanned[window] = WindowCells(
+        list(NATIVE_CELL.iter_unpack(memoryview(blob)[offset:end])), nulls, nonfinite)
     return end
 
 
-def _merge_windows(groups: dict[str, list[tuple]]
-                   ) -> tuple[list[Cell], dict[str, tuple[int, int]]] | None:
-    """Both windows' groups (rows of feature, key, count, min, max) as cells in key order
-    ([n, min, max] per window), and each
-    window's NULL and NaN/Inf counts; None when a finite value fell in a non-finite key
-    (the grid overflowed)."""
+@dataclass(frozen=True)
+class WindowCells:
+    """One feature's cells in one window: (key, n, min, max) in key order, one a key,
+    and the NULL and NaN/±Inf counts."""
+
+    cells: list[tuple[float, int, float, float]]
+    nulls: int
+    nonfinite: int
+
+
+def _window_cells(rows: list[tuple]) -> WindowCells | None:
+    """A GROUP BY's rows (feature, key, count, min, max) as WindowCells; None when a finite
+    value fell in a non-finite key (the grid overflowed)."""
     inf = math.inf
-    empty = (0, inf, -inf)
-    side: dict[str, tuple[int, int]] = {}
-    tables = []
-    for window in (HISTORICAL, CURRENT):
-        rows = groups.get(window, [])
-        finite = {k: (n, lo, hi) for _, k, n, lo, hi in rows
-                  if k is not None and -inf < k < inf}
-        nulls = nonfinite = 0
-        if len(finite) < len(rows):
-            for _, k, n, lo, hi in rows:
-                if k is None:
-                    nulls += n
-                elif not -inf < k < inf:  # NaN or ±Inf values
-                    if math.isfinite(lo) or math.isfinite(hi):
-                        return None
-                    nonfinite += n
-            if len(finite) + sum(1 for r in rows if r[1] is None or not -inf < r[1] < inf) \
-                    < len(rows):  # -0.0 and 0.0 came as two groups: one cell
-                finite = {}
-                for _, k, n, lo, hi in rows:
-                    if k is not None and -inf < k < inf:
-                        old = finite.get(k, empty)
-                        finite[k] = (old[0] + n, min(old[1], lo), max(old[2], hi))
-        side[window] = (nulls, nonfinite)
-        tables.append(finite)
-    historical, current = tables
+    finite: dict[float, tuple[int, float, float]] = {}
+    nulls = nonfinite = 0
+    for _, k, n, lo, hi in rows:
+        if k is None:
+            nulls += n
+        elif not -inf < k < inf:  # NaN or ±Inf values
+            if math.isfinite(lo) or math.isfinite(hi):
+                return None
+            nonfinite += n
+        elif k in finite:  # -0.0 and 0.0 came as two groups: one cell
+            old = finite[k]
+            finite[k] = (old[0] + n, min(old[1], lo), max(old[2], hi))
+        else:
+            finite[k] = (n, lo, hi)
+    return WindowCells([(k, *finite[k]) for k in sorted(finite)], nulls, nonfinite)
+
+
+def _merge_windows(groups: dict[str, WindowCells | None]
+                   ) -> tuple[list[Cell], dict[str, tuple[int, int]]] | None:
+    """Both windows' cells as one list in key order ([n, min, max] per window), and each
+    window's NULL and NaN/Inf counts; None when a window's grid overflowed."""
+    inf = math.inf
+    empty = WindowCells([], 0, 0)
+    historical, current = (groups.get(w, empty) for w in (HISTORICAL, CURRENT))
+    if historical is None or current is None:
+        return None
+    side = {HISTORICAL: (historical.nulls, historical.nonfinite),
+            CURRENT: (current.nulls, current.nonfinite)}
     cells: list[Cell] = []
     reach = -inf  # the largest value so far
-    in_historical, in_current = historical.get, current.get
-    for k in sorted(historical.keys() | current.keys()):
-        h_n, h_lo, h_hi = in_historical(k, empty)
-        c_n, c_lo, c_hi = in_current(k, empty)
-        cell = [h_n, h_lo, h_hi, c_n, c_lo, c_hi]
+    h_cells, c_cells = historical.cells, current.cells
+    h_count, c_count = len(h_cells), len(c_cells)
+    i = j = 0
+    while i < h_count or j < c_count:
+        h_key = h_cells[i][0] if i < h_count else inf
+        c_key = c_cells[j][0] if j < c_count else inf
+        if h_key < c_key:
+            _, h_n, h_lo, h_hi = h_cells[i]
+            c_n, c_lo, c_hi = 0, inf, -inf
+            i += 1
+        elif c_key < h_key:
+            h_n, h_lo, h_hi = 0, inf, -inf
+            _, c_n, c_lo, c_hi = c_cells[j]
+            j += 1
+        else:
+            _, h_n, h_lo, h_hi = h_cells[i]
+            _, c_n, c_lo, c_hi = c_cells[j]
+            i += 1
+            j += 1
         if h_lo <= reach or c_lo <= reach:
             # Rounding let a key step back by one unit between two neighbouring values:
             # the two cells overlap, so they are counted as one.
             previous = cells[-1]
-            for w in (0, 3):
-                previous[w] += cell[w]
-                previous[w + 1] = min(previous[w + 1], cell[w + 1])
-                previous[w + 2] = max(previous[w + 2], cell[w + 2])
+            previous[0] += h_n
+            previous[1] = min(previous[1], h_lo)
+            previous[2] = max(previous[2], h_hi)
+            previous[3] += c_n
+            previous[4] = min(previous[4], c_lo)
+            previous[5] = max(previous[5], c_hi)
         else:
-            cells.append(cell)
+            cells.append([h_n, h_lo, h_hi, c_n, c_lo, c_hi])
         if h_hi > reach:
             reach = h_hi
         if c_hi > reach:
