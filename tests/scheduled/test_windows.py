@@ -79,13 +79,15 @@ def test_prediction_windows_follow_the_same_rules(make_model):
     assert drift.performance.metric == "mae" and drift.performance.labeled_current == 100
 
 
+@pytest.mark.parametrize("pushdown", [False, True], ids=["filters", "ranges"])
 @pytest.mark.parametrize("rowid", [False, True], ids=["bernoulli", "rowid-hash"])
 @pytest.mark.parametrize("layout", ["shuffled", "ordered", "ties"])
 def test_ranked_values_are_exact_order_statistics_through_the_sampling_rounds(
-        tmp_path, monkeypatch, layout, rowid):
+        tmp_path, monkeypatch, layout, rowid, pushdown):
     """With tiny sample and exact-selection sizes every rank goes through several guess
     rounds (shared first round, two-sided narrowing, ties at a guess) before its top-N;
-    each answer must equal numpy's order statistic, whichever way the rounds sample."""
+    each answer must equal numpy's order statistic, whichever way the rounds sample and
+    count."""
     import duckdb
 
     from stat_guard.scheduled import windows as duckdb_windows
@@ -116,7 +118,7 @@ def test_ranked_values_are_exact_order_statistics_through_the_sampling_rounds(
 
         session.fetchall = counting
         got = duckdb_windows.ranked_values(session, "t", "keep", {}, "v", len(kept), ranks,
-                                           seed=3, rowid=rowid)
+                                           seed=3, rowid=rowid, pushdown=pushdown)
     finally:
         connection.close()
     assert got == [kept[r - 1] for r in ranks]
