@@ -706,7 +706,7 @@ def _set_bins(aggregate: FeatureAggregate, cells: list[Cell],
     of values equal to an edge are known (an atom, or none there) they are given;
     otherwise 0 for both, which ks_from_binned_counts reads as unknown.
     """
-    totals = (sum(c[0] for c in cells), sum(c[3] for c in cells))
+    totals = (sum([c[0] for c in cells]), sum([c[3] for c in cells]))
     caps = (target * totals[0], target * totals[1])
     edges: list[float] = []
     counts: tuple[list[float], list[float]] = ([], [])
@@ -714,22 +714,28 @@ def _set_bins(aggregate: FeatureAggregate, cells: list[Cell],
     run_h = run_c = 0  # the open bin's counts, ending at run_end
     run_end: float | None = None
     cap_h, cap_c = caps
+    # The common bin's end, appended in the loop itself (a few thousand a feature).
+    add_edge, add_h, add_c = edges.append, counts[0].append, counts[1].append
+    add_at_h, add_at_c = at[0].append, at[1].append
 
     def close(edge: float, first: float, second: float, on_first: float = 0.0,
               on_second: float = 0.0) -> None:
-        edges.append(edge)
-        counts[0].append(float(first))
-        counts[1].append(float(second))
-        at[0].append(on_first)
-        at[1].append(on_second)
+        add_edge(edge)
+        add_h(float(first))
+        add_c(float(second))
+        add_at_h(on_first)
+        add_at_c(on_second)
 
-    for cell in cells:
-        n_h, lo_h, hi_h, n_c, lo_c, hi_c = cell
+    for n_h, lo_h, hi_h, n_c, lo_c, hi_c in cells:
         if (not n_c or lo_c < hi_c) and (not n_h or lo_h < hi_h) and (
                 not n_h or not n_c or (lo_c <= hi_h and lo_h <= hi_c)):
             # Distinct values, one window or both over the same stretch: one bin's end.
             if run_end is not None and (run_h + n_h > cap_h or run_c + n_c > cap_c):
-                close(run_end, run_h, run_c)
+                add_edge(run_end)
+                add_h(float(run_h))
+                add_c(float(run_c))
+                add_at_h(0.0)
+                add_at_c(0.0)
                 run_h = run_c = 0
             run_h += n_h
             run_c += n_c
@@ -752,8 +758,8 @@ def _set_bins(aggregate: FeatureAggregate, cells: list[Cell],
             if v > last:
                 close(v, n_h, n_c, float(n_h), float(n_c))
             continue
-        present = [(n, lo, hi, w) for w, (n, lo, hi) in enumerate((cell[:3], cell[3:]))
-                   if n]
+        present = [(n, lo, hi, w) for w, (n, lo, hi) in enumerate(
+            ((n_h, lo_h, hi_h), (n_c, lo_c, hi_c))) if n]
         candidates = {hi for _, _, hi, _ in present}
         candidates.update(math.nextafter(lo, -math.inf) for _, lo, hi, _ in present
                           if lo == hi)
@@ -795,10 +801,14 @@ def _set_bins(aggregate: FeatureAggregate, cells: list[Cell],
         window_counts = WindowCounts()
         window_counts.values = totals[w]
         window_counts.nulls, window_counts.nonfinite = side.get(window, (0, 0))
-        present_cells = [c for c in cells if c[3 * w]]
-        if present_cells:
-            window_counts.minimum = min(c[3 * w + 1] for c in present_cells)
-            window_counts.maximum = max(c[3 * w + 2] for c in present_cells)
+        # Cells are in value order and never overlap (_merge_windows joins those that
+        # would): the window's extremes are in its first and last cells.
+        present = [0, len(cells) - 1]
+        if not (cells and cells[0][3 * w] and cells[-1][3 * w]):
+            present = [i for i, c in enumerate(cells) if c[3 * w]]
+        if present:
+            window_counts.minimum = cells[present[0]][3 * w + 1]
+            window_counts.maximum = cells[present[-1]][3 * w + 2]
         if aggregate.psi_edges:
             window_counts.fine_counts = counts[w]
             window_counts.fine_at_edges = at[w]
@@ -811,15 +821,18 @@ def _cell_stddev(cells: list[Cell]) -> float:
     for cells of one value): within half the widest cell's range of the exact one.
     Computed on values scaled into [−1, 1], so values near the largest double do not
     overflow (the result may be inf)."""
-    weighted = [(c[0], c[1] / 2 + c[2] / 2) for c in cells if c[0]]
-    n = sum(w for w, _ in weighted)
+    weights = [c[0] for c in cells if c[0]]
+    middles = [c[1] / 2 + c[2] / 2 for c in cells if c[0]]
+    n = sum(weights)
     if n < 2:
         return math.nan
-    big = max(abs(m) for _, m in weighted)
+    big = max(max(middles), -min(middles))
     if big == 0:
         return 0.0
-    mean = math.fsum(w * (m / big) for w, m in weighted) / n
-    variance = math.fsum(w * (m / big - mean) ** 2 for w, m in weighted) / (n - 1)
+    scaled = [m / big for m in middles]
+    mean = math.fsum([w * m for w, m in zip(weights, scaled, strict=True)]) / n
+    variance = math.fsum([w * (m - mean) ** 2
+                          for w, m in zip(weights, scaled, strict=True)]) / (n - 1)
     return big * math.sqrt(variance)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from scipy import stats as ss
@@ -151,3 +153,34 @@ def test_bounds_hold_on_heavy_tails_spikes_and_ties(make_model):
     assert result.features["far_drift"].verdict == "drift"
     assert result.features["rounded"].ks_error_bound == 0.0
     assert result.features["rare_ones"].ks_error_bound == 0.0
+
+
+def test_window_extremes_come_from_its_first_and_last_cells():
+    """A window's minimum and maximum are read from its first and last present cells
+    (cells are in value order and never overlap): equal to the extremes over all its
+    cells, whether or not the window reaches the grid's ends."""
+    import random
+
+    from stat_guard.scheduled.aggregates import FeatureAggregate, FeatureSpec, _set_bins
+
+    rng = random.Random(3)
+    inf = math.inf
+    for _ in range(200):
+        cells, value = [], 0.0
+        for _ in range(rng.randint(1, 40)):
+            lo = value + rng.random() + 0.01
+            hi = lo + rng.random()
+            value = hi
+            windows = [(rng.randint(1, 50), lo, hi) if rng.random() < 0.6 else (0, inf, -inf)
+                       for _ in range(2)]
+            cells.append([*windows[0], *windows[1]])
+        aggregate = FeatureAggregate(FeatureSpec("x", "numeric", '"x"'))
+        _set_bins(aggregate, cells, {}, 10, 0.01)
+        for w, window in enumerate(("historical", "current")):
+            present = [c for c in cells if c[3 * w]]
+            counts = aggregate.windows[window]
+            if present:
+                assert counts.minimum == min(c[3 * w + 1] for c in present)
+                assert counts.maximum == max(c[3 * w + 2] for c in present)
+            else:
+                assert math.isnan(counts.minimum) and math.isnan(counts.maximum)
