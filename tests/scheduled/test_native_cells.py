@@ -222,3 +222,40 @@ def test_arguments_that_change_or_are_null_give_null(native_connection) -> None:
     for g, blob in grouped:
         xs = [i * 0.37 for i in range(10000) if i % 3 == g]
         _check(_parts(blob, 1)[0], xs, float(g), 1.0, 64.0)
+
+
+def _values(blob: bytes, columns: int) -> list[list[float]]:
+    out, offset = [], 0
+    for _ in range(columns):
+        [count] = struct.unpack_from("<q", blob, offset)
+        out.append(list(struct.unpack_from(f"<{count}d", blob, offset + 8)))
+        offset += 8 + 8 * count
+    assert offset == len(blob)
+    return out
+
+
+def test_first_rows_come_back_finite_and_sorted(native_connection) -> None:
+    """stat_guard_values: each column's finite values, sorted; NULL, NaN and ±Inf left
+    out; an empty input gives empty columns; grouped use keeps the groups apart."""
+    rng = random.Random(9)
+    specials = [math.nan, math.inf, -math.inf, None, -0.0, 5e-324, 1.7976931348623157e308]
+    for _ in range(60):
+        size = rng.choice([0, 1, 7, 2048, 2049, 6000])
+        columns = rng.choice([1, 2, 5])
+        data = [[rng.choice(specials) if rng.random() < 0.2 else rng.gauss(0, 1e3)
+                 for _ in range(size)] for _ in range(columns)]
+        names = ", ".join(f"x{c}" for c in range(columns))
+        unnested = ", ".join(f"unnest($x{c}::DOUBLE[]) AS x{c}" for c in range(columns))
+        [(blob,)] = native_connection.execute(
+            f"SELECT stat_guard_values({names}) FROM (SELECT {unnested})",
+            {f"x{c}": data[c] for c in range(columns)}).fetchall()
+        got = _values(blob, columns)
+        for c in range(columns):
+            expected = sorted(x for x in data[c] if x is not None and math.isfinite(x))
+            assert got[c] == expected
+    grouped = native_connection.execute(
+        "SELECT g, stat_guard_values(x) FROM (SELECT i % 3 AS g, (i * 7 % 101)::DOUBLE AS x "
+        "FROM range(5000) t(i)) GROUP BY g ORDER BY g").fetchall()
+    for g, blob in grouped:
+        assert _values(blob, 1)[0] == sorted(float(i * 7 % 101) for i in range(5000)
+                                             if i % 3 == g)

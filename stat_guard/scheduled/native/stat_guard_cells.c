@@ -24,6 +24,14 @@
  * finite, width <= 0, half outside [0.5, MAX_HALF]): the engine counts that column with
  * its GROUP BY. The whole answer is NULL when ``grids`` is NULL, is not 3n integers, or
  * changes from row to row.
+ *
+ *   stat_guard_values(x1 DOUBLE, ..., xn DOUBLE) -> BLOB                  (1 <= n <= 64)
+ *
+ * The finite values of each column, sorted: per column int64 count, then that many
+ * doubles (little-endian). The engine asks it for a window's first rows, which place
+ * each feature's grid: a list() aggregate a column cost 20 ms for 4,096 rows of 20
+ * columns (DuckDB turns each list element into a Python object on its own), this 2 ms.
+ * NULL when its memory cannot be had.
  */
 #define DUCKDB_EXTENSION_NAME stat_guard_cells
 #include "duckdb_extension.h"
@@ -403,6 +411,202 @@ static void finalize(duckdb_function_info info, duckdb_aggregate_state *source, 
 	}
 }
 
+/* ---- stat_guard_values ------------------------------------------------------------ */
+
+typedef struct {
+	double *values;
+	idx_t count;
+	idx_t capacity;
+} column_values;
+
+typedef struct {
+	column_values *columns; /* one a column, once the first row came */
+	idx_t width;
+	int bad; /* out of memory: the answer is NULL */
+} values_state;
+
+static idx_t values_size(duckdb_function_info info) {
+	(void)info;
+	return sizeof(values_state);
+}
+
+static void values_init(duckdb_function_info info, duckdb_aggregate_state state) {
+	(void)info;
+	memset(state, 0, sizeof(values_state));
+}
+
+static void values_release(values_state *s) {
+	for (idx_t c = 0; s->columns && c < s->width; c++) {
+		free(s->columns[c].values);
+	}
+	free(s->columns);
+	s->columns = NULL;
+}
+
+static void values_destroy(duckdb_aggregate_state *states, idx_t count) {
+	for (idx_t i = 0; i < count; i++) {
+		values_release((values_state *)states[i]);
+	}
+}
+
+/* Room for ``more`` values in every column of the state; 0 (and the state bad) if not. */
+static int values_room(values_state *s, idx_t width, idx_t more) {
+	if (s->bad) {
+		return 0;
+	}
+	if (!s->columns) {
+		s->columns = calloc(width, sizeof(column_values));
+		s->width = width;
+	}
+	if (!s->columns || s->width != width) {
+		s->bad = 1;
+		return 0;
+	}
+	for (idx_t c = 0; c < width; c++) {
+		column_values *column = &s->columns[c];
+		if (column->count + more <= column->capacity) {
+			continue;
+		}
+		idx_t capacity = column->capacity ? column->capacity : 1024;
+		while (capacity < column->count + more) {
+			capacity *= 2;
+		}
+		double *grown = realloc(column->values, capacity * sizeof(double));
+		if (!grown) {
+			s->bad = 1;
+			return 0;
+		}
+		column->values = grown;
+		column->capacity = capacity;
+	}
+	return 1;
+}
+
+static void values_update(duckdb_function_info info, duckdb_data_chunk input, duckdb_aggregate_state *states) {
+	(void)info;
+	idx_t rows = duckdb_data_chunk_get_size(input);
+	idx_t width = duckdb_data_chunk_get_column_count(input);
+	if (rows == 0 || width < 1 || width > MAX_COLUMNS) {
+		return;
+	}
+	int uniform = 1;
+	for (idx_t r = 1; uniform && r < rows; r++) {
+		uniform = states[r] == states[0];
+	}
+	for (idx_t c = 0; c < width; c++) {
+		duckdb_vector vector = duckdb_data_chunk_get_vector(input, c);
+		const double *x = (const double *)duckdb_vector_get_data(vector);
+		const uint64_t *validity = duckdb_vector_get_validity(vector);
+		if (uniform) {
+			values_state *s = (values_state *)states[0];
+			if (!values_room(s, width, rows)) {
+				return;
+			}
+			column_values *column = &s->columns[c];
+			for (idx_t r = 0; r < rows; r++) {
+				if (row_valid(validity, r) && isfinite(x[r])) {
+					column->values[column->count++] = x[r];
+				}
+			}
+			continue;
+		}
+		for (idx_t r = 0; r < rows; r++) {
+			values_state *s = (values_state *)states[r];
+			if (values_room(s, width, 1) && row_valid(validity, r) && isfinite(x[r])) {
+				column_values *column = &s->columns[c];
+				column->values[column->count++] = x[r];
+			}
+		}
+	}
+}
+
+static void values_combine(duckdb_function_info info, duckdb_aggregate_state *source,
+                           duckdb_aggregate_state *target, idx_t count) {
+	(void)info;
+	for (idx_t j = 0; j < count; j++) {
+		values_state *a = (values_state *)source[j];
+		values_state *b = (values_state *)target[j];
+		if (a->bad) {
+			b->bad = 1;
+		}
+		if (!a->columns || b->bad) {
+			continue;
+		}
+		idx_t most = 0;
+		for (idx_t c = 0; c < a->width; c++) {
+			most = a->columns[c].count > most ? a->columns[c].count : most;
+		}
+		if (!values_room(b, a->width, most)) {
+			continue;
+		}
+		for (idx_t c = 0; c < a->width; c++) {
+			column_values *from = &a->columns[c], *to = &b->columns[c];
+			memcpy(to->values + to->count, from->values, from->count * sizeof(double));
+			to->count += from->count;
+		}
+	}
+}
+
+static int ascending(const void *a, const void *b) {
+	double x = *(const double *)a, y = *(const double *)b;
+	return (x > y) - (x < y);
+}
+
+static void values_finalize(duckdb_function_info info, duckdb_aggregate_state *source, duckdb_vector result,
+                            idx_t count, idx_t offset) {
+	idx_t arity = (idx_t)(uintptr_t)duckdb_aggregate_function_get_extra_info(info);
+	duckdb_vector_ensure_validity_writable(result);
+	uint64_t *validity = duckdb_vector_get_validity(result);
+	for (idx_t j = 0; j < count; j++) {
+		values_state *s = (values_state *)source[j];
+		size_t size = 8 * (size_t)arity;
+		for (idx_t c = 0; s->columns && c < s->width; c++) {
+			size += 8 * (size_t)s->columns[c].count;
+		}
+		unsigned char *blob = s->bad ? NULL : malloc(size);
+		if (!blob) {
+			duckdb_validity_set_row_invalid(validity, offset + j);
+			continue;
+		}
+		unsigned char *at = blob;
+		for (idx_t c = 0; c < arity; c++) {
+			column_values *column = s->columns && c < s->width ? &s->columns[c] : NULL;
+			int64_t n = column ? (int64_t)column->count : 0;
+			at = put64(at, &n);
+			if (n) {
+				qsort(column->values, column->count, sizeof(double), ascending);
+				memcpy(at, column->values, column->count * sizeof(double));
+				at += column->count * sizeof(double);
+			}
+		}
+		duckdb_vector_assign_string_element_len(result, offset + j, (const char *)blob, size);
+		free(blob);
+	}
+}
+
+static int register_values_arity(duckdb_aggregate_function_set set, idx_t columns) {
+	duckdb_aggregate_function function = duckdb_create_aggregate_function();
+	duckdb_aggregate_function_set_name(function, "stat_guard_values");
+	duckdb_logical_type number = duckdb_create_logical_type(DUCKDB_TYPE_DOUBLE);
+	duckdb_logical_type blob = duckdb_create_logical_type(DUCKDB_TYPE_BLOB);
+	for (idx_t c = 0; c < columns; c++) {
+		duckdb_aggregate_function_add_parameter(function, number);
+	}
+	duckdb_aggregate_function_set_return_type(function, blob);
+	duckdb_aggregate_function_set_functions(function, values_size, values_init, values_update, values_combine,
+	                                        values_finalize);
+	duckdb_aggregate_function_set_destructor(function, values_destroy);
+	duckdb_aggregate_function_set_special_handling(function); /* NULL rows reach the update */
+	duckdb_aggregate_function_set_extra_info(function, (void *)(uintptr_t)columns, NULL);
+	duckdb_state added = duckdb_add_aggregate_function_to_set(set, function);
+	duckdb_destroy_aggregate_function(&function);
+	duckdb_destroy_logical_type(&number);
+	duckdb_destroy_logical_type(&blob);
+	return added == DuckDBSuccess;
+}
+
+/* ---- registration ------------------------------------------------------------------ */
+
 static int register_arity(duckdb_aggregate_function_set set, idx_t columns) {
 	duckdb_aggregate_function function = duckdb_create_aggregate_function();
 	duckdb_aggregate_function_set_name(function, "stat_guard_cells");
@@ -429,14 +633,17 @@ static int register_arity(duckdb_aggregate_function_set set, idx_t columns) {
 DUCKDB_EXTENSION_ENTRYPOINT(duckdb_connection connection, duckdb_extension_info info,
                             struct duckdb_extension_access *access) {
 	duckdb_aggregate_function_set set = duckdb_create_aggregate_function_set("stat_guard_cells");
+	duckdb_aggregate_function_set values = duckdb_create_aggregate_function_set("stat_guard_values");
 	int ok = 1;
 	for (idx_t columns = 1; ok && columns <= MAX_COLUMNS; columns++) {
-		ok = register_arity(set, columns);
+		ok = register_arity(set, columns) && register_values_arity(values, columns);
 	}
 	ok = ok && duckdb_register_aggregate_function_set(connection, set) == DuckDBSuccess;
+	ok = ok && duckdb_register_aggregate_function_set(connection, values) == DuckDBSuccess;
 	duckdb_destroy_aggregate_function_set(&set);
+	duckdb_destroy_aggregate_function_set(&values);
 	if (!ok) {
-		access->set_error(info, "stat_guard_cells: could not register the aggregate");
+		access->set_error(info, "stat_guard_cells: could not register the aggregates");
 		return false;
 	}
 	return true;
