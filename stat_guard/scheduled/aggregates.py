@@ -90,8 +90,10 @@ COUNT_SCAN_BYTES_PER_FEATURE = 640 * 1024
 # MAX_CELLS + 1 cells, under 200 kB a feature, outside DuckDB's memory limit).
 NATIVE_BATCH_FEATURES = 20
 NATIVE_MAX_COLUMNS = 64  # the most columns one call takes
-NATIVE_HEADER = struct.Struct("<qqq")  # a column's NULLs, NaN/±Inf, non-empty cells (-1: refused)
-NATIVE_CELL = struct.Struct("<dqdd")  # key, count, min, max
+# stat_guard_merge's answer, a column: NULLs and NaN/±Inf of each window, cells (-1: its
+# grid was refused), then per cell count, min, max of the historical and current window.
+NATIVE_MERGED = struct.Struct("<qqqqq")
+NATIVE_BOTH = struct.Struct("<qddqdd")
 NATIVE_BITS = struct.Struct("<q")
 CATEGORICAL = "categorical"
 
@@ -203,7 +205,7 @@ def aggregate_source(session: Session, source: Source, plan: WindowPlan,
         sides: dict[str, dict[str, tuple[int, int]]] = {}
         todo = chunk
         for _ in range(1 + REFINE_ROUNDS):
-            found: dict[str, list[dict[str, WindowCells | None]]] = {}
+            found: dict[str, list[Scanned]] = {}
             isolated(todo, CELL_SCAN_BYTES_PER_FEATURE, lambda part, found=found: _cell_scan(
                 session, source, plan, params, part, spans, found, unnest))
             again: dict[str, list[Span]] = {}
@@ -453,7 +455,7 @@ def _key_sql(span: Span) -> str:
 
 def _cell_scan(session: Session, source: Source, plan: WindowPlan, params: dict[str, Any],
                group: list[FeatureSpec], spans: dict[str, list[Span]],
-               found: dict[str, list[dict[str, WindowCells | None]]],
+               found: dict[str, list[Scanned]],
                unnest: frozenset[str] = frozenset()) -> None:
     """Per window, one UNION ALL of a GROUP BY per feature over the feature's grid:
     count, min and max of every cell (NULL, NaN and ±Inf fall in cells of their own).
@@ -464,7 +466,7 @@ def _cell_scan(session: Session, source: Source, plan: WindowPlan, params: dict[
     Joining the windows' cells in SQL (GROUP BY f, k ... ORDER BY) cost more than here.
     """
     pairs = [(spec, span) for spec in group for span in spans[spec.name]]
-    scanned: list[dict[str, WindowCells | None]] = [{} for _ in pairs]
+    scanned: list[Scanned] = [{} for _ in pairs]
     if session.native_cells:
         # First grids through the native aggregate; what it cannot count (a refinement's
         # bounded or atom-keyed grid, a NULL answer) goes on to the GROUP BYs below.
@@ -522,19 +524,19 @@ def _cell_scan(session: Session, source: Source, plan: WindowPlan, params: dict[
 
 
 def _hand_over(group: list[FeatureSpec], pairs: list[tuple[FeatureSpec, Span]],
-               scanned: list[dict[str, WindowCells | None]],
-               found: dict[str, list[dict[str, WindowCells | None]]]) -> None:
+               scanned: list[Scanned], found: dict[str, list[Scanned]]) -> None:
     for spec in group:
         found[spec.name] = [scanned[j] for j, (owner, _) in enumerate(pairs) if owner is spec]
 
 
 def _native_cell_scan(session: Session, source: Source, plan: WindowPlan,
                       params: dict[str, Any], pairs: list[tuple[FeatureSpec, Span]],
-                      scanned: list[dict[str, WindowCells | None]]) -> list[int]:
-    """The first grids' cells of both windows from ``stat_guard_cells``, one ungrouped
-    statement a window (one call for up to NATIVE_MAX_COLUMNS features); fills ``scanned``
-    with the cells a GROUP BY would have given and returns the pairs it left to the
-    GROUP BYs."""
+                      scanned: list[Scanned]) -> list[int]:
+    """The first grids' cells of both windows from the native library, in one statement:
+    per window one ungrouped ``stat_guard_cells`` over every feature (up to
+    NATIVE_MAX_COLUMNS a call), a scalar subquery each (each window's range pushed into
+    its own scan), and ``stat_guard_merge`` joining the two answers into the engine's
+    cells. Fills ``scanned`` and returns the pairs it left to the GROUP BYs."""
     native = [j for j, (_, span) in enumerate(pairs)
               if span.half and span.low is None and not span.atoms and not span.exact]
     if not native:
@@ -544,21 +546,43 @@ def _native_cell_scan(session: Session, source: Source, plan: WindowPlan,
         part = native[start:start + NATIVE_MAX_COLUMNS]
         grids = " ".join(str(_bits(value)) for j in part
                          for value in (pairs[j][1].origin, pairs[j][1].scale, pairs[j][1].half))
-        columns = ", ".join(_as_double(pairs[j][0]) for j in part)
-        calls.append((part, f"stat_guard_cells('{grids}', {columns})"))
-    for window, predicate in ((HISTORICAL, plan.historical_sql), (CURRENT, plan.current_sql)):
-        [row] = session.fetchall(f"SELECT {', '.join(sql for _, sql in calls)} "
-                                 f"FROM {source.relation} WHERE {predicate}", params, width=0)
-        for (part, _), blob in zip(calls, row, strict=True):
-            if blob is None:  # an argument it would not take: the GROUP BYs count them
+        cells = (f"stat_guard_cells('{grids}', "
+                 f"{', '.join(_as_double(pairs[j][0]) for j in part)})")
+        windows = ", ".join(f"(SELECT {cells} FROM {source.relation} WHERE {predicate})"
+                            for predicate in (plan.historical_sql, plan.current_sql))
+        calls.append((part, f"stat_guard_merge({windows})"))
+    [row] = session.fetchall(f"SELECT {', '.join(sql for _, sql in calls)}", params, width=0)
+    for (part, _), blob in zip(calls, row, strict=True):
+        if blob is None:  # an argument it would not take: the GROUP BYs count them
+            continue
+        session.bytes_fetched += len(blob)
+        view, offset = memoryview(blob), 0
+        for j in part:
+            h_nulls, h_nonfinite, c_nulls, c_nonfinite, count = NATIVE_MERGED.unpack_from(
+                view, offset)
+            offset += NATIVE_MERGED.size
+            if count < 0:  # a grid it refused: the GROUP BYs count this feature
                 continue
-            session.bytes_fetched += len(blob)
-            offset = 0
-            for j in part:
-                offset = _native_cells(blob, offset, scanned[j], window)
-            if offset != len(blob):
-                raise ValueError("stat_guard_cells answered a malformed blob")
-    return [j for j in range(len(pairs)) if len(scanned[j]) < 2]
+            end = offset + count * NATIVE_BOTH.size
+            scanned[j] = BothWindows(view[offset:end], {HISTORICAL: (h_nulls, h_nonfinite),
+                                                        CURRENT: (c_nulls, c_nonfinite)})
+            offset = end
+        if offset != len(blob):
+            raise ValueError("stat_guard_merge answered a malformed blob")
+    return [j for j in range(len(pairs)) if not isinstance(scanned[j], BothWindows)]
+
+
+@dataclass(frozen=True)
+class BothWindows:
+    """A feature's cells of both windows as stat_guard_merge gives them (joined, in key
+    order; unpacked only when used: a batch's cells as Python objects took 14 MB) and
+    each window's NULL and NaN/±Inf counts."""
+
+    packed: memoryview
+    side: dict[str, tuple[int, int]]
+
+    def cells(self) -> list[Cell]:
+        return [list(cell) for cell in NATIVE_BOTH.iter_unpack(self.packed)]
 
 
 def _bits(value: float) -> int:
@@ -566,36 +590,18 @@ def _bits(value: float) -> int:
     return NATIVE_BITS.unpack(struct.pack("<d", value))[0]
 
 
-def _native_cells(blob: bytes, offset: int, scanned: dict[str, WindowCells | None],
-                  window: str) -> int:
-    """One column's part of a stat_guard_cells answer, from ``offset``: its cells into
-    ``scanned[window]`` (none when its grid was refused); returns the next part's offset.
-    The answer's cells come in key order, one a key."""
-    nulls, nonfinite, count = NATIVE_HEADER.unpack_from(blob, offset)
-    offset += NATIVE_HEADER.size
-    if count < 0:
-        return offset
-    end = offset + count * NATIVE_CELL.size
-    if end > len(blob):
-        raise ValueError("stat_guard_cells answered a malformed blob")
-    scanned[window] = WindowCells(memoryview(blob)[offset:end], nulls, nonfinite)
-    return end
-
-
 @dataclass(frozen=True)
 class WindowCells:
-    """One feature's cells in one window: (key, n, min, max) in key order, one a key (a
-    list, or the native answer's bytes, unpacked only when merged: a batch's cells as
-    Python tuples took 14 MB), and the NULL and NaN/±Inf counts."""
+    """One feature's cells in one window from a GROUP BY: (key, n, min, max) in key
+    order, one a key, and the NULL and NaN/±Inf counts."""
 
-    packed: list[tuple[float, int, float, float]] | memoryview
+    cells: list[tuple[float, int, float, float]]
     nulls: int
     nonfinite: int
 
-    def cells(self) -> list[tuple[float, int, float, float]]:
-        if isinstance(self.packed, memoryview):
-            return list(NATIVE_CELL.iter_unpack(self.packed))
-        return self.packed
+
+# What a scan leaves for a feature's grid: each window's cells, or both already joined.
+Scanned = dict[str, WindowCells | None] | BothWindows
 
 
 def _window_cells(rows: list[tuple]) -> WindowCells | None:
@@ -619,10 +625,11 @@ def _window_cells(rows: list[tuple]) -> WindowCells | None:
     return WindowCells([(k, *finite[k]) for k in sorted(finite)], nulls, nonfinite)
 
 
-def _merge_windows(groups: dict[str, WindowCells | None]
-                   ) -> tuple[list[Cell], dict[str, tuple[int, int]]] | None:
+def _merge_windows(groups: Scanned) -> tuple[list[Cell], dict[str, tuple[int, int]]] | None:
     """Both windows' cells as one list in key order ([n, min, max] per window), and each
     window's NULL and NaN/Inf counts; None when a window's grid overflowed."""
+    if isinstance(groups, BothWindows):  # joined by stat_guard_merge already
+        return groups.cells(), groups.side
     inf = math.inf
     empty = WindowCells([], 0, 0)
     historical, current = (groups.get(w, empty) for w in (HISTORICAL, CURRENT))
@@ -632,7 +639,7 @@ def _merge_windows(groups: dict[str, WindowCells | None]
             CURRENT: (current.nulls, current.nonfinite)}
     cells: list[Cell] = []
     reach = -inf  # the largest value so far
-    h_cells, c_cells = historical.cells(), current.cells()
+    h_cells, c_cells = historical.cells, current.cells
     h_count, c_count = len(h_cells), len(c_cells)
     i = j = 0
     while i < h_count or j < c_count:

@@ -259,3 +259,78 @@ def test_first_rows_come_back_finite_and_sorted(native_connection) -> None:
     for g, blob in grouped:
         assert _values(blob, 1)[0] == sorted(float(i * 7 % 101) for i in range(5000)
                                              if i % 3 == g)
+
+
+def _answer(parts: list[tuple[int, int, list[tuple]] | None]) -> bytes:
+    """A stat_guard_cells answer: per column (nulls, nonfinite, cells) or None (refused)."""
+    out = b""
+    for part in parts:
+        if part is None:
+            out += HEADER.pack(0, 0, -1)
+            continue
+        nulls, nonfinite, cells = part
+        out += HEADER.pack(nulls, nonfinite, len(cells))
+        out += b"".join(CELL.pack(*cell) for cell in cells)
+    return out
+
+
+def test_merging_two_answers_equals_the_python_merge(native_connection) -> None:
+    """stat_guard_merge joins two windows' answers exactly as _merge_windows joins the
+    GROUP BY's rows, overlapping cells (a key that stepped back) included; a refused
+    column stays refused; malformed answers give NULL, never a crash."""
+    from stat_guard.scheduled.aggregates import (
+        CURRENT,
+        HISTORICAL,
+        NATIVE_BOTH,
+        NATIVE_MERGED,
+        WindowCells,
+        _merge_windows,
+    )
+
+    rng = random.Random(13)
+
+    def window_cells() -> list[tuple]:
+        cells, value = [], rng.uniform(-5, 5)
+        for key in sorted(rng.sample(range(-300, 300), rng.randint(0, 40))):
+            lo = value + rng.choice([rng.random(), -rng.random() * 0.5])  # may overlap
+            hi = lo + rng.random() * rng.choice([0, 1])
+            value = hi
+            cells.append((float(key), rng.randint(1, 9), lo, hi))
+        return cells
+
+    for _ in range(300):
+        columns = rng.randint(1, 4)
+        parts = [[(rng.randint(0, 3), rng.randint(0, 3), window_cells())
+                  if rng.random() > 0.1 else None for _ in range(columns)] for _ in range(2)]
+        [(blob,)] = native_connection.execute(
+            "SELECT stat_guard_merge($h, $c)",
+            {"h": _answer(parts[0]), "c": _answer(parts[1])}).fetchall()
+        offset = 0
+        for h, c in zip(*parts, strict=True):
+            h_nulls, h_nonfinite, c_nulls, c_nonfinite, count = NATIVE_MERGED.unpack_from(
+                blob, offset)
+            offset += NATIVE_MERGED.size
+            if h is None or c is None:
+                assert count == -1
+                continue
+            got = [list(cell) for cell in NATIVE_BOTH.iter_unpack(
+                blob[offset:offset + count * NATIVE_BOTH.size])]
+            offset += count * NATIVE_BOTH.size
+            expected, side = _merge_windows({HISTORICAL: WindowCells(h[2], h[0], h[1]),
+                                             CURRENT: WindowCells(c[2], c[0], c[1])})
+            assert got == expected
+            assert side == {HISTORICAL: (h_nulls, h_nonfinite), CURRENT: (c_nulls, c_nonfinite)}
+        assert offset == len(blob)
+    good = _answer([(0, 0, [(1.0, 2, 0.5, 0.7)])])
+    for historical, current in [(None, good), (good, None), (good[:-1], good), (good, b""),
+                                (good + good, good), (HEADER.pack(0, 0, -2), good),
+                                (HEADER.pack(0, 0, 2**62) + good[24:], good),
+                                (bytes(rng.randrange(256) for _ in range(61)), good)]:
+        [(blob,)] = native_connection.execute("SELECT stat_guard_merge($h, $c)",
+                                              {"h": historical, "c": current}).fetchall()
+        assert blob is None
+    for _ in range(500):  # random bytes either side: an answer or NULL, never a crash
+        noise = [bytes(rng.randrange(256) for _ in range(rng.choice([0, 24, 56, 88, 200])))
+                 for _ in range(2)]
+        native_connection.execute("SELECT stat_guard_merge($h, $c)",
+                                  {"h": noise[0], "c": noise[1]}).fetchall()

@@ -32,6 +32,16 @@
  * each feature's grid: a list() aggregate a column cost 20 ms for 4,096 rows of 20
  * columns (DuckDB turns each list element into a Python object on its own), this 2 ms.
  * NULL when its memory cannot be had.
+ *
+ *   stat_guard_merge(historical BLOB, current BLOB) -> BLOB
+ *
+ * Two stat_guard_cells answers over the same grids (one a window) as one list of cells in
+ * key order, per column: int64 nulls and nonfinite of each window, int64 cells (-1 when
+ * either window's grid was refused), then per cell int64 count, double min, double max
+ * of the historical window, the same of the current one (count 0, min +Inf, max -Inf
+ * where a window has no value in the cell). Where rounding let a key step back by one
+ * (a cell's smallest value not above the largest so far) the two cells are joined, so
+ * the cells never overlap. NULL when either answer is NULL or malformed.
  */
 #define DUCKDB_EXTENSION_NAME stat_guard_cells
 #include "duckdb_extension.h"
@@ -605,6 +615,178 @@ static int register_values_arity(duckdb_aggregate_function_set set, idx_t column
 	return added == DuckDBSuccess;
 }
 
+/* ---- stat_guard_merge -------------------------------------------------------------- */
+
+typedef struct {
+	int64_t nulls;
+	int64_t nonfinite;
+	int64_t cells; /* -1: the grid was refused */
+	const unsigned char *first; /* its first cell: key, count, min, max */
+} part_t;
+
+static int64_t get64(const unsigned char *at) {
+	int64_t value;
+	memcpy(&value, at, 8);
+	return value;
+}
+
+static double get_double(const unsigned char *at) {
+	double value;
+	memcpy(&value, at, 8);
+	return value;
+}
+
+/* The next column's part of an answer; 0 when the bytes left do not hold one. */
+static int next_part(const unsigned char **at, const unsigned char *end, part_t *part) {
+	if (end - *at < 24) {
+		return 0;
+	}
+	part->nulls = get64(*at);
+	part->nonfinite = get64(*at + 8);
+	part->cells = get64(*at + 16);
+	*at += 24;
+	part->first = *at;
+	if (part->cells == -1) {
+		return 1;
+	}
+	if (part->cells < 0 || (uint64_t)part->cells > (uint64_t)(end - *at) / 32) {
+		return 0;
+	}
+	*at += part->cells * 32;
+	return 1;
+}
+
+typedef struct {
+	int64_t n[2];
+	double lo[2];
+	double hi[2];
+} merged_t;
+
+/* Both parts' cells in key order into ``out`` (room for h->cells + c->cells), joining
+ * overlapping ones; returns how many. */
+static int64_t merge_parts(const part_t *h, const part_t *c, merged_t *out) {
+	int64_t i = 0, j = 0, count = 0;
+	double reach = -INFINITY; /* the largest value so far */
+	while (i < h->cells || j < c->cells) {
+		double hk = i < h->cells ? get_double(h->first + 32 * i) : INFINITY;
+		double ck = j < c->cells ? get_double(c->first + 32 * j) : INFINITY;
+		merged_t cell = {{0, 0}, {INFINITY, INFINITY}, {-INFINITY, -INFINITY}};
+		int take_h = i < h->cells && !(ck < hk);
+		int take_c = j < c->cells && !(hk < ck);
+		if (!take_h && !take_c) { /* keys that compare as neither (NaN): one at a time */
+			take_h = i < h->cells;
+			take_c = !take_h;
+		}
+		if (take_h) {
+			const unsigned char *at = h->first + 32 * i++;
+			cell.n[0] = get64(at + 8);
+			cell.lo[0] = get_double(at + 16);
+			cell.hi[0] = get_double(at + 24);
+		}
+		if (take_c) {
+			const unsigned char *at = c->first + 32 * j++;
+			cell.n[1] = get64(at + 8);
+			cell.lo[1] = get_double(at + 16);
+			cell.hi[1] = get_double(at + 24);
+		}
+		if (count && (cell.lo[0] <= reach || cell.lo[1] <= reach)) {
+			merged_t *previous = &out[count - 1];
+			for (int w = 0; w < 2; w++) {
+				previous->n[w] += cell.n[w];
+				previous->lo[w] = cell.lo[w] < previous->lo[w] ? cell.lo[w] : previous->lo[w];
+				previous->hi[w] = cell.hi[w] > previous->hi[w] ? cell.hi[w] : previous->hi[w];
+			}
+		} else {
+			out[count++] = cell;
+		}
+		for (int w = 0; w < 2; w++) {
+			reach = cell.hi[w] > reach ? cell.hi[w] : reach;
+		}
+	}
+	return count;
+}
+
+/* One row's answer, or NULL (0) when an input is malformed or memory is short. */
+static int merge_row(duckdb_string_t *historical, duckdb_string_t *current, duckdb_vector result, idx_t row) {
+	const unsigned char *h_at = (const unsigned char *)duckdb_string_t_data(historical);
+	const unsigned char *c_at = (const unsigned char *)duckdb_string_t_data(current);
+	const unsigned char *h_end = h_at + duckdb_string_t_length(*historical);
+	const unsigned char *c_end = c_at + duckdb_string_t_length(*current);
+	/* At most 40 bytes a column and 48 a cell: 24 and 32 of the inputs' own. */
+	size_t room = 2 * (size_t)(h_end - h_at) + 2 * (size_t)(c_end - c_at) + 40;
+	unsigned char *blob = malloc(room);
+	merged_t *cells = NULL;
+	unsigned char *out = blob;
+	int ok = blob != NULL;
+	while (ok && (h_at < h_end || c_at < c_end)) {
+		part_t h, c;
+		ok = next_part(&h_at, h_end, &h) && next_part(&c_at, c_end, &c);
+		if (!ok) {
+			break;
+		}
+		int refused = h.cells < 0 || c.cells < 0;
+		int64_t most = refused ? 0 : h.cells + c.cells;
+		merged_t *grown = realloc(cells, (size_t)(most ? most : 1) * sizeof(merged_t));
+		ok = grown != NULL;
+		if (!ok) {
+			break;
+		}
+		cells = grown;
+		int64_t count = refused ? -1 : merge_parts(&h, &c, cells);
+		out = put64(out, &h.nulls);
+		out = put64(out, &h.nonfinite);
+		out = put64(out, &c.nulls);
+		out = put64(out, &c.nonfinite);
+		out = put64(out, &count);
+		for (int64_t k = 0; k < count; k++) {
+			for (int w = 0; w < 2; w++) {
+				out = put64(out, &cells[k].n[w]);
+				out = put64(out, &cells[k].lo[w]);
+				out = put64(out, &cells[k].hi[w]);
+			}
+		}
+	}
+	if (ok) {
+		duckdb_vector_assign_string_element_len(result, row, (const char *)blob, (idx_t)(out - blob));
+	}
+	free(cells);
+	free(blob);
+	return ok;
+}
+
+static void merge_function(duckdb_function_info info, duckdb_data_chunk input, duckdb_vector output) {
+	(void)info;
+	idx_t rows = duckdb_data_chunk_get_size(input);
+	duckdb_vector first = duckdb_data_chunk_get_vector(input, 0);
+	duckdb_vector second = duckdb_data_chunk_get_vector(input, 1);
+	duckdb_string_t *historical = (duckdb_string_t *)duckdb_vector_get_data(first);
+	duckdb_string_t *current = (duckdb_string_t *)duckdb_vector_get_data(second);
+	uint64_t *h_valid = duckdb_vector_get_validity(first);
+	uint64_t *c_valid = duckdb_vector_get_validity(second);
+	duckdb_vector_ensure_validity_writable(output);
+	uint64_t *validity = duckdb_vector_get_validity(output);
+	for (idx_t r = 0; r < rows; r++) {
+		if (!row_valid(h_valid, r) || !row_valid(c_valid, r) ||
+		    !merge_row(&historical[r], &current[r], output, r)) {
+			duckdb_validity_set_row_invalid(validity, r);
+		}
+	}
+}
+
+static int register_merge(duckdb_connection connection) {
+	duckdb_scalar_function function = duckdb_create_scalar_function();
+	duckdb_scalar_function_set_name(function, "stat_guard_merge");
+	duckdb_logical_type blob = duckdb_create_logical_type(DUCKDB_TYPE_BLOB);
+	duckdb_scalar_function_add_parameter(function, blob);
+	duckdb_scalar_function_add_parameter(function, blob);
+	duckdb_scalar_function_set_return_type(function, blob);
+	duckdb_scalar_function_set_function(function, merge_function);
+	duckdb_state registered = duckdb_register_scalar_function(connection, function);
+	duckdb_destroy_scalar_function(&function);
+	duckdb_destroy_logical_type(&blob);
+	return registered == DuckDBSuccess;
+}
+
 /* ---- registration ------------------------------------------------------------------ */
 
 static int register_arity(duckdb_aggregate_function_set set, idx_t columns) {
@@ -640,6 +822,7 @@ DUCKDB_EXTENSION_ENTRYPOINT(duckdb_connection connection, duckdb_extension_info 
 	}
 	ok = ok && duckdb_register_aggregate_function_set(connection, set) == DuckDBSuccess;
 	ok = ok && duckdb_register_aggregate_function_set(connection, values) == DuckDBSuccess;
+	ok = ok && register_merge(connection);
 	duckdb_destroy_aggregate_function_set(&set);
 	duckdb_destroy_aggregate_function_set(&values);
 	if (!ok) {
