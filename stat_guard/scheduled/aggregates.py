@@ -84,8 +84,8 @@ UNNEST_MAX_ROWS = 65_536
 # more cells than the grid would give them, none ever refined, KS exact.
 EXACT_MAX_ROWS = 8_192
 COUNT_SCAN_BYTES_PER_FEATURE = 640 * 1024
-# With the native aggregate (stat_guard/scheduled/native/stat_guard_cells.c) one ungrouped
-# statement a window counts the first grids of this many features: one scan of the window
+# With the native library (stat_guard/scheduled/native/stat_guard_cells.c) one statement
+# counts the first grids of this many features in both windows: one scan of each window
 # where the GROUP BYs scan it once a feature. Its state is 24 bytes a cell (at most
 # MAX_CELLS + 1 cells, under 200 kB a feature, outside DuckDB's memory limit).
 NATIVE_BATCH_FEATURES = 20
@@ -468,8 +468,9 @@ def _cell_scan(session: Session, source: Source, plan: WindowPlan, params: dict[
     pairs = [(spec, span) for spec in group for span in spans[spec.name]]
     scanned: list[Scanned] = [{} for _ in pairs]
     if session.native_cells:
-        # First grids through the native aggregate; what it cannot count (a refinement's
-        # bounded or atom-keyed grid, a NULL answer) goes on to the GROUP BYs below.
+        # First grids through the native library; what it cannot count (a refinement's
+        # bounded or atom-keyed grid, a refused grid, a NULL answer) goes on to the
+        # GROUP BYs below.
         left = _native_cell_scan(session, source, plan, params, pairs, scanned)
         if not left:
             _hand_over(group, pairs, scanned, found)

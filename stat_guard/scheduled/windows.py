@@ -155,11 +155,11 @@ def ranked_values(session: Session, relation: str, condition: str, params: dict[
     (``expr`` a plain column) each count is its own UNION ALL branch whose range on the
     column DuckDB pushes into the scan: 12 ms instead of 33 ms for six guesses over 2M
     rows; a computed ``expr`` (a hash) is computed once a row and counted with
-    ``count_if`` in one pass (FILTER aggregates computed it once a guess: 22 against 12 ms
-    over 2M rows).
+    ``count_if`` in one pass (a FILTER aggregate a guess computed it once a guess: 22
+    against 8–12 ms over 2M rows).
     The branches count disjoint ranges (below the first guess, at it, between it and the
     next, …), so together they read the column once, where a count below each guess
-    read it from its start (26 against 14 ms for six guesses over 10M rows).
+    read it from its start (9 against 32 ms for six guesses over 10M rows in a run).
 
     With ``rowid`` (the relation is a table) a round's sample is the rows whose
     ``hash(rowid, seed)`` falls under the sampled fraction of its range: a Bernoulli

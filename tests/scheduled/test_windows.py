@@ -179,3 +179,39 @@ def test_a_view_gets_the_same_windows_as_its_table(shuffled_model, monkeypatch):
     assert view.features["x"].ks_statistic == table.features["x"].ks_statistic
     assert view.features["x"].psi == table.features["x"].psi
     assert view.features["kind"].chi2 == table.features["kind"].chi2
+
+
+@pytest.mark.parametrize("cap", [7, 1_000, 1_993])
+def test_hash_caps_guessed_without_a_sample_are_exact(shuffled_model, monkeypatch, cap):
+    """With a small exact-selection size the row cap's threshold goes through its
+    sample-free first round (guesses near 0 and near 2^64 included): still exactly ``cap``
+    rows, the same as found by the sampled rounds alone."""
+    from stat_guard.scheduled import connection as connection_module
+    from stat_guard.scheduled import windows as duckdb_windows
+
+    monkeypatch.setattr(duckdb_windows, "EXACT_SELECTION_ROWS", 5)
+    monkeypatch.setattr(duckdb_windows, "GUESS_SAMPLE_ROWS", 400)
+    seen: list[str] = []
+    fetchall = connection_module.Session.fetchall
+
+    def recording(self, sql, params=None, width=None):
+        seen.append(sql)
+        return fetchall(self, sql, params, width)
+
+    monkeypatch.setattr(connection_module.Session, "fetchall", recording)
+    config = DriftRunConfig(windows=WindowConfig(max_rows_per_window=cap, seed=4))
+    guessed = run_model_drift(shuffled_model, "m", f"prior-{cap}", config)
+    hashed = [sql for sql in seen if "hash(\"entity_id\"" in sql]
+    assert "count_if(v < $g0)" in hashed[0]  # the first round counted without a sample
+    ranked_values = duckdb_windows.ranked_values
+
+    def sampled_rounds_only(*args, **kwargs):
+        return ranked_values(*args, **{**kwargs, "uniform": None})
+
+    monkeypatch.setattr(duckdb_windows, "ranked_values", sampled_rounds_only)
+    sampled = run_model_drift(shuffled_model, "m", f"sampled-{cap}", config)
+    for result in (guessed, sampled):
+        assert result.historical_window.sampled_rows == cap
+        assert result.features["x"].n_historical == cap
+    assert guessed.features["x"].ks_statistic == sampled.features["x"].ks_statistic
+    assert guessed.features["x"].psi_bin_edges == sampled.features["x"].psi_bin_edges
