@@ -9,7 +9,7 @@ export PGPORT ?= 5432
 export PGUSER ?= postgres
 export PGDATABASE ?= test
 
-.PHONY: setup setup-bench lock extension extension-check unittest demo test test-python lint bench \
+.PHONY: setup setup-bench lock extension extension-check unittest demo test test-python fuzz-native lint bench \
 	bench-core bench-extension bench-analysis bench-scheduled bench-verdicts bench-service \
 	azure-local azure-bundle bench-db demo-core clean
 
@@ -67,6 +67,11 @@ test-python: extension
 	$(PY) -m pytest -q
 
 test: lint unittest test-python
+
+# The native DuckDB library's fuzz tests again, built with AddressSanitizer and
+# UndefinedBehaviorSanitizer (scripts/fuzz_native_cells.py; about a minute).
+fuzz-native: setup
+	$(PY) scripts/fuzz_native_cells.py
 
 # The benchmarks of perform_drift_analysis run on the local server (PGHOST:PGPORT): its
 # test database gets the freshly built SQL objects, and new connections load the library

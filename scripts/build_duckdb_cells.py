@@ -117,24 +117,33 @@ def footer(platform: str, capi_version: str, extension_version: str) -> bytes:
     return b"".join(encoded) + b"\0" * SIGNATURE_BYTES
 
 
-def build(force: bool = False) -> Path:
+# A copy for fuzzing under AddressSanitizer and UndefinedBehaviorSanitizer
+# (scripts/fuzz_native_cells.py): any error aborts the process.
+SANITIZER_FLAGS = ["-O1", "-g", "-fno-omit-frame-pointer", "-fsanitize=address,undefined",
+                   "-fno-sanitize-recover=undefined"]
+
+
+def build(force: bool = False, target: Path = TARGET, sanitize: bool = False) -> Path:
     version, platform = duckdb_facts()
-    stamp = TARGET.with_suffix(".stamp")
-    want = f"{version} {platform} {hashlib.sha256(SOURCE.read_bytes()).hexdigest()}"
-    if not force and TARGET.exists() and stamp.exists() and stamp.read_text() == want:
-        return TARGET
+    stamp = target.with_suffix(".stamp")
+    flags = ([f for f in CFLAGS if f != "-O3"] + SANITIZER_FLAGS) if sanitize else CFLAGS
+    want = (f"{version} {platform} {hashlib.sha256(SOURCE.read_bytes()).hexdigest()} "
+            f"{' '.join(flags)}")
+    if not force and target.exists() and stamp.exists() and stamp.read_text() == want:
+        return target
     include = headers(version)
     compiler = os.environ.get("CC", "cc")
     with tempfile.TemporaryDirectory() as work:
         library = Path(work) / "stat_guard_cells.so"
-        subprocess.run([compiler, *CFLAGS, f"-I{include}", "-o", str(library), str(SOURCE),
+        subprocess.run([compiler, *flags, f"-I{include}", "-o", str(library), str(SOURCE),
                         "-lm"], check=True)
         data = library.read_bytes() + footer(platform, api_version(include), "v1")
-    partial = TARGET.with_suffix(".partial")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_suffix(".partial")
     partial.write_bytes(data)
-    os.replace(partial, TARGET)
+    os.replace(partial, target)
     stamp.write_text(want)
-    return TARGET
+    return target
 
 
 def main() -> int:
