@@ -145,19 +145,11 @@ def test_a_view_gets_the_same_windows_as_its_table(shuffled_model, monkeypatch):
     same statistics."""
     import duckdb
 
-    from stat_guard.scheduled import connection as connection_module
     from stat_guard.scheduled import windows as duckdb_windows
 
     monkeypatch.setattr(duckdb_windows, "GUESS_SAMPLE_ROWS", 500)
     monkeypatch.setattr(duckdb_windows, "EXACT_SELECTION_ROWS", 800)
-    seen: list[str] = []
-    fetchall = connection_module.Session.fetchall
-
-    def recording(self, sql, params=None, width=None):
-        seen.append(sql)
-        return fetchall(self, sql, params, width)
-
-    monkeypatch.setattr(connection_module.Session, "fetchall", recording)
+    seen = _statements(monkeypatch)
     capped = DriftRunConfig(windows=WindowConfig(max_rows_per_window=300, seed=1))
     table = run_model_drift(shuffled_model, "m", "from-table", capped)
     assert any("hash(rowid, $sample_seed)" in sql for sql in seen)
@@ -186,19 +178,11 @@ def test_hash_caps_guessed_without_a_sample_are_exact(shuffled_model, monkeypatc
     """With a small exact-selection size the row cap's threshold goes through its
     sample-free first round (guesses near 0 and near 2^64 included): still exactly ``cap``
     rows, the same as found by the sampled rounds alone."""
-    from stat_guard.scheduled import connection as connection_module
     from stat_guard.scheduled import windows as duckdb_windows
 
     monkeypatch.setattr(duckdb_windows, "EXACT_SELECTION_ROWS", 5)
     monkeypatch.setattr(duckdb_windows, "GUESS_SAMPLE_ROWS", 400)
-    seen: list[str] = []
-    fetchall = connection_module.Session.fetchall
-
-    def recording(self, sql, params=None, width=None):
-        seen.append(sql)
-        return fetchall(self, sql, params, width)
-
-    monkeypatch.setattr(connection_module.Session, "fetchall", recording)
+    seen = _statements(monkeypatch)
     config = DriftRunConfig(windows=WindowConfig(max_rows_per_window=cap, seed=4))
     guessed = run_model_drift(shuffled_model, "m", f"prior-{cap}", config)
     hashed = [sql for sql in seen if "hash(\"entity_id\"" in sql]
@@ -215,3 +199,18 @@ def test_hash_caps_guessed_without_a_sample_are_exact(shuffled_model, monkeypatc
         assert result.features["x"].n_historical == cap
     assert guessed.features["x"].ks_statistic == sampled.features["x"].ks_statistic
     assert guessed.features["x"].psi_bin_edges == sampled.features["x"].psi_bin_edges
+
+
+def _statements(monkeypatch) -> list[str]:
+    """Every statement the engine's sessions fetch from, in order (each still runs)."""
+    from stat_guard.scheduled import connection as connection_module
+
+    seen: list[str] = []
+    fetchall = connection_module.Session.fetchall
+
+    def recording(self, sql, params=None, width=None):
+        seen.append(sql)
+        return fetchall(self, sql, params, width)
+
+    monkeypatch.setattr(connection_module.Session, "fetchall", recording)
+    return seen
