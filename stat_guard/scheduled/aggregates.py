@@ -338,6 +338,11 @@ class Span:
     length: int = 0
     exact: bool = False  # the key is x itself: a cell per distinct value
 
+    @property
+    def whole_ratio_grid(self) -> bool:
+        """A first grid (_first_span): the ratio key over every value, no atoms."""
+        return bool(self.half) and self.low is None and not self.atoms and not self.exact
+
 
 # A cell: [n, min, max] of the historical window, then of the current window.
 Cell = list
@@ -481,7 +486,7 @@ def _cell_scan(session: Session, source: Source, plan: WindowPlan, params: dict[
     # the grids' constants unnested beside them (_ratio_key, as in _key_sql).
     exact = all(span.exact for _, span in pairs)
     unnestable = len(pairs) > 1 and (exact or all(
-        span.half and span.low is None and not span.atoms for _, span in pairs))
+        span.whole_ratio_grid for _, span in pairs))
     everything = len(left) == len(pairs)
     for window, predicate in ((HISTORICAL, plan.historical_sql), (CURRENT, plan.current_sql)):
         if unnestable and everything and window in unnest:
@@ -538,8 +543,7 @@ def _native_cell_scan(session: Session, source: Source, plan: WindowPlan,
     NATIVE_MAX_COLUMNS a call), a scalar subquery each (each window's range pushed into
     its own scan), and ``stat_guard_merge`` joining the two answers into the engine's
     cells. Fills ``scanned`` and returns the pairs it left to the GROUP BYs."""
-    native = [j for j, (_, span) in enumerate(pairs)
-              if span.half and span.low is None and not span.atoms and not span.exact]
+    native = [j for j, (_, span) in enumerate(pairs) if span.whole_ratio_grid]
     if not native:
         return list(range(len(pairs)))
     calls = []

@@ -58,7 +58,7 @@ class DriftRunConfig:
     # column with hundreds of thousands of distinct values, say) is retried alone under
     # this larger limit before it gets an error entry.
     duckdb_memory_limit_max: str = "128MB"
-    # Count the cells with the engine's own DuckDB aggregate when it is built
+    # Count the cells with the engine's own DuckDB extension when it is built
     # (scripts/build_duckdb_cells.py); False, or no build: a GROUP BY, the same cells.
     native_cells: bool = True
     lock_attempts: int = 8  # opening a locked file: retries with backoff and jitter

@@ -88,8 +88,9 @@ def is_lock_conflict(error: BaseException) -> bool:
     return isinstance(error, duckdb.IOException) and any(m in message for m in _LOCK_MESSAGES)
 
 
-# The engine's own DuckDB aggregate (stat_guard/scheduled/native/stat_guard_cells.c, built
-# by scripts/build_duckdb_cells.py): counts a feature into its grid's cells in one pass.
+# The engine's own DuckDB extension (stat_guard/scheduled/native/stat_guard_cells.c, built
+# by scripts/build_duckdb_cells.py): counts every feature of a window into its grid's cells
+# in one pass, joins the windows' cells, returns a window's first rows.
 # STAT_GUARD_NATIVE_CELLS names another file (an installed package keeps no build output).
 NATIVE_CELLS = Path(os.environ.get("STAT_GUARD_NATIVE_CELLS") or Path(__file__).resolve().parent
                     / "native" / "stat_guard_cells.duckdb_extension")
@@ -98,7 +99,7 @@ _native_failures: set[str] = set()  # extension files that did not load: said on
 
 class Session:
     """One open connection; counts the bytes of every result set it fetches.
-    ``native_cells``: the ``stat_guard_cells`` aggregate is loaded in this connection."""
+    ``native_cells``: the engine's native extension is loaded in this connection."""
 
     def __init__(self, connection: duckdb.DuckDBPyConnection, native_cells: bool = False
                  ) -> None:
@@ -132,8 +133,8 @@ class Session:
 
 
 def _load_native(connection: duckdb.DuckDBPyConnection) -> bool:
-    """LOAD the cell aggregate; False (said once a file) when DuckDB refuses it, e.g. an
-    extension built for another DuckDB version: the engine then counts with GROUP BY."""
+    """LOAD the native extension; False (said once a file) when DuckDB refuses it, e.g.
+    one built for another DuckDB version: the engine then counts with GROUP BY."""
     try:
         connection.execute(f"LOAD '{_quoted(str(NATIVE_CELLS))}'")
         return True
